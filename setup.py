@@ -1,0 +1,44 @@
+"""Packaging for llmwork, read from settings.ini (the nbdev classic layout)."""
+from configparser import ConfigParser
+from pathlib import Path
+
+import setuptools
+
+cfg = ConfigParser(delimiters=["="])
+cfg.read(Path(__file__).parent / "settings.ini", encoding="utf-8")
+cfg = cfg["DEFAULT"]
+
+def _reqs(key): return cfg.get(key, "").split()
+
+extras = {
+    "dev": _reqs("dev_requirements"),
+    # cuDF and dask-cuda for CUDA 12; ~4.5 GB, never installed by CI (see DESIGN.md for why these pins).
+    "gpu": ["cudf-cu12==26.10.*", "dask-cudf-cu12==26.10.*", "dask-cuda[cu12]==26.10.*"],
+    # Peers that the bench/ scripts measure against in the same run.
+    "bench": _reqs("bench_requirements"),
+}
+
+setuptools.setup(
+    name=cfg["lib_name"],
+    version=cfg["version"],
+    description=cfg["description"],
+    long_description=(Path(__file__).parent / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    author=cfg["author"],
+    author_email=cfg["author_email"],
+    license="Apache-2.0",
+    url=cfg["git_url"],
+    keywords=cfg["keywords"].split(),
+    python_requires=">=" + cfg["min_python"],
+    packages=setuptools.find_packages(include=["llmwork", "llmwork.*"]),
+    package_data={"llmwork": ["data/*", "data/**/*"]},
+    include_package_data=True,
+    install_requires=_reqs("requirements"),
+    extras_require=extras,
+    entry_points={"console_scripts": [s.strip() for s in cfg.get("console_scripts", "").split(";") if s.strip()],
+                  "nbdev": [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"]},
+    classifiers=["Programming Language :: Python :: 3.11", "License :: OSI Approved :: Apache Software License",
+                 "Development Status :: 3 - Alpha", "Intended Audience :: Developers", "Natural Language :: English"],
+    project_urls={"Source": cfg["git_url"]},
+    zip_safe=False,
+)
