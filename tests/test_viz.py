@@ -1,0 +1,126 @@
+"""Figures and the offline report on a slice of the real sample corpus, with plain pandas/scikit-learn inputs."""
+import json
+
+import numpy as np
+import pandas as pd
+import plotly.offline
+import pytest
+from sklearn.cluster import KMeans as SkKMeans
+from sklearn.decomposition import PCA, TruncatedSVD
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from llmwork import viz
+from llmwork.io import sample_corpus_path
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return pd.read_json(sample_corpus_path(), lines=True, nrows=1500, dtype={"id": "str", "text": "str"})
+
+
+@pytest.fixture(scope="module")
+def embedded(corpus):
+    tfidf = TfidfVectorizer(max_features=5000).fit_transform(corpus["text"])
+    vectors = TruncatedSVD(32, random_state=0).fit_transform(tfidf).astype(np.float32)
+    labels = SkKMeans(8, n_init=1, random_state=0).fit_predict(vectors)
+    return vectors, labels
+
+
+def test_cluster_map_one_trace_per_cluster_with_hover(corpus, embedded):
+    vectors, labels = embedded
+    fig = viz.cluster_map(vectors, labels, corpus["text"], ids=corpus["id"])
+    assert {t.type for t in fig.data} == {"scattergl"}
+    assert len(fig.data) == 8
+    assert sorted(len(t.x) for t in fig.data) == sorted(np.bincount(labels))
+    # each point's hover names its document and cluster; find one document and check its label
+    i = 17
+    trace = fig.data[labels[i]]
+    hovers = list(trace.hovertext)
+    pos = next(k for k, h in enumerate(hovers) if h.startswith(f"<b>{corpus['id'][i]}</b>"))
+    assert trace.customdata[pos] == labels[i]
+    assert viz.snippet(corpus["text"][i]) in hovers[pos]
+    # the map's coordinates are the PCA of the vectors (up to scikit-learn's sign convention)
+    xy = np.concatenate([np.column_stack([t.x, t.y]) for t in fig.data])
+    order = np.concatenate([np.flatnonzero(labels == c) for c in range(8)])
+    np.testing.assert_allclose(xy, PCA(2, svd_solver="full").fit_transform(vectors)[order], atol=1e-4)
+
+
+def test_cluster_map_samples_beyond_max_points(embedded):
+    vectors, labels = embedded
+    fig = viz.cluster_map(vectors, labels, max_points=500, seed=3)
+    assert sum(len(t.x) for t in fig.data) == 500
+    assert "500 of 1,500 documents" in fig.layout.title.text
+    again = viz.cluster_map(vectors, labels, max_points=500, seed=3)
+    assert [list(t.x) for t in fig.data] == [list(t.x) for t in again.data]
+
+
+def test_cluster_sizes_match_counts(embedded):
+    _, labels = embedded
+    bars = viz.cluster_sizes(labels).data[0]
+    counts = pd.Series(labels).value_counts()
+    assert list(bars.y) == sorted(counts.tolist(), reverse=True)
+    assert dict(zip(bars.x, bars.y)) == {str(k): v for k, v in counts.items()}
+
+
+def _report(corpus):
+    "A cleaning report computed by hand with pandas: exact dedup, then a minimum of 12 words."
+    dup = corpus["text"].duplicated()
+    after = corpus[~dup]
+    short = after["text"].str.split().str.len() < 12
+    chars = lambda s: int(s.str.len().sum())
+    return {"n_in": len(corpus), "n_kept": int((~short).sum()), "steps": [
+        {"name": "exact_dedup", "n_in": len(corpus), "n_removed": int(dup.sum()), "n_out": len(after),
+         "chars_in": chars(corpus["text"]), "chars_out": chars(after["text"]), "reasons": {"exact_duplicate": int(dup.sum())}},
+        {"name": "min_words", "n_in": len(after), "n_removed": int(short.sum()), "n_out": int((~short).sum()),
+         "chars_in": chars(after["text"]), "chars_out": chars(after["text"][~short]), "reasons": {"too_short": int(short.sum())}}]}
+
+
+def test_funnel_from_report_file(tmp_path, corpus):
+    report = _report(corpus)
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    funnel = viz.cleaning_funnel(tmp_path).data[0]
+    assert funnel.type == "funnel"
+    assert list(funnel.x) == [1500, report["steps"][0]["n_out"], report["n_kept"]]
+    assert report["steps"][0]["n_removed"] > 0 and report["steps"][1]["n_removed"] > 0
+    assert funnel.hovertext[1] == f"removed {report['steps'][0]['n_removed']:,}<br>exact_duplicate: {report['steps'][0]['n_removed']:,}"
+
+
+def test_funnel_rejects_report_that_does_not_reconcile(corpus):
+    report = _report(corpus)
+    report["steps"][1]["n_in"] += 1
+    with pytest.raises(ValueError, match="does not reconcile at step 'min_words'"):
+        viz.cleaning_funnel(report)
+
+
+def test_length_histogram_counts_words(corpus):
+    fig = viz.length_histogram({"all": corpus["text"]}, log_x=False)
+    np.testing.assert_array_equal(fig.data[0].x, corpus["text"].str.split().str.len().to_numpy())
+
+
+def test_report_is_self_contained(tmp_path, corpus, embedded):
+    vectors, labels = embedded
+    summary = pd.DataFrame({"cluster": range(8), "size": np.bincount(labels),
+                            "sample": [corpus["text"][labels == c].iloc[0] for c in range(8)]})
+    path = viz.write_report(tmp_path, {
+        "Cleaning funnel": viz.cleaning_funnel(_report(corpus)),
+        "Cluster map": viz.cluster_map(vectors, labels, corpus["text"]),
+        "Cluster sizes": viz.cluster_sizes(labels),
+        "Clusters": summary,
+        "Training": viz.loss_curve([{"step": s, "loss": 5 / s} for s in range(1, 6)])}, title="Sample")
+    page = path.read_text()
+    assert path.name == "report.html"
+    assert page.count(plotly.offline.get_plotlyjs()) == 1
+    assert viz.external_references(page) == []
+    markup = page.replace(plotly.offline.get_plotlyjs(), "")
+    assert "<script src" not in markup and 'href="http' not in markup and "cdn." not in markup
+    assert page.count('class="plotly-graph-div"') == 4
+    assert page.count("<tr") == 9  # header + one row per cluster
+    assert not list(tmp_path.glob(".report.html.tmp*"))
+
+
+def test_report_refuses_to_overwrite_unless_asked(tmp_path):
+    viz.write_report(tmp_path, {"Note": "first"})
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        viz.write_report(tmp_path, {"Note": "second"}, overwrite=False)
+    viz.write_report(tmp_path, {"Note": "second"}, overwrite=True)
+    assert "<p>second</p>" in (tmp_path / "report.html").read_text()
