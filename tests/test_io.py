@@ -1,0 +1,91 @@
+"""Corpus I/O beyond the notebook's examples: fsspec URLs, compression, partitions, and bad input end to end."""
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import fsspec
+import pandas as pd
+import pytest
+
+from llmwork.io import CorpusError, read_corpus, read_sample_corpus, write_corpus
+
+LLMWORK = str(Path(sys.executable).with_name("llmwork"))  # the console script installed beside this Python
+
+
+def test_reads_fsspec_memory_url_and_glob():
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/corpus/a.jsonl", b'{"text": "alpha"}\n{"text": "beta"}\n')
+    fs.pipe("/corpus/b.jsonl.gz", gzip.compress(b'{"text": "gamma", "id": 5}\n'))
+    df = read_corpus("memory://corpus/*.jsonl*").compute()
+    assert df.to_dict("records") == [{"id": "a.jsonl:000000001", "text": "alpha"},
+                                     {"id": "a.jsonl:000000002", "text": "beta"},
+                                     {"id": "5", "text": "gamma"}]
+
+
+def test_write_to_fsspec_url_is_atomic_and_readable():
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/in/x.jsonl", b'{"text": "b", "id": "2"}\n{"text": "a", "id": "1"}\n')
+    write_corpus(read_corpus("memory://in/x.jsonl"), "memory://out/ds")
+    assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls("/out/ds", detail=False)) == ["manifest.json", "part-00000.parquet"]
+    back = read_corpus("memory://out/ds").compute()
+    assert back.id.tolist() == ["1", "2"]  # sorted by id within the file
+    assert not [p for p in fs.ls("/out", detail=False) if ".tmp-" in p]
+
+
+def test_blank_lines_keep_line_numbers_in_ids(tmp_path):
+    p = tmp_path / "gaps.jsonl"
+    p.write_text('{"text": "a"}\n\n\n{"text": "b"}\n')
+    assert read_corpus(str(p)).compute().id.tolist() == ["gaps.jsonl:000000001", "gaps.jsonl:000000004"]
+
+
+def test_non_string_text_in_a_later_file_is_named(tmp_path):
+    (tmp_path / "a.jsonl").write_text('{"text": "fine"}\n')
+    (tmp_path / "b.jsonl").write_text('{"text": "fine"}\n{"text": ["a", "list"]}\n')
+    with pytest.raises(CorpusError, match=r"b.jsonl, line 2: 'text' is a list"):
+        read_corpus(str(tmp_path / "*.jsonl")).compute()
+
+
+def test_missing_text_column_in_csv_lists_columns(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("id,body\n1,x\n")
+    with pytest.raises(CorpusError, match=r"t.csv: no text column 'text'; columns found: id, body"):
+        read_corpus(str(p))
+    assert read_corpus(str(p), text_col="body").compute().text.tolist() == ["x"]
+
+
+def test_id_and_text_column_clash_is_explained(tmp_path):
+    p = tmp_path / "clash.jsonl"
+    p.write_text('{"body": "x", "text": "y"}\n')
+    with pytest.raises(CorpusError, match="has both 'body' and 'text' columns"):
+        read_corpus(str(p), text_col="body").compute()
+
+
+def test_skip_keeps_every_line_of_a_bad_gzip_file(tmp_path):
+    p = tmp_path / "bad.jsonl.gz"
+    p.write_bytes(gzip.compress(b'{"text": "ok"}\nnot json\n{"text": 1.5}\n'))
+    df = read_corpus(str(p), on_error="skip").compute()
+    assert df.read_error.fillna("").tolist() == ["", "malformed", "non_string_text"]
+    assert len(df) == 3
+
+
+def test_sample_corpus_is_real_and_complete():
+    ddf = read_sample_corpus()
+    df = ddf.compute()
+    assert len(df) == 63905 and df.id.is_unique
+    assert df.text.duplicated().sum() == 2470
+    assert df.loc[df.id == "debian:python3", "section"].item() == "python"
+
+
+def test_cli_info_and_bad_input_exit_codes(tmp_path):
+    info = subprocess.run([LLMWORK, "info", "--json"], capture_output=True, text=True)
+    assert info.returncode == 0, info.stderr
+    assert json.loads(info.stdout)["backend"] in ("cpu", "gpu")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "a"}\n{oops\n')
+    run = subprocess.run([LLMWORK, "demo", "--input", str(bad), "--out", str(tmp_path / "o"),
+                          "--stages", "summary"], capture_output=True, text=True)
+    assert run.returncode == 2
+    assert run.stderr.startswith("llmwork demo: error: bad.jsonl, line 2: malformed JSON"), run.stderr
+    assert "Traceback" not in run.stderr
