@@ -1,0 +1,98 @@
+"Embeddings: determinism, Dask vs single-process, storage round trips and bad input."
+from pathlib import Path
+
+import dask
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import pytest
+
+import llmwork
+from llmwork.embed import (HashedTfidfEmbedder, embed_corpus, fit_embedder, load_embedder, read_embeddings,
+                           series_to_vectors, vectors_to_series, write_embeddings)
+
+SAMPLE = Path(llmwork.__file__).parent / "data" / "debian_descriptions.jsonl.gz"
+
+
+@pytest.fixture(scope="module")
+def docs():
+    return pd.read_json(SAMPLE, lines=True, nrows=1500)
+
+
+@pytest.fixture(scope="module")
+def embedder(docs):
+    return HashedTfidfEmbedder(dim=24, n_features=2**13, seed=1).fit(docs.text)
+
+
+def test_vectors_are_unit_float32_and_deterministic(docs, embedder):
+    v = embedder.transform(docs.text)
+    assert v.shape == (1500, 24) and v.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
+    w = HashedTfidfEmbedder(dim=24, n_features=2**13, seed=1).fit(docs.text).transform(docs.text)
+    np.testing.assert_allclose(v, w, atol=1e-5)
+
+
+def test_identical_texts_get_identical_vectors_and_missing_text_is_empty(embedder):
+    v = embedder.transform(["zlib compression library", "zlib compression library", None, ""])
+    np.testing.assert_array_equal(v[0], v[1])
+    np.testing.assert_array_equal(v[2], v[3])
+
+
+def test_projection_matches_numpy_pca_subspace(docs):
+    # the randomized PCA must find (nearly) the same top subspace as an exact dense PCA of the same features
+    e = HashedTfidfEmbedder(dim=8, n_features=2**10, niter=8, seed=0).fit(docs.text[:600])
+    x = e.tfidf.transform(docs.text[:600].tolist())[:, e.columns].toarray()
+    x -= x.mean(axis=0)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    overlap = np.linalg.svd(vt[:4] @ e.components[:, :4])[1]  # cosines of principal angles of the top-4 subspaces
+    assert overlap.min() > 0.99, overlap
+
+
+def test_dask_embedding_equals_direct(docs, embedder):
+    ddf = dd.from_pandas(docs[["id", "text"]], npartitions=4)
+    with dask.config.set(scheduler="synchronous"):
+        out = embed_corpus(ddf, embedder).compute()
+    assert list(out.id) == list(docs.id)
+    np.testing.assert_allclose(series_to_vectors(out.embedding), embedder.transform(docs.text), atol=1e-6)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "npy"])
+def test_write_and_read_embeddings(tmp_path, docs, embedder, fmt):
+    ddf = embed_corpus(dd.from_pandas(docs[["id", "text"]].iloc[:300], npartitions=3), embedder)
+    out = write_embeddings(ddf, tmp_path / "vec", format=fmt)
+    ids, matrix = read_embeddings(out)
+    assert list(ids) == list(docs.id[:300])
+    np.testing.assert_allclose(matrix, embedder.transform(docs.text[:300]), atol=1e-6)
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        write_embeddings(ddf, out, format=fmt)
+    write_embeddings(ddf, out, format=fmt, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vec"]
+
+
+def test_save_load_round_trip(tmp_path, docs, embedder):
+    path = embedder.save(tmp_path / "e.npz")
+    np.testing.assert_array_equal(load_embedder(path).transform(docs.text[:20]), embedder.transform(docs.text[:20]))
+
+
+def test_fit_embedder_on_dask_sample(docs):
+    ddf = dd.from_pandas(docs[["id", "text"]], npartitions=3)
+    a = fit_embedder(ddf, HashedTfidfEmbedder(dim=8, n_features=2**10), sample_size=400, seed=3)
+    b = fit_embedder(ddf, HashedTfidfEmbedder(dim=8, n_features=2**10), sample_size=400, seed=3)
+    np.testing.assert_array_equal(a.transform(docs.text[:5]), b.transform(docs.text[:5]))
+
+
+def test_vector_series_round_trip():
+    m = np.arange(12, dtype=np.float32).reshape(4, 3)
+    np.testing.assert_array_equal(series_to_vectors(vectors_to_series(m)), m)
+
+
+def test_bad_input_messages(tmp_path, docs):
+    with pytest.raises(ValueError, match="needs more than 24 sample texts"):
+        HashedTfidfEmbedder(dim=24).fit(["a"] * 10)
+    with pytest.raises(ValueError, match="not fitted yet"):
+        HashedTfidfEmbedder().transform(["a"])
+    with pytest.raises(ValueError, match="'parquet' or 'npy'"):
+        write_embeddings(dd.from_pandas(docs[["id", "text"]], npartitions=1), tmp_path / "x", format="csv")
+    (tmp_path / "bad.npz").write_bytes(b"junk")
+    with pytest.raises(Exception):
+        load_embedder(tmp_path / "bad.npz")
