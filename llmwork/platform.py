@@ -24,7 +24,7 @@ log = logging.getLogger("llmwork")
 # %% auto #0
 __all__ = ['log', 'INT8_ENGINES', 'linear_layers', 'prune_linear', 'weight_sparsity', 'quantize_int8_torchao',
            'quantize_int8_torch_dynamic', 'quantize_int8', 'lm_eval_loss', 'generation_speed', 'classification_eval',
-           'load_model', 'load_compressed', 'compress']
+           'load_model', 'load_compressed', 'compress', 'suggest', 'journal_storage', 'TuneResult', 'tune']
 
 # %% ../nbs/11_platform.ipynb #cell-006
 def linear_layers(model: nn.Module) -> list:
@@ -138,21 +138,21 @@ def _saved_size(obj) -> tuple[int, int]:
     raw = buf.getvalue()
     return len(raw), len(pa.compress(raw, codec="zstd", asbytes=True))
 
+def _is_training_checkpoint(obj) -> bool:
+    return isinstance(obj, dict) and {"kind", "model_config", "model"} <= set(obj)
+
 def load_model(checkpoint) -> nn.Module:
-    "An `nn.Module` from a module, a file holding one (or a dict with 'model'), or an llmwork training checkpoint."
+    "An `nn.Module` from a module, a file holding one (or a dict with 'model'), or an llmwork training checkpoint or run directory."
     if isinstance(checkpoint, nn.Module): return checkpoint
     path = Path(checkpoint)
     if not path.exists(): raise FileNotFoundError(f"No checkpoint at {str(path)!r}.")
-    try:
-        from llmwork import train
-        loader = getattr(train, "load_model", None) or getattr(train, "load_checkpoint_model", None)
-    except ImportError:
-        loader = None
+    from llmwork import train
+    if path.is_dir(): return train.load_model(path, "cpu")[0]
     obj = torch.load(path, map_location="cpu", weights_only=False)
     if isinstance(obj, nn.Module): return obj
     if isinstance(obj, dict) and isinstance(obj.get("model"), nn.Module): return obj["model"]
-    if loader is not None: return loader(path)
-    raise ValueError(f"{str(path)!r} holds no model: expected an nn.Module, a dict with 'model', or an llmwork training checkpoint.")
+    if _is_training_checkpoint(obj): return train.load_model(path, "cpu")[0]
+    raise ValueError(f"{str(path)!r} holds no model: expected an llmwork training checkpoint, an nn.Module, or a dict with 'model'.")
 
 def load_compressed(path) -> nn.Module:
     "The compressed model saved by `compress`."
@@ -200,3 +200,145 @@ def compress(checkpoint_or_model, out, int8: bool = True, prune: float = 0.0, en
     _atomic_torch_save({"format": "llmwork-compressed/1", "model": model, "report": report}, out)
     report["size_on_disk"] = out.stat().st_size
     return report
+
+# %% ../nbs/11_platform.ipynb #cell-020
+def _optuna():
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+def suggest(trial, space: dict) -> dict:
+    "Draw one value per parameter of `space` from an Optuna trial."
+    params = {}
+    for name, spec in space.items():
+        if not isinstance(spec, dict): raise ValueError(f"Search space entry {name!r} must be a dict, got {spec!r}.")
+        if "choices" in spec: params[name] = trial.suggest_categorical(name, list(spec["choices"]))
+        elif "low" in spec and "high" in spec:
+            kind = trial.suggest_int if spec.get("int") else trial.suggest_float
+            params[name] = kind(name, spec["low"], spec["high"], log=bool(spec.get("log", False)))
+        else: raise ValueError(f"Search space entry {name!r} needs 'choices' or 'low' and 'high', got {spec!r}.")
+    return params
+
+def journal_storage(path):
+    "An Optuna journal storage in the file `path`, safe for several processes at once."
+    optuna = _optuna()
+    from optuna.storages.journal import JournalFileBackend
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+
+def _pruner(min_resource: int = 1, reduction_factor: int = 3):
+    return _optuna().pruners.SuccessiveHalvingPruner(min_resource=min_resource, reduction_factor=reduction_factor)
+
+# %% ../nbs/11_platform.ipynb #cell-023
+def _run_trial(train_fn, storage_path: str, study_name: str, trial_id: int, params: dict, pruner_kw: dict):
+    optuna = _optuna()
+    study = optuna.load_study(study_name=study_name, storage=journal_storage(storage_path), pruner=_pruner(**pruner_kw))
+    trial = optuna.trial.Trial(study, trial_id)
+    try:
+        from distributed import get_worker
+        trial.set_user_attr("worker", get_worker().address)
+    except ValueError:  # not on a Dask worker (a synchronous run)
+        pass
+    def report(step: int, loss: float):
+        trial.report(float(loss), int(step))
+        if trial.should_prune(): raise optuna.TrialPruned(f"pruned at step {step}")
+    try:
+        return "complete", float(train_fn(dict(params), report))
+    except optuna.TrialPruned:
+        return "pruned", None
+
+def _resume(study):
+    "Trials a killed run left RUNNING are marked failed and their parameters queued to run again."
+    optuna = _optuna()
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+        study.enqueue_trial(t.params, skip_if_exists=False)
+        log.info("tune: trial %d was interrupted; its parameters run again", t.number)
+
+def _finished(study) -> int:
+    S = _optuna().trial.TrialState
+    return len(study.get_trials(deepcopy=False, states=(S.COMPLETE, S.PRUNED)))
+
+# %% ../nbs/11_platform.ipynb #cell-024
+class TuneResult:
+    "The outcome of `tune`: the Optuna study, a results table, the best trial, and a parallel-coordinates figure."
+    def __init__(self, study): self.study = study
+
+    @property
+    def table(self) -> pd.DataFrame:
+        "One row per trial: number, state, loss, parameters, worker, duration."
+        df = self.study.trials_dataframe(attrs=("number", "state", "value", "params", "user_attrs", "duration"))
+        df.columns = [c.replace("params_", "").replace("user_attrs_", "") for c in df.columns]
+        return df.rename(columns={"value": "loss"})
+
+    @property
+    def best_params(self) -> dict: return self.study.best_params
+
+    @property
+    def best_loss(self) -> float: return self.study.best_value
+
+    def figure(self):
+        "Plotly parallel-coordinates plot (`go.Parcoords`) of the trials with a loss: one axis per parameter, then the loss."
+        import plotly.graph_objects as go
+        t = self.table
+        t = t[t.loss.notna()]
+        dims = []
+        for name, dist in self.study.trials[-1].distributions.items() if self.study.trials else []:
+            col = t[name]
+            if hasattr(dist, "choices"):
+                codes = {c: i for i, c in enumerate(dist.choices)}
+                dims.append(dict(label=name, values=col.map(codes).tolist(), tickvals=list(codes.values()), ticktext=[str(c) for c in codes]))
+            elif getattr(dist, "log", False):
+                dims.append(dict(label=f"log10 {name}", values=np.log10(col.astype(float)).tolist()))
+            else:
+                dims.append(dict(label=name, values=col.astype(float).tolist()))
+        dims.append(dict(label="loss", values=t.loss.tolist()))
+        line = dict(color=t.loss.tolist(), colorscale="Viridis_r", showscale=True)
+        return go.Figure(go.Parcoords(line=line, dimensions=dims)).update_layout(title=f"{len(t)} trials: parameters and loss")
+
+    def __repr__(self): return f"TuneResult(trials={len(self.study.trials)}, best_loss={self.best_loss:.4g}, best_params={self.best_params})"
+
+def tune(train_fn, space: dict, n_trials: int, client=None, storage=None, study_name: str = "llmwork-tune",
+         seed: int | None = 0, min_resource: int = 1, reduction_factor: int = 3, n_parallel: int | None = None) -> TuneResult:
+    "Search `space` with `n_trials` runs of `train_fn(params, report) -> loss` as parallel Dask tasks; resumable from `storage`."
+    optuna = _optuna()
+    if n_trials < 1: raise ValueError(f"n_trials must be at least 1, got {n_trials}.")
+    if storage is None:
+        import tempfile
+        storage = Path(tempfile.mkdtemp(prefix="llmwork-tune-")) / "study.journal"
+    storage, pruner_kw = str(storage), dict(min_resource=min_resource, reduction_factor=reduction_factor)
+    study = optuna.create_study(study_name=study_name, storage=journal_storage(storage), load_if_exists=True,
+                                direction="minimize", sampler=optuna.samplers.RandomSampler(seed=seed), pruner=_pruner(**pruner_kw))
+    _resume(study)
+    to_run = n_trials - _finished(study)
+    if to_run <= 0: return TuneResult(study)
+    if client is None:
+        from distributed import get_client
+        client = get_client()
+    from distributed import as_completed
+    n_parallel = n_parallel or max(1, sum(client.nthreads().values()))
+    running, failures = {}, 0
+
+    def submit():
+        trial = study.ask()
+        fut = client.submit(_run_trial, train_fn, storage, study_name, trial._trial_id, suggest(trial, space), pruner_kw, pure=False)
+        running[fut.key] = trial.number
+        return fut
+
+    pending = as_completed([submit() for _ in range(min(n_parallel, to_run))])
+    for fut in pending:
+        number = running.pop(fut.key)
+        try:
+            state, loss = fut.result()
+        except Exception as e:
+            log.warning("tune: trial %d failed: %s: %s", number, type(e).__name__, e)
+            study.tell(number, state=optuna.trial.TrialState.FAIL)
+            failures += 1
+        else:
+            if state == "pruned": study.tell(number, state=optuna.trial.TrialState.PRUNED)
+            else: study.tell(number, loss)
+        # a failed trial is replaced, but a function that always fails stops after n_trials failures
+        if _finished(study) + len(running) < n_trials and failures < n_trials: pending.add(submit())
+    if _finished(study) == 0:
+        raise RuntimeError(f"All {failures} trials failed; see the log for the first error (run train_fn once by hand to debug it).")
+    return TuneResult(study)
