@@ -150,7 +150,7 @@ def get_client(backend: str | Backend | None = None, scheduler: str | None = Non
     if dashboard_address and dashboard_address.startswith(":"): dashboard_address = host + dashboard_address
     if b.is_gpu:
         from dask_cuda import LocalCUDACluster
-        cluster = LocalCUDACluster(n_workers=n_workers, threads_per_worker=threads_per_worker or 1, ip=host,
+        cluster = LocalCUDACluster(n_workers=n_workers, threads_per_worker=threads_per_worker or 1, host=host,
                                    dashboard_address=dashboard_address, memory_limit=memory_limit, **kwargs)
         import dask
         dask.config.set({"dataframe.backend": "cudf"})
@@ -167,7 +167,7 @@ def get_client(backend: str | Backend | None = None, scheduler: str | None = Non
     log.info("llmwork: %s engine (%s); dashboard %s", b.name, b.reason, client.dashboard_link)
     return client
 
-# %% ../nbs/00_backend.ipynb #cell-021
+# %% ../nbs/00_backend.ipynb #cell-023
 KEY_LIBRARIES = ("llmwork", "dask", "distributed", "pandas", "pyarrow", "numpy", "numba", "torch", "scikit-learn",
                  "plotly", "ipywidgets", "cudf-cu12", "dask-cudf-cu12", "dask-cuda")
 
