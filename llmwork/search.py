@@ -23,13 +23,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
+import torch
 
 from .backend import resolve_backend, is_gpu_frame, to_pandas
 from .io import CorpusError
 
 # %% auto #0
 __all__ = ['SNIPPET_CHARS', 'WHERE_EXAMPLES', 'SearchError', 'ScanStats', 'StoredDataset', 'open_dataset', 'scan', 'snippet',
-           'match_context', 'find_ids', 'parse_where', 'find_where', 'grep_partition', 'grep']
+           'match_context', 'find_ids', 'parse_where', 'find_where', 'grep_partition', 'grep', 'as_vectors',
+           'exact_topk', 'InvertedFileIndex', 'VectorIndex', 'nearest']
 
 # %% ../nbs/06_search.ipynb #cell-006
 class SearchError(CorpusError):
@@ -372,4 +374,187 @@ def grep(dataset, pattern: str, regex: bool = True, case: bool = True, columns=N
                         snippets=[match_context(t, compiled, context) for t in found[ds.text_col]])
     ds.last_stats = stats
     out.attrs.update(total=total, stats=asdict(stats))
+    return out
+
+# %% ../nbs/06_search.ipynb #cell-042
+def as_vectors(x, device=None) -> torch.Tensor:
+    "`x` (array, list of rows or tensor) as a contiguous float32 tensor on `device` with L2-normalized rows."
+    t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(np.asarray(x, dtype=np.float32)))
+    t = t.to(device=device or "cpu", dtype=torch.float32)
+    if t.ndim == 1: t = t[None]
+    return torch.nn.functional.normalize(t, dim=1).contiguous()
+
+def _merge_topk(best_s, best_i, s, i, k):
+    s, i = torch.cat([best_s, s], 1), torch.cat([best_i, i], 1)
+    top = s.topk(min(k, s.shape[1]), dim=1)
+    return top.values, i.gather(1, top.indices)
+
+def exact_topk(queries: torch.Tensor, vectors: torch.Tensor, k: int = 10, chunk_rows: int | None = None):
+    "Scores and row numbers of the `k` largest inner products of each query with `vectors`, by chunked matmul."
+    m, n = len(queries), len(vectors)
+    chunk = chunk_rows or max(4096, (1 << 25) // max(m, 1))  # at most ~128 MB of scores at a time
+    best_s = queries.new_empty((m, 0))
+    best_i = torch.empty((m, 0), dtype=torch.long, device=queries.device)
+    for start in range(0, n, chunk):
+        s = queries @ vectors[start:start + chunk].T
+        top = s.topk(min(k, s.shape[1]), dim=1)
+        best_s, best_i = _merge_topk(best_s, best_i, top.values, top.indices + start, k)
+    return best_s, best_i
+
+# %% ../nbs/06_search.ipynb #cell-045
+class _threads:
+    "Run a block with `n` torch CPU threads, restoring the previous number after."
+    def __init__(self, n): self.n = n
+    def __enter__(self): self.old = torch.get_num_threads(); torch.set_num_threads(self.n)
+    def __exit__(self, *exc): torch.set_num_threads(self.old)
+
+class InvertedFileIndex:
+    "Unit vectors grouped by nearest centroid; `search` scans only the `nprobe` groups nearest each query."
+    def __init__(self, centroids: torch.Tensor, labels, vectors: torch.Tensor):
+        labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+        self.centroids = as_vectors(centroids, vectors.device)
+        order = torch.argsort(labels, stable=True)
+        self.rows = order.to(vectors.device)               # original row of each stored vector
+        self.vectors = vectors[self.rows].contiguous()     # grouped by list: each list is one slice
+        counts = torch.bincount(labels, minlength=len(self.centroids)).numpy()
+        self.offsets = [0, *np.cumsum(counts).tolist()]
+
+    @property
+    def n_lists(self) -> int: return len(self.centroids)
+
+    def search(self, queries: torch.Tensor, k: int = 10, nprobe: int = 8):
+        "Scores and row numbers of (approximately) the `k` nearest vectors to each query; row -1 where fewer were found."
+        m, k, nprobe = len(queries), min(k, len(self.vectors)), max(1, min(nprobe, self.n_lists))
+        probe = (queries @ self.centroids.T).topk(nprobe, dim=1).indices
+        flat = probe.reshape(-1)
+        order = torch.argsort(flat, stable=True)
+        counts = torch.bincount(flat, minlength=self.n_lists).cpu().numpy()
+        query_of, slot_of = order // nprobe, order % nprobe
+        best_s = queries.new_full((m, nprobe, k), -math.inf)
+        best_i = torch.full((m, nprobe, k), -1, dtype=torch.long, device=queries.device)
+        bounds = [0, *np.cumsum(counts).tolist()]
+        with _threads(1 if queries.device.type == "cpu" else torch.get_num_threads()):
+            for c in np.flatnonzero(counts).tolist():
+                lo, hi = self.offsets[c], self.offsets[c + 1]
+                if hi == lo: continue
+                a, b = bounds[c], bounds[c + 1]
+                qs, slots = query_of[a:b], slot_of[a:b]
+                top = (queries[qs] @ self.vectors[lo:hi].T).topk(min(k, hi - lo), dim=1)
+                best_s[qs, slots, :top.values.shape[1]] = top.values
+                best_i[qs, slots, :top.values.shape[1]] = top.indices + lo
+        top = best_s.reshape(m, -1).topk(k, dim=1)
+        pos = best_i.reshape(m, -1).gather(1, top.indices)
+        return top.values, torch.where(pos >= 0, self.rows[pos.clamp_min(0)], pos)
+
+# %% ../nbs/06_search.ipynb #cell-049
+class VectorIndex:
+    "Unit vectors of documents with their ids: exact search by chunked matmul, or inverted-file search with `nprobe`."
+    def __init__(self, ids, vectors, device=None):
+        self.ids = np.asarray(ids, dtype=object)
+        self.device = device or resolve_backend().torch_device
+        self.vectors = as_vectors(vectors, self.device)
+        if len(self.ids) != len(self.vectors):
+            raise SearchError(f"{len(self.ids)} ids but {len(self.vectors)} vectors: they must be aligned one to one.")
+        self.ivf = None
+        self._rows = None
+
+    def __len__(self): return len(self.ids)
+    def __repr__(self):
+        lists = f", inverted file of {self.ivf.n_lists} lists" if self.ivf else ""
+        return f"VectorIndex({len(self)} vectors of dim {self.vectors.shape[1]} on {self.device}{lists})"
+
+    @classmethod
+    def from_embeddings(cls, path, device=None) -> "VectorIndex":
+        "Read vectors written by `llmwork.embed.write_embeddings` (Parquet or `.npy` shards with ids)."
+        from llmwork.embed import read_embeddings
+        ids, vectors = read_embeddings(path)
+        return cls(ids, vectors, device)
+
+    @classmethod
+    def from_dataset(cls, dataset, column: str = "embedding", device=None) -> "VectorIndex":
+        "Read the vector `column` of a stored dataset (a corpus written with its embeddings)."
+        ds = open_dataset(dataset)
+        ds.check_columns([column], "vector column")
+        table, _, _ = scan(ds, None, [ds.id_col, column])
+        flat = table.column(column).combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        return cls(table.column(ds.id_col).to_numpy(zero_copy_only=False), flat.reshape(table.num_rows, -1), device)
+
+    def row_of(self, ids) -> np.ndarray:
+        "Row numbers of `ids`; a `SearchError` names the ids that have no vector."
+        if self._rows is None: self._rows = pd.Index(self.ids)
+        ids = [ids] if isinstance(ids, str) else list(ids)
+        rows = self._rows.get_indexer(ids)
+        if (rows < 0).any():
+            missing = [i for i, r in zip(ids, rows) if r < 0]
+            raise SearchError(f"No vector for id {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+                              + f"; the index holds {len(self)} documents.")
+        return rows
+
+    def build_ivf(self, n_lists: int | None = None, centroids=None, labels=None, sample_per_list: int = 64,
+                  max_iter: int = 20, seed: int = 0) -> "VectorIndex":
+        "Group the vectors by k-means centroid (fitted here, or `centroids`/`labels` given) for `nprobe` search."
+        if centroids is None:
+            from llmwork.cluster import KMeans
+            n_lists = n_lists or max(1, int(4 * math.sqrt(len(self))))
+            if n_lists > len(self): raise SearchError(f"n_lists={n_lists} is more than the {len(self)} vectors.")
+            generator = torch.Generator().manual_seed(seed)
+            sample = torch.randperm(len(self), generator=generator)[: n_lists * sample_per_list].to(self.vectors.device)
+            km = KMeans(n_lists, init="k-means++", n_init=1, max_iter=max_iter, seed=seed, device=self.device, spherical=True)
+            centroids = km.fit(self.vectors[sample]).cluster_centers_
+        centroids = as_vectors(centroids, self.device)
+        if labels is None:
+            labels = torch.cat([(self.vectors[i:i + 65536] @ centroids.T).argmax(1) for i in range(0, len(self), 65536)])
+        self.ivf = InvertedFileIndex(centroids, torch.as_tensor(np.asarray(labels)).cpu(), self.vectors)
+        return self
+
+    def search(self, queries, k: int = 10, nprobe: int | None = None):
+        "`(scores, ids)` arrays of shape `(n_queries, k)`: exact, or through the inverted file when `nprobe` is given."
+        q = as_vectors(queries, self.device)
+        if q.shape[1] != self.vectors.shape[1]:
+            raise SearchError(f"Query vectors have dimension {q.shape[1]}, the index {self.vectors.shape[1]}.")
+        if nprobe is None: scores, rows = exact_topk(q, self.vectors, k)
+        else:
+            if self.ivf is None: raise SearchError("nprobe needs an inverted file: call build_ivf() first (or search exactly).")
+            scores, rows = self.ivf.search(q, k, nprobe)
+        rows = rows.cpu().numpy()
+        ids = np.where(rows >= 0, self.ids[np.clip(rows, 0, None)], None)
+        return scores.cpu().numpy(), ids
+
+    def save_ivf(self, path) -> Path:
+        "Write the inverted file's centroids and list assignment (not the vectors) to one `.npz`, atomically."
+        if self.ivf is None: raise SearchError("No inverted file to save: call build_ivf() first.")
+        path = Path(path)
+        labels = np.empty(len(self), np.int64)
+        for c in range(self.ivf.n_lists): labels[self.ivf.rows[self.ivf.offsets[c]:self.ivf.offsets[c + 1]].cpu().numpy()] = c
+        tmp = path.with_name(f".{path.name}.tmp.npz")
+        np.savez(tmp, centroids=self.ivf.centroids.cpu().numpy(), labels=labels)
+        os.replace(tmp, path)
+        return path
+
+    def load_ivf(self, path) -> "VectorIndex":
+        with np.load(path) as z: return self.build_ivf(centroids=z["centroids"], labels=z["labels"])
+
+# %% ../nbs/06_search.ipynb #cell-052
+def nearest(dataset, query: str | None = None, k: int = 10, nprobe: int | None = None, index: VectorIndex | None = None,
+            embedder=None, query_id: str | None = None, columns=None) -> pd.DataFrame:
+    "The `k` documents of `dataset` nearest by cosine to a text `query` or to the document `query_id`."
+    ds = open_dataset(dataset)
+    columns = list(columns or [])
+    ds.check_columns(columns)
+    if index is None: index = VectorIndex.from_dataset(ds)
+    if query_id is not None:
+        vector, exclude = index.vectors[index.row_of([query_id])], {query_id}
+    else:
+        if not isinstance(query, str) or not query.strip(): raise SearchError("Give a query text or a document id to search by meaning.")
+        if embedder is None: raise SearchError("Searching by text needs the embedder that made the vectors (llmwork.embed; pass embedder= or --embedder).")
+        if isinstance(embedder, (str, Path)):
+            from llmwork.embed import load_embedder
+            embedder = load_embedder(embedder)
+        vector, exclude = embedder.transform([query]), set()
+    scores, found = index.search(vector, k + len(exclude), nprobe)
+    pairs = [(i, s) for i, s in zip(found[0], scores[0]) if i is not None and i not in exclude][:k]
+    out = find_ids(ds, [i for i, _ in pairs], columns, missing="ignore")
+    score_of = dict(pairs)
+    out.insert(2, "score", out["id"].map(score_of).astype("float32"))
+    out.attrs.update(total=len(out))
     return out
