@@ -23,7 +23,9 @@ from .backend import is_gpu_frame, to_pandas
 # %% auto #0
 __all__ = ['PRESETS', 'murmur3_32', 'ShingleSpans', 'shingle_spans', 'minhash_array', 'minhash', 'reference_murmur3_32',
            'reference_minhash', 'MinhashPreset', 'get_preset', 'permutation_parameters', 'simplify_text',
-           'preset_input', 'minhash_signatures']
+           'preset_input', 'minhash_signatures', 'detection_threshold', 'detection_probability', 'choose_banding',
+           'check_banding', 'band_buckets', 'bucket_pairs', 'ShingleSets', 'shingle_sets', 'duplicate_groups',
+           'DedupResult', 'find_duplicates']
 
 # %% ../nbs/03_fuzzy.ipynb #cell-006
 _MASK32 = np.uint64(0xFFFFFFFF)
@@ -32,7 +34,7 @@ _MASK32 = np.uint64(0xFFFFFFFF)
 def _rotl32(x, r):
     return ((x << np.uint64(r)) | (x >> np.uint64(32 - r))) & _MASK32
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def murmur3_32(data, start, end, seed):
     "MurmurHash3_x86_32 of the bytes `data[start:end]` with `seed`, as a uint64 holding 32 bits."
     c1, c2 = np.uint64(0xCC9E2D51), np.uint64(0x1B873593)
@@ -62,7 +64,7 @@ def murmur3_32(data, start, end, seed):
     return h ^ (h >> np.uint64(16))
 
 # %% ../nbs/03_fuzzy.ipynb #cell-010
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _char_shingle_spans(data, offsets, valid, width):
     n = len(offsets) - 1
     counts = np.zeros(n + 1, np.int64)
@@ -94,7 +96,7 @@ def _char_shingle_spans(data, offsets, valid, width):
                 starts[o + i], ends[o + i] = char_starts[i], char_starts[i + width]
     return row_offsets, starts, ends
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _word_shingle_spans(word_offsets, word_valid, list_offsets, valid, width):
     n = len(list_offsets) - 1
     counts = np.zeros(n + 1, np.int64)
@@ -149,11 +151,7 @@ class ShingleSpans:
 
     def __len__(self): return len(self.valid)
 
-def shingle_spans(texts, width: int, words: bool | None = None) -> ShingleSpans:
-    "The shingles of every row of `texts` (strings, or lists of words), exactly as cuDF's minhash forms them."
-    if int(width) < 2: raise ValueError(f"width must be an integer of 2 or more (got {width!r}): cuDF's minhash rejects smaller shingles.")
-    words = _is_word_lists(texts) if words is None else words
-    arr = _to_arrow(texts, words)
+def _arrow_spans(arr: pa.Array, width: int, words: bool) -> ShingleSpans:
     valid = ~np.asarray(arr.is_null(), dtype=bool)
     if words:
         list_offsets = np.asarray(arr.offsets, dtype=np.int64)
@@ -166,8 +164,17 @@ def shingle_spans(texts, width: int, words: bool | None = None) -> ShingleSpans:
         nonempty = np.diff(offsets) > 0
     return ShingleSpans(data, *spans, valid, nonempty & valid)
 
+def _check_width(width):
+    if int(width) < 2: raise ValueError(f"width must be an integer of 2 or more (got {width!r}): cuDF's minhash rejects smaller shingles.")
+
+def shingle_spans(texts, width: int, words: bool | None = None) -> ShingleSpans:
+    "The shingles of every row of `texts` (strings, or lists of words), exactly as cuDF's minhash forms them."
+    _check_width(width)
+    words = _is_word_lists(texts) if words is None else words
+    return _arrow_spans(_to_arrow(texts, words), width, words)
+
 # %% ../nbs/03_fuzzy.ipynb #cell-015
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _minhash_spans(data, row_offsets, starts, ends, nonempty, a, b, seed, out):
     n, m = out.shape
     best = np.empty(m, np.uint64)
@@ -192,14 +199,20 @@ def _check_permutations(a, b):
             raise ValueError(f"{name} must hold integers in [0, 2**32) (uint32); got dtype {x.dtype}.")
     return a.astype(np.uint64), b.astype(np.uint64)
 
-def minhash_array(texts, seed: int, a, b, width: int, words: bool | None = None):
+def minhash_array(texts, seed: int, a, b, width: int, words: bool | None = None, chunk_rows: int = 4096):
     "MinHash of every row as a `(rows, permutations)` uint32 array, and a boolean array marking non-null rows."
     a64, b64 = _check_permutations(a, b)
+    _check_width(width)
     if not 0 <= int(seed) <= 0xFFFFFFFF: raise ValueError(f"seed must be in [0, 2**32) (got {seed}).")
-    spans = shingle_spans(texts, width, words)
-    out = np.empty((len(spans), len(a64)), np.uint32)
-    _minhash_spans(spans.data, spans.row_offsets, spans.starts, spans.ends, spans.nonempty, a64, b64, np.uint64(seed), out)
-    return out, spans.valid
+    words = _is_word_lists(texts) if words is None else words
+    arr = _to_arrow(texts, words)
+    out, valid = np.empty((len(arr), len(a64)), np.uint32), np.empty(len(arr), bool)
+    for first in range(0, len(arr), chunk_rows):  # chunks bound the span arrays (16 bytes per shingle) to a few MB
+        spans = _arrow_spans(arr.slice(first, chunk_rows), width, words)
+        _minhash_spans(spans.data, spans.row_offsets, spans.starts, spans.ends, spans.nonempty, a64, b64,
+                       np.uint64(seed), out[first:first + chunk_rows])
+        valid[first:first + chunk_rows] = spans.valid
+    return out, valid
 
 # %% ../nbs/03_fuzzy.ipynb #cell-017
 def _signature_series(values: np.ndarray, valid: np.ndarray, index=None) -> pd.Series:
@@ -294,13 +307,19 @@ def _punctuation_table():
 @lru_cache(maxsize=1)
 def _combining_marks():
     import sys
-    marks = "".join(re.escape(chr(x)) for x in range(sys.maxunicode + 1) if unicodedata.category(chr(x)) == "Mn")
-    return re.compile(f"[{marks}]+")
+    marks = [x for x in range(sys.maxunicode + 1) if unicodedata.category(chr(x)) == "Mn"]
+    ranges, start = [], marks[0]
+    for prev, x in zip(marks, marks[1:] + [None]):
+        if x != prev + 1:  # a character class of ranges keeps the regex fast
+            ranges.append(re.escape(chr(start)) + ("-" + re.escape(chr(prev)) if prev > start else ""))
+            start = x
+    return re.compile(f"[{''.join(ranges)}]+")
 
 def simplify_text(text: str) -> str:
     "datatrove's default text simplification for dedup: lowercase, numbers -> 0, no punctuation, one space, no diacritics."
     text = _NUMBERS.sub("0", text.lower()).translate(_punctuation_table())
     text = _WHITESPACE.sub(" ", text.strip())
+    if text.isascii(): return text  # nothing to decompose
     return _combining_marks().sub("", unicodedata.normalize("NFD", text)).strip()
 
 def preset_input(texts, preset):
@@ -325,3 +344,261 @@ def minhash_signatures(texts, preset="nemo", seed: int | None = None, as_array: 
         return np.asarray(result.list.leaves.values.get()).reshape(len(texts), -1) if as_array else result
     values, valid = minhash_array(words, int(a[0]), a, b, preset.width, words=preset.words)
     return (values, valid) if as_array else _signature_series(values, valid, getattr(texts, "index", None))
+
+# %% ../nbs/03_fuzzy.ipynb #cell-036
+def detection_threshold(bands: int, rows: int) -> float:
+    "Where the LSH S-curve rises: `(1/bands)**(1/rows)`."
+    return (1 / bands) ** (1 / rows)
+
+def detection_probability(similarity, bands: int, rows: int):
+    "Probability that a pair with Jaccard `similarity` shares at least one band."
+    return 1 - (1 - np.asarray(similarity, float) ** rows) ** bands
+
+def choose_banding(num_perm: int, threshold: float = 0.8, recall: float = 0.995) -> tuple[int, int]:
+    "`(bands, rows)` with `bands * rows <= num_perm`: the most rows whose curve still reaches `recall` at `threshold`."
+    if not 0 < threshold < 1: raise ValueError(f"threshold must be between 0 and 1 (got {threshold}).")
+    best = (num_perm, 1)
+    for rows in range(1, num_perm + 1):
+        bands = num_perm // rows
+        if bands >= 1 and detection_probability(threshold, bands, rows) >= recall: best = (bands, rows)
+    return best
+
+def check_banding(num_perm: int, bands: int, rows: int):
+    if bands < 1 or rows < 1 or bands * rows > num_perm:
+        raise ValueError(f"bands × rows must be at least 1 and at most the {num_perm} permutations of the preset "
+                         f"(got {bands} × {rows} = {bands * rows}).")
+
+# %% ../nbs/03_fuzzy.ipynb #cell-039
+@numba.njit(inline="always")
+def _mix64(z):
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+@numba.njit(cache=True, nogil=True)
+def _band_buckets(signatures, first_band, n_bands, rows):
+    n = signatures.shape[0]
+    out = np.empty((n, n_bands), np.int64)
+    for i in range(n):
+        for k in range(n_bands):
+            band = first_band + k
+            h = _mix64(np.uint64(band + 1) * np.uint64(0x9E3779B97F4A7C15))
+            for j in range(band * rows, (band + 1) * rows):
+                h = _mix64(h ^ np.uint64(signatures[i, j]))
+            out[i, k] = np.int64(h)
+    return out
+
+def band_buckets(signatures: np.ndarray, bands: int, rows: int, first_band: int = 0) -> np.ndarray:
+    "An int64 bucket per document and band, for bands `first_band .. first_band + bands - 1`."
+    return _band_buckets(np.ascontiguousarray(signatures), first_band, bands, rows)
+
+# %% ../nbs/03_fuzzy.ipynb #cell-042
+@numba.njit(cache=True, nogil=True)
+def _bucket_pairs(b, d, max_bucket_size):
+    n = len(b)
+    count, i = 0, 0
+    while i < n:
+        j = i
+        while j < n and b[j] == b[i]: j += 1
+        k = j - i
+        count += k * (k - 1) // 2 if k <= max_bucket_size else 2 * (k - 1)
+        i = j
+    left, right = np.empty(count, np.int64), np.empty(count, np.int64)
+    o, i = 0, 0
+    while i < n:
+        j = i
+        while j < n and b[j] == b[i]: j += 1
+        if j - i <= max_bucket_size:
+            for x in range(i, j):
+                for y in range(x + 1, j):
+                    left[o], right[o] = d[x], d[y]
+                    o += 1
+        else:
+            for x in range(i + 1, j):
+                left[o], right[o] = d[i], d[x]
+                left[o + 1], right[o + 1] = d[x - 1], d[x]
+                o += 2
+        i = j
+    return left[:o], right[:o]
+
+def bucket_pairs(frame: pd.DataFrame, max_bucket_size: int = 64) -> pd.DataFrame:
+    "Candidate pairs `(left < right)` of documents sharing a bucket, from a frame of `doc`, `bucket` columns."
+    buckets, docs = frame["bucket"].to_numpy(np.int64), frame["doc"].to_numpy(np.int64)
+    order = np.lexsort((docs, buckets))
+    left, right = _bucket_pairs(buckets[order], docs[order], max_bucket_size)
+    return pd.DataFrame({"left": left, "right": right})
+
+# %% ../nbs/03_fuzzy.ipynb #cell-045
+@numba.njit(cache=True, nogil=True)
+def _shingle_sets(data, row_offsets, starts, ends):
+    values = np.empty(row_offsets[-1], np.uint64)
+    for k in range(row_offsets[-1]):
+        values[k] = (murmur3_32(data, starts[k], ends[k], 0x9747B28C) << np.uint64(32)) | murmur3_32(data, starts[k], ends[k], 0x5BD1E995)
+    n = len(row_offsets) - 1
+    set_offsets = np.zeros(n + 1, np.int64)
+    o = 0
+    for r in range(n):
+        s, e = row_offsets[r], row_offsets[r + 1]
+        if e > s:
+            v = np.sort(values[s:e])
+            values[o] = v[0]
+            o += 1
+            for x in range(1, len(v)):
+                if v[x] != v[x - 1]:
+                    values[o] = v[x]
+                    o += 1
+        set_offsets[r + 1] = o
+    return set_offsets, values[:o].copy()
+
+@numba.njit(cache=True, nogil=True)
+def _pair_jaccard(set_offsets, values, left, right):
+    out = np.empty(len(left), np.float64)
+    for p in range(len(left)):
+        i, ie, j, je = set_offsets[left[p]], set_offsets[left[p] + 1], set_offsets[right[p]], set_offsets[right[p] + 1]
+        union = (ie - i) + (je - j)
+        inter = 0
+        while i < ie and j < je:
+            if values[i] == values[j]:
+                inter += 1; i += 1; j += 1
+            elif values[i] < values[j]: i += 1
+            else: j += 1
+        out[p] = inter / (union - inter) if union > inter else 0.0
+    return out
+
+@dataclass
+class ShingleSets:
+    "Sorted unique 64-bit shingle hashes of each row: row r is `values[offsets[r]:offsets[r+1]]`."
+    offsets: np.ndarray
+    values: np.ndarray
+
+    def __len__(self): return len(self.offsets) - 1
+
+    def jaccard(self, left, right) -> np.ndarray:
+        "Exact Jaccard similarity of the rows `left[k]` and `right[k]`."
+        return _pair_jaccard(self.offsets, self.values, np.asarray(left, np.int64), np.asarray(right, np.int64))
+
+def shingle_sets(texts, preset="nemo") -> ShingleSets:
+    "The set of shingles (as 64-bit hashes) of every row, shingled as the preset shingles it for MinHash."
+    preset = get_preset(preset)
+    spans = shingle_spans(preset_input(to_pandas(texts), preset), preset.width, preset.words)
+    return ShingleSets(*_shingle_sets(spans.data, spans.row_offsets, spans.starts, spans.ends))
+
+# %% ../nbs/03_fuzzy.ipynb #cell-048
+_DOC_BITS = 32
+
+def _doc_keys(partition: int, rows: np.ndarray) -> np.ndarray:
+    return (np.int64(partition) << _DOC_BITS) | rows.astype(np.int64)
+
+def _partition_buckets(part, partition: int, text_col: str, preset, seed, bands: int, rows: int) -> pd.DataFrame:
+    texts = part[text_col]
+    present = np.asarray(to_pandas(texts.notna() & (texts.str.len() > 0)), dtype=bool)
+    where = np.flatnonzero(present)
+    values, _ = minhash_signatures(texts.iloc[where] if len(where) < len(texts) else texts, preset, seed, as_array=True)
+    values = np.asarray(values)
+    shingled = values.any(axis=1)  # all zeros: nothing to shingle (e.g. no words left after simplification)
+    buckets = band_buckets(values[shingled], bands, rows)
+    frame = pd.DataFrame(buckets, columns=[f"b{k}" for k in range(bands)])
+    frame.insert(0, "doc", _doc_keys(partition, where[shingled]))
+    return frame
+
+def _band_batch(frame: pd.DataFrame, first: int, count: int) -> pd.DataFrame:
+    cols = [f"b{k}" for k in range(first, first + count)]
+    return pd.DataFrame({"doc": np.repeat(frame["doc"].to_numpy(), count), "bucket": frame[cols].to_numpy().reshape(-1)})
+
+def _candidate_rows(part, rows: np.ndarray, text_col: str, id_col: str, preset):
+    picked = to_pandas(part.iloc[rows][[id_col, text_col]])
+    sets = shingle_sets(picked[text_col], preset)
+    return np.asarray(picked[id_col].astype(str), dtype=object), sets.offsets, sets.values
+
+def _stitch_sets(parts) -> tuple[np.ndarray, ShingleSets]:
+    ids = np.concatenate([p[0] for p in parts]) if parts else np.array([], object)
+    offsets, values, base = [np.zeros(1, np.int64)], [], 0
+    for _, o, v in parts:
+        offsets.append(o[1:] + base)
+        values.append(v)
+        base += len(v)
+    return ids, ShingleSets(np.concatenate(offsets), np.concatenate(values) if values else np.zeros(0, np.uint64))
+
+def duplicate_groups(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    "Connected-component label of each of `n` nodes, given undirected edges `left[k] - right[k]`."
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    graph = coo_matrix((np.ones(len(left), np.int8), (left, right)), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
+
+def _removals(ids: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
+    frame = pd.DataFrame({"id": pd.Series(ids, dtype="str"), "group": labels})
+    sizes = frame.groupby("group")["id"].transform("size")
+    frame = frame[sizes > 1]
+    frame = frame.assign(duplicate_of=frame.groupby("group")["id"].transform("min"))
+    return frame[frame["id"] != frame["duplicate_of"]][["id", "duplicate_of"]].sort_values("id").reset_index(drop=True)
+
+# %% ../nbs/03_fuzzy.ipynb #cell-049
+@dataclass
+class DedupResult:
+    "What `find_duplicates` found: one row per document to remove (`id`, `duplicate_of`), and run statistics."
+    duplicates: pd.DataFrame
+    stats: dict
+
+def find_duplicates(ddf, preset="nemo", threshold: float = 0.8, bands: int | None = None, rows: int | None = None,
+                    seed: int | None = None, verify: bool = True, bands_per_iteration: int = 8,
+                    max_bucket_size: int = 64, text_col: str = "text", id_col: str = "id", progress=None) -> DedupResult:
+    "Near-duplicate documents of a Dask corpus: MinHash, LSH (`bands × rows`), exact-Jaccard verification, groups."
+    import dask
+    import dask.dataframe as dd
+    preset = get_preset(preset)
+    if not 0 < threshold <= 1: raise ValueError(f"threshold must be in (0, 1] (got {threshold}).")
+    if (bands is None) != (rows is None): raise ValueError("Give both bands and rows (--bands B --rows R), or neither to choose them from the threshold.")
+    if bands is None: bands, rows = choose_banding(preset.num_perm, min(threshold, 0.999))
+    check_banding(preset.num_perm, bands, rows)
+    if bands_per_iteration < 1: raise ValueError(f"bands_per_iteration must be at least 1 (got {bands_per_iteration}).")
+    for col in (id_col, text_col):
+        if col not in ddf.columns: raise ValueError(f"The corpus has no {col!r} column (columns: {', '.join(map(str, ddf.columns))}).")
+    tick = progress or (lambda stage, done, total: None)
+    times, t0 = {}, time.perf_counter()
+    n_batches = -(-bands // bands_per_iteration)
+    total = n_batches + 3
+
+    parts = ddf.to_delayed()
+    frames = [dask.delayed(_partition_buckets)(p, i, text_col, preset, seed, bands, rows) for i, p in enumerate(parts)]
+    frames = dask.persist(*frames)
+    n_docs = sum(dask.compute(*[dask.delayed(len)(f) for f in frames]))
+    times["signatures_s"] = time.perf_counter() - t0
+    tick("signatures", 1, total)
+
+    meta = pd.DataFrame({"doc": np.array([], np.int64), "bucket": np.array([], np.int64)})
+    pair_meta = pd.DataFrame({"left": np.array([], np.int64), "right": np.array([], np.int64)})
+    pairs, t1 = [], time.perf_counter()
+    for b, first in enumerate(range(0, bands, bands_per_iteration)):
+        count = min(bands_per_iteration, bands - first)
+        batch = dd.from_delayed([dask.delayed(_band_batch)(f, first, count) for f in frames], meta=meta, verify_meta=False)
+        found = batch.shuffle(on="bucket", npartitions=max(1, len(frames))).map_partitions(bucket_pairs, max_bucket_size, meta=pair_meta)
+        pairs.append(found.compute())
+        tick("lsh", 2 + b, total)
+    pairs = pd.concat(pairs, ignore_index=True).drop_duplicates() if pairs else pair_meta
+    times["lsh_s"] = time.perf_counter() - t1
+    del frames
+
+    t2 = time.perf_counter()
+    docs = np.unique(np.concatenate([pairs["left"].to_numpy(), pairs["right"].to_numpy()]))
+    by_part = pd.Series(docs & ((1 << _DOC_BITS) - 1)).groupby(docs >> _DOC_BITS)
+    wanted = {int(p): rows_.to_numpy() for p, rows_ in by_part}
+    fetched = dask.compute(*[dask.delayed(_candidate_rows)(parts[p], r, text_col, id_col, preset) for p, r in sorted(wanted.items())])
+    ids, sets = _stitch_sets(list(fetched))
+    left, right = np.searchsorted(docs, pairs["left"].to_numpy()), np.searchsorted(docs, pairs["right"].to_numpy())
+    similarity = sets.jaccard(left, right)
+    keep = similarity >= threshold if verify else np.ones(len(left), bool)
+    times["verify_s"] = time.perf_counter() - t2
+    tick("verify", total - 1, total)
+
+    labels = duplicate_groups(len(docs), left[keep], right[keep])
+    duplicates = _removals(ids, labels)
+    times["total_s"] = time.perf_counter() - t0
+    tick("groups", total, total)
+    stats = dict(preset=preset.name, threshold=threshold, bands=bands, rows=rows, num_perm=preset.num_perm,
+                 detection_threshold=round(detection_threshold(bands, rows), 4),
+                 detection_at_threshold=round(float(detection_probability(threshold, bands, rows)), 4),
+                 verify=verify, n_docs=int(n_docs), n_candidate_pairs=int(len(pairs)), n_candidate_docs=int(len(docs)),
+                 n_verified_pairs=int(keep.sum()), n_groups=int(duplicates["duplicate_of"].nunique()),
+                 n_duplicates=int(len(duplicates)), **{k: round(v, 3) for k, v in times.items()})
+    return DedupResult(duplicates, stats)
