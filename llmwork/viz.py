@@ -11,6 +11,7 @@ import html
 import json
 import os
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,9 @@ from plotly.subplots import make_subplots
 # %% auto #0
 __all__ = ['MAX_LEGEND_CLUSTERS', 'FIGURE_CONFIG', 'snippet', 'sample_indices', 'pca_2d', 'cluster_map', 'cluster_sizes',
            'read_report', 'cleaning_funnel', 'text_lengths', 'length_histogram', 'signal_histograms', 'loss_curve',
-           'extend_loss_curve', 'write_report', 'external_references']
+           'extend_loss_curve', 'write_report', 'external_references', 'summarize_clusters', 'Clustering',
+           'cluster_corpus', 'basic_signals', 'steps_table', 'read_history', 'run_report', 'cluster_command',
+           'add_commands']
 
 # %% ../nbs/07_viz.ipynb #cell-006
 def snippet(text, width: int = 200, line: int = 60) -> str:
@@ -274,3 +277,207 @@ def external_references(page: str) -> list:
     page = page.replace(plotly.offline.get_plotlyjs(), "")
     found = re.findall(r"""(?:src|href)\s*=\s*["']?((?:https?:)?//[^"'\s>]+)|url\(\s*["']?((?:https?:)?//[^)"']+)|@import\s+["']((?:https?:)?//[^"']+)""", page)
     return [next(g for g in groups if g) for groups in found]
+
+# %% ../nbs/07_viz.ipynb #cell-036
+def _distinctive_terms(texts: pd.Series, labels: np.ndarray, n_terms: int = 8, min_df: int = 5) -> dict:
+    from sklearn.feature_extraction.text import CountVectorizer
+    try: counts = CountVectorizer(min_df=min_df, stop_words="english", binary=True).fit(texts)
+    except ValueError: return {}
+    x = counts.transform(texts)
+    vocab = counts.get_feature_names_out()
+    overall = np.asarray(x.mean(axis=0)).ravel() + 1e-9
+    out = {}
+    for c in np.unique(labels):
+        share = np.asarray(x[labels == c].mean(axis=0)).ravel()
+        score = share * np.log(share / overall + 1e-9)  # frequent in the cluster and over-represented there
+        out[c] = [str(vocab[i]) for i in np.argsort(-score)[:n_terms] if share[i] > 0]
+    return out
+
+def summarize_clusters(frame: pd.DataFrame, labels, n_samples: int = 3, n_terms: int = 8, seed: int = 0) -> pd.DataFrame:
+    "Per cluster: size, share, mean words, distinctive terms and a few sample texts, largest cluster first."
+    labels = np.asarray(labels)
+    texts = frame["text"].fillna("").astype("str").reset_index(drop=True)
+    words = text_lengths(texts)
+    terms = _distinctive_terms(texts, labels, n_terms)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        picks = rng.choice(members, size=min(n_samples, len(members)), replace=False)
+        rows.append({"cluster": int(c), "size": len(members), "share": len(members) / len(labels),
+                     "mean_words": float(words[members].mean()), "top_terms": terms.get(c, []),
+                     "samples": [texts[i][:200] for i in sorted(picks)]})
+    return pd.DataFrame(rows).sort_values(["size", "cluster"], ascending=[False, True]).reset_index(drop=True)
+
+# %% ../nbs/07_viz.ipynb #cell-038
+from dataclasses import dataclass, field
+
+@dataclass
+class Clustering:
+    "The result of `cluster_corpus`: documents with their cluster, vectors, summary, and the fitted models."
+    frame: pd.DataFrame          # id, text, cluster — in the corpus's partition order
+    vectors: np.ndarray          # n × dim float32, row i is frame row i
+    summary: pd.DataFrame        # one row per cluster, largest first
+    embedder: object = None
+    kmeans: object = None
+
+    @property
+    def labels(self) -> np.ndarray: return self.frame["cluster"].to_numpy()
+
+    def semantic_dedup_config(self, clusters=None, eps: float = 0.05) -> dict:
+        "The config of a `semantic_dedup` cleaning step restricted to `clusters` (all when None)."
+        config = {"step": "semantic_dedup", "eps": float(eps), "n_clusters": int(len(self.summary))}
+        if clusters is not None: config["clusters"] = [int(c) for c in clusters]
+        return config
+
+    def save(self, out_dir) -> Path:
+        "Write clusters.parquet (id, cluster), summary.json, centers.npy and the embedder into `out_dir`."
+        out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
+        self.frame[["id", "cluster"]].to_parquet(out_dir / "clusters.parquet", index=False, compression="zstd")
+        (out_dir / "summary.json").write_text(self.summary.to_json(orient="records", indent=1))
+        if self.kmeans is not None: np.save(out_dir / "centers.npy", self.kmeans.cluster_centers_)
+        if self.embedder is not None and hasattr(self.embedder, "save"): self.embedder.save(out_dir / "embedder.npz")
+        return out_dir
+
+def cluster_corpus(ddf, k: int = 20, embedder=None, sample_size: int = 20_000, seed: int = 0, max_iter: int = 100,
+                   n_init: int = 1, spherical: bool = True) -> Clustering:
+    "Embed a Dask corpus (embedder fitted on a sample), cluster it with llmwork's Dask k-means, and summarise it."
+    from llmwork.embed import embed_corpus, fit_embedder, series_to_vectors
+    from llmwork.cluster import DaskKMeans
+    from llmwork.backend import to_pandas
+    if k < 2: raise ValueError(f"k={k}: ask for at least 2 clusters.")
+    n = int(ddf.shape[0].compute())
+    if n < k: raise ValueError(f"The corpus has {n} documents, fewer than the k={k} clusters asked for; lower --k.")
+    embedder = fit_embedder(ddf, embedder, sample_size=sample_size, seed=seed)
+    embedded = embed_corpus(ddf[["id", "text"]], embedder).persist()
+    kmeans = DaskKMeans(k, n_init=n_init, max_iter=max_iter, seed=seed, spherical=spherical).fit(embedded)
+    frame = to_pandas(embedded.compute()).reset_index(drop=True)
+    vectors = series_to_vectors(frame.pop("embedding"))
+    frame["cluster"] = kmeans.labels_.astype(np.int64)
+    summary = summarize_clusters(frame, frame["cluster"].to_numpy(), seed=seed)
+    return Clustering(frame, vectors, summary, embedder, kmeans)
+
+# %% ../nbs/07_viz.ipynb #cell-042
+def basic_signals(texts) -> pd.DataFrame:
+    "Cheap per-document quality signals: words, mean word length, share of non-letter characters, upper-case share, lines."
+    s = pd.Series(texts).fillna("").astype("str")
+    chars = s.str.len().clip(lower=1)
+    words = text_lengths(s)
+    letters = s.str.count(r"[^\W\d_]")
+    return pd.DataFrame({"words": words,
+                         "mean_word_length": s.str.replace(r"\s+", "", regex=True).str.len() / np.maximum(words, 1),
+                         "non_letter_share": 1 - letters / chars,
+                         "upper_case_share": s.str.count(r"[A-Z]") / letters.clip(lower=1),
+                         "lines": s.str.count("\n") + 1})
+
+def _read_texts(path, columns=("text",), sample_size: int = 50_000, seed: int = 0) -> pd.DataFrame:
+    import pyarrow.dataset as ds
+    data = ds.dataset(str(path), format="parquet")
+    cols = [c for c in columns if c in data.schema.names]
+    n = data.count_rows()
+    table = data.to_table(columns=cols)
+    if n > sample_size: table = table.take(np.sort(np.random.default_rng(seed).choice(n, sample_size, replace=False)))
+    return table.to_pandas()
+
+def steps_table(report: dict) -> pd.DataFrame:
+    "One row per cleaning step: documents in, removed, out, characters kept and the removal reasons."
+    return pd.DataFrame([{"step": s["name"], "documents in": s["n_in"], "removed": s["n_removed"], "out": s["n_out"],
+                          "chars out / in": round(s["chars_out"] / s["chars_in"], 4) if s.get("chars_in") else None,
+                          "reasons": ", ".join(f"{k}: {v:,}" for k, v in sorted(s.get("reasons", {}).items(), key=lambda kv: -kv[1]))}
+                         for s in report["steps"]])
+
+def read_history(history) -> list:
+    "Training metrics as a list of records, from records, a `metrics.jsonl` file or a training run folder."
+    if history is None or isinstance(history, (list, tuple)): return list(history or [])
+    p = Path(history)
+    if p.is_dir(): p = p / "metrics.jsonl"
+    if not p.exists(): raise FileNotFoundError(f"No training metrics at {p}; train a model first (llmwork train).")
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+def run_report(out_dir, clean_dir=None, clustering: Clustering | None = None, history=None,
+               title: str = "llmwork report", sample_size: int = 50_000, max_points: int = 200_000,
+               overwrite: bool = True) -> Path:
+    "Write `out_dir/report.html` from a cleaning run folder, a `Clustering` and/or a training history."
+    sections = {}
+    if clean_dir is not None:
+        clean_dir = Path(clean_dir)
+        report = read_report(clean_dir)
+        pct = 100 * report["n_kept"] / max(report["n_in"], 1)
+        sections["Cleaning"] = (f"{report['n_in']:,} documents in, {report['n_kept']:,} kept ({pct:.1f}%), from {clean_dir}.")
+        sections["Cleaning funnel"] = cleaning_funnel(report)
+        sections["Cleaning steps"] = steps_table(report)
+        kept = _read_texts(clean_dir / "kept", sample_size=sample_size)
+        groups = {"kept": kept["text"]}
+        if (clean_dir / "removed").exists():
+            removed = _read_texts(clean_dir / "removed", ("text", "reason"), sample_size=sample_size)
+            for reason in removed["reason"].value_counts().index[:5]:
+                groups[f"removed: {reason}"] = removed.loc[removed["reason"] == reason, "text"]
+        sections["Document length"] = length_histogram(groups)
+        sections["Quality signals of kept documents"] = signal_histograms(basic_signals(kept["text"]))
+    if clustering is not None:
+        sections["Cluster map"] = cluster_map(clustering.vectors, clustering.labels, clustering.frame["text"],
+                                              ids=clustering.frame["id"], max_points=max_points)
+        sections["Cluster sizes"] = cluster_sizes(clustering.summary)
+        sections["Clusters"] = clustering.summary
+    history = read_history(history)
+    if history: sections["Training"] = loss_curve(history)
+    if not sections: raise ValueError("Nothing to report: give a cleaning run folder, a clustering or a training history.")
+    return write_report(out_dir, sections, title=title, overwrite=overwrite)
+
+# %% ../nbs/07_viz.ipynb #cell-045
+def _corpus_and_run(path: str):
+    "The corpus to read and the cleaning run folder, if `path` is one."
+    p = Path(path)
+    if p.is_dir() and (p / "report.json").exists() and (p / "kept").is_dir(): return str(p / "kept"), p
+    return path, None
+
+def cluster_command(args) -> int:
+    import shutil, uuid
+    from llmwork.backend import get_client
+    from llmwork.io import read_corpus
+    out = Path(args.output)
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise FileExistsError(f"{out} already exists and is not empty; pass --overwrite to replace it, or choose another OUTPUT.")
+    source, clean_dir = _corpus_and_run(args.input)
+    ddf = read_corpus(source, text_col=args.text_col, on_error="skip" if clean_dir is None else "raise", backend=args.backend)
+    if "read_error" in ddf.columns: ddf = ddf[ddf["read_error"].isna()]
+    client = get_client(args.backend, scheduler=args.scheduler, n_workers=args.n_workers)
+    try:
+        print(f"llmwork cluster: {source} into {args.k} clusters on {len(client.scheduler_info(n_workers=-1)['workers'])} Dask workers")
+        started = time.perf_counter()
+        clustering = cluster_corpus(ddf, args.k, sample_size=args.sample_size, seed=args.seed)
+    finally:
+        cluster = getattr(client, "cluster", None)
+        client.close()
+        if cluster is not None and not args.scheduler: cluster.close()
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        clustering.save(tmp)
+        run_report(tmp, clean_dir, clustering, title=f"llmwork cluster: {Path(args.input).name}", max_points=args.max_points)
+        if out.exists(): shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True); raise
+    print(f"{len(clustering.frame):,} documents in {args.k} clusters ({time.perf_counter() - started:.1f} s); largest:")
+    for row in clustering.summary.head(10).itertuples():
+        print(f"  cluster {row.cluster:>4}  {row.size:>8,} docs  {', '.join(row.top_terms[:6])}")
+    print(f"Wrote {out}/report.html, clusters.parquet, summary.json")
+    return 0
+
+def add_commands(subparsers):
+    "Add `llmwork cluster` to the command line."
+    p = subparsers.add_parser("cluster", help="embed, cluster and summarise a corpus; write report.html",
+                              description="Embed a corpus (or a cleaning run's kept documents), cluster it with k-means on "
+                                          "the Dask cluster, and write clusters.parquet, summary.json and an offline report.html.")
+    p.add_argument("input", help="corpus files, folder or glob, or a cleaning run folder (uses its kept/)")
+    p.add_argument("output", help="output folder")
+    p.add_argument("--k", type=int, default=20, help="number of clusters (default 20)")
+    p.add_argument("--sample-size", type=int, default=20_000, help="texts used to fit the embedder (default 20000)")
+    p.add_argument("--max-points", type=int, default=200_000, help="documents drawn on the map (default 200000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--text-col", default="text", help="column holding the text (default: text)")
+    p.add_argument("--backend", choices=["cpu", "gpu", "auto"], default=None, help="engine (default: auto / $LLMWORK_BACKEND)")
+    p.add_argument("--scheduler", default=None, help="address of a running Dask scheduler (tcp://host:8786)")
+    p.add_argument("--n-workers", type=int, default=None, help="local Dask workers (default: cores, at most 4)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.set_defaults(func=cluster_command)

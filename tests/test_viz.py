@@ -124,3 +124,38 @@ def test_report_refuses_to_overwrite_unless_asked(tmp_path):
         viz.write_report(tmp_path, {"Note": "second"}, overwrite=False)
     viz.write_report(tmp_path, {"Note": "second"}, overwrite=True)
     assert "<p>second</p>" in (tmp_path / "report.html").read_text()
+
+
+@pytest.fixture(scope="module")
+def corpus_file(tmp_path_factory, corpus):
+    path = tmp_path_factory.mktemp("corpus") / "slice.jsonl"
+    corpus.iloc[:600].to_json(path, orient="records", lines=True)
+    return path
+
+
+def test_cluster_command_writes_clusters_and_report(tmp_path, corpus_file, corpus, capsys):
+    from llmwork.cli import main
+    out = tmp_path / "clusters"
+    assert main(["cluster", str(corpus_file), str(out), "--k", "6", "--n-workers", "1", "--backend", "cpu"]) == 0
+    assert "600 documents in 6 clusters" in capsys.readouterr().out
+    assigned = pd.read_parquet(out / "clusters.parquet")
+    assert sorted(assigned["id"]) == sorted(corpus["id"][:600])
+    summary = pd.read_json(out / "summary.json")
+    assert summary["size"].sum() == 600
+    assert dict(zip(summary["cluster"], summary["size"])) == assigned["cluster"].value_counts().to_dict()
+    page = (out / "report.html").read_text()
+    assert viz.external_references(page) == []
+    assert "<h2>Cluster map</h2>" in page and "<h2>Clusters</h2>" in page
+    assert sorted(p.name for p in out.iterdir()) == ["centers.npy", "clusters.parquet", "embedder.npz", "report.html", "summary.json"]
+    # a second run refuses to replace the output unless asked, with a plain message and exit status 2
+    assert main(["cluster", str(corpus_file), str(out), "--k", "6", "--n-workers", "1", "--backend", "cpu"]) == 2
+    assert "pass --overwrite to replace it" in capsys.readouterr().err
+
+
+def test_cluster_command_rejects_k_larger_than_corpus(tmp_path, corpus, capsys):
+    from llmwork.cli import main
+    small = tmp_path / "small.jsonl"
+    corpus.iloc[:4].to_json(small, orient="records", lines=True)
+    assert main(["cluster", str(small), str(tmp_path / "out"), "--k", "10", "--n-workers", "1", "--backend", "cpu"]) == 2
+    assert "fewer than the k=10 clusters" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
