@@ -25,7 +25,7 @@ __all__ = ['PRESETS', 'murmur3_32', 'ShingleSpans', 'shingle_spans', 'minhash_ar
            'reference_minhash', 'MinhashPreset', 'get_preset', 'permutation_parameters', 'simplify_text',
            'preset_input', 'minhash_signatures', 'detection_threshold', 'detection_probability', 'choose_banding',
            'check_banding', 'band_buckets', 'bucket_pairs', 'ShingleSets', 'shingle_sets', 'duplicate_groups',
-           'DedupResult', 'find_duplicates']
+           'DedupResult', 'find_duplicates', 'FuzzyDedup']
 
 # %% ../nbs/03_fuzzy.ipynb #cell-006
 _MASK32 = np.uint64(0xFFFFFFFF)
@@ -602,3 +602,49 @@ def find_duplicates(ddf, preset="nemo", threshold: float = 0.8, bands: int | Non
                  n_verified_pairs=int(keep.sum()), n_groups=int(duplicates["duplicate_of"].nunique()),
                  n_duplicates=int(len(duplicates)), **{k: round(v, 3) for k, v in times.items()})
     return DedupResult(duplicates, stats)
+
+# %% ../nbs/03_fuzzy.ipynb #cell-053
+from typing import ClassVar
+import dask
+from .clean import Step, register_step, mark_removed, frame_namespace
+
+def _without(part, duplicates: pd.DataFrame):
+    return part[~part["id"].isin(frame_namespace(part).Series(duplicates["id"].to_numpy()))]
+
+def _only_removed(part, duplicates: pd.DataFrame, step: str):
+    dups = frame_namespace(part).DataFrame({"id": duplicates["id"].to_numpy(), "duplicate_of": duplicates["duplicate_of"].to_numpy()})
+    picked = part[part["id"].isin(dups["id"])]
+    duplicate_of = picked[["id"]].merge(dups, on="id", how="left").set_index(picked.index)["duplicate_of"] if len(picked) else None
+    return mark_removed(picked, step, "fuzzy_duplicate", duplicate_of)
+
+@register_step
+@dataclass
+class FuzzyDedup(Step):
+    "Remove near-duplicates (MinHash + LSH + exact-Jaccard check); each group keeps its smallest id."
+    name: ClassVar[str] = "fuzzy_dedup"
+    preset: str = "nemo"
+    threshold: float = 0.8
+    bands: int | None = None
+    rows: int | None = None
+    seed: int | None = None
+    verify: bool = True
+    bands_per_iteration: int = 8
+    max_bucket_size: int = 64
+
+    def __post_init__(self):
+        preset = get_preset(self.preset)
+        if (self.bands is None) != (self.rows is None): raise ValueError("Give both bands and rows, or neither.")
+        if self.bands is not None: check_banding(preset.num_perm, self.bands, self.rows)
+        self.progress, self.result = None, None
+
+    def find(self, ddf) -> DedupResult:
+        "The duplicates of `ddf` under this step's settings (also kept as `self.result`)."
+        self.result = find_duplicates(ddf, self.preset, self.threshold, self.bands, self.rows, self.seed, self.verify,
+                                      self.bands_per_iteration, self.max_bucket_size, progress=self.progress)
+        return self.result
+
+    def run(self, ddf):
+        duplicates = dask.delayed(self.find(ddf).duplicates, traverse=False)
+        kept = ddf.map_partitions(_without, duplicates, meta=ddf._meta)
+        removed = ddf.map_partitions(_only_removed, duplicates, self.name, meta=mark_removed(ddf._meta, "", None))
+        return kept, removed
