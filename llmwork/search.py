@@ -29,9 +29,9 @@ from .backend import resolve_backend, is_gpu_frame, to_pandas
 from .io import CorpusError
 
 # %% auto #0
-__all__ = ['SNIPPET_CHARS', 'WHERE_EXAMPLES', 'SearchError', 'ScanStats', 'StoredDataset', 'open_dataset', 'scan', 'snippet',
-           'match_context', 'find_ids', 'parse_where', 'find_where', 'grep_partition', 'grep', 'as_vectors',
-           'exact_topk', 'InvertedFileIndex', 'VectorIndex', 'nearest']
+__all__ = ['SNIPPET_CHARS', 'WHERE_EXAMPLES', 'PROVENANCE_FIELDS', 'SearchError', 'ScanStats', 'StoredDataset', 'open_dataset',
+           'scan', 'snippet', 'match_context', 'find_ids', 'parse_where', 'find_where', 'grep_partition', 'grep',
+           'as_vectors', 'exact_topk', 'InvertedFileIndex', 'VectorIndex', 'nearest', 'provenance', 'duplicates_of']
 
 # %% ../nbs/06_search.ipynb #cell-006
 class SearchError(CorpusError):
@@ -159,7 +159,7 @@ def scan(dataset, flt=None, columns=None, stop_after: int | None = None, files=N
                 tables.append(t)
                 total += t.num_rows
             else:  # enough rows kept: only count the rest, reading just the filter's columns
-                total += piece.count_rows(filter=flt, schema=ds.schema)
+                total += piece.count_rows(filter=flt)
     except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError) as e:
         raise _arrow_error(e, ds, flt) from None
     table = pa.concat_tables(tables) if tables else ds.schema.empty_table().select(columns)
@@ -558,3 +558,54 @@ def nearest(dataset, query: str | None = None, k: int = 10, nprobe: int | None =
     out.insert(2, "score", out["id"].map(score_of).astype("float32"))
     out.attrs.update(total=len(out))
     return out
+
+# %% ../nbs/06_search.ipynb #cell-057
+PROVENANCE_FIELDS = ("id", "status", "step", "reason", "duplicate_of", "text")
+
+def _run_parts(run_dir) -> tuple[Path, Path]:
+    run = Path(run_dir)
+    if run.name in ("kept", "removed"): run = run.parent
+    kept, removed = run / "kept", run / "removed"
+    if not removed.is_dir():
+        raise SearchError(f"{run_dir} is not the output of a cleaning run: it has no removed/ folder "
+                          "(pass the folder that `llmwork clean` wrote, holding kept/ and removed/).")
+    return kept, removed
+
+def _document(dataset, doc_id, columns):
+    ds = open_dataset(dataset)
+    cols = [c for c in ("step", "reason", "duplicate_of", *columns) if c in ds.columns]
+    table, _, _ = scan(ds, pc.field(ds.id_col) == doc_id, [ds.id_col, ds.text_col, *cols], files=ds.files_for_ids([doc_id]))
+    return table.to_pylist()[0] if table.num_rows else None
+
+def provenance(run_dir, doc_id: str, columns=(), max_hops: int = 10) -> pd.DataFrame:
+    "The removed document `doc_id` beside the document it duplicates: one column each, rows id, status, step, reason, duplicate_of, text."
+    kept, removed = _run_parts(run_dir)
+    columns = list(columns)
+    doc = _document(removed, doc_id, columns)
+    if doc is None:
+        if kept.is_dir() and _document(kept, doc_id, []) is not None:
+            raise SearchError(f"{doc_id!r} was kept, not removed: it has no removal record.")
+        hint = ", ".join(_nearest_ids(open_dataset(removed), doc_id))
+        raise SearchError(f"No document with id {doc_id!r} in {removed.parent} (neither kept nor removed)."
+                          + (f" Nearby removed ids: {hint}." if hint else ""))
+    docs = {"removed": {**doc, "status": "removed"}}
+    target, hops = doc.get("duplicate_of"), 0
+    while target is not None and hops < max_hops:  # follow a duplicate of a duplicate to the document that was kept
+        hops += 1
+        original = _document(kept, target, columns) if kept.is_dir() else None
+        if original is not None:
+            docs["duplicate of"] = {**original, "status": "kept"}
+            break
+        original = _document(removed, target, columns)
+        if original is None:
+            docs["duplicate of"] = {"id": target, "status": "missing from this run"}
+            break
+        docs["duplicate of"] = {**original, "status": "removed"}
+        target = original.get("duplicate_of")
+    fields = [*PROVENANCE_FIELDS, *[c for c in columns if c not in PROVENANCE_FIELDS]]
+    return pd.DataFrame({name: [d.get(f) for f in fields] for name, d in docs.items()}, index=fields)
+
+def duplicates_of(run_dir, doc_id: str, columns=(), limit: int = 20) -> pd.DataFrame:
+    "Documents removed as duplicates of `doc_id`, with their step and reason."
+    _, removed = _run_parts(run_dir)
+    return find_where(removed, f"duplicate_of == {json.dumps(doc_id)}", ["step", "reason", *columns], limit)
