@@ -21,11 +21,12 @@ import pyarrow as pa
 from .backend import is_gpu_frame, to_pandas
 
 # %% auto #0
-__all__ = ['PRESETS', 'murmur3_32', 'ShingleSpans', 'shingle_spans', 'minhash_array', 'minhash', 'reference_murmur3_32',
-           'reference_minhash', 'MinhashPreset', 'get_preset', 'permutation_parameters', 'simplify_text',
-           'preset_input', 'minhash_signatures', 'detection_threshold', 'detection_probability', 'choose_banding',
-           'check_banding', 'band_buckets', 'bucket_pairs', 'ShingleSets', 'shingle_sets', 'duplicate_groups',
-           'DedupResult', 'find_duplicates', 'FuzzyDedup']
+__all__ = ['PRESETS', 'EDITS', 'EDIT_RATES', 'murmur3_32', 'ShingleSpans', 'shingle_spans', 'minhash_array', 'minhash',
+           'reference_murmur3_32', 'reference_minhash', 'MinhashPreset', 'get_preset', 'permutation_parameters',
+           'simplify_text', 'preset_input', 'minhash_signatures', 'detection_threshold', 'detection_probability',
+           'choose_banding', 'check_banding', 'band_buckets', 'bucket_pairs', 'ShingleSets', 'shingle_sets',
+           'duplicate_groups', 'DedupResult', 'find_duplicates', 'FuzzyDedup', 'edit_text', 'planted_corpus',
+           'exact_similar_pairs', 'score_dedup']
 
 # %% ../nbs/03_fuzzy.ipynb #cell-006
 _MASK32 = np.uint64(0xFFFFFFFF)
@@ -648,3 +649,92 @@ class FuzzyDedup(Step):
         kept = ddf.map_partitions(_without, duplicates, meta=ddf._meta)
         removed = ddf.map_partitions(_only_removed, duplicates, self.name, meta=mark_removed(ddf._meta, "", None))
         return kept, removed
+
+# %% ../nbs/03_fuzzy.ipynb #cell-056
+EDITS = ("delete_words", "insert_words", "swap_words", "delete_lines", "swap_lines")
+EDIT_RATES = (0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.18, 0.25)
+
+def edit_text(text: str, kind: str, rate: float, rng: np.random.RandomState, pool: list[str]) -> str:
+    "`text` with a share `rate` of its words or lines deleted, inserted (from `pool`) or swapped with a neighbour."
+    lines = [l.split(" ") for l in text.split("\n")]
+    if kind in ("delete_lines", "swap_lines") and len(lines) < 4: kind = "delete_words" if kind == "delete_lines" else "swap_words"
+    if kind == "delete_lines":
+        kept = [l for l in lines if rng.rand() >= rate]
+        lines = kept or lines[:1]
+    elif kind == "swap_lines":
+        for i in range(len(lines) - 1):
+            if rng.rand() < rate: lines[i], lines[i + 1] = lines[i + 1], lines[i]
+    else:
+        out = []
+        for line in lines:
+            words = list(line)
+            if kind == "delete_words": words = [w for w in words if rng.rand() >= rate]
+            elif kind == "insert_words": words = [x for w in words for x in ([w, pool[rng.randint(len(pool))]] if rng.rand() < rate else [w])]
+            elif kind == "swap_words":
+                for i in range(len(words) - 1):
+                    if rng.rand() < rate: words[i], words[i + 1] = words[i + 1], words[i]
+            else: raise ValueError(f"Unknown edit {kind!r}; use one of {EDITS}.")
+            out.append(words)
+        lines = out
+    return "\n".join(" ".join(l) for l in lines)
+
+def planted_corpus(texts, n_base: int = 300, variants: int = 6, min_words: int = 60, seed: int = 0) -> pd.DataFrame:
+    "A corpus of `n_base` real texts and `variants` edited copies of each (`id`, `text`, `base`, `edit`, `rate`)."
+    texts = pd.Series(to_pandas(texts)).dropna().drop_duplicates()
+    texts = texts[texts.str.split().str.len() >= min_words]
+    rng = np.random.RandomState(seed)
+    bases = texts.iloc[np.sort(rng.choice(len(texts), size=min(n_base, len(texts)), replace=False))].tolist()
+    pool = " ".join(bases[:50]).split()
+    rows = []
+    for i, base in enumerate(bases):
+        rows.append((f"b{i:05d}", base, f"b{i:05d}", "none", 0.0))
+        for v in range(variants):
+            kind, rate = EDITS[rng.randint(len(EDITS))], EDIT_RATES[rng.randint(len(EDIT_RATES))]
+            rows.append((f"b{i:05d}-v{v}", edit_text(base, kind, rate, rng, pool), f"b{i:05d}", kind, rate))
+    return pd.DataFrame(rows, columns=["id", "text", "base", "edit", "rate"])
+
+@numba.njit(cache=True, nogil=True)
+def _similar_pairs(offsets, values, order, threshold):
+    left, right, sims = [], [], []
+    n = len(order)
+    for x in range(n):
+        i = order[x]
+        size_i = offsets[i + 1] - offsets[i]
+        for y in range(x + 1, n):
+            j = order[y]
+            size_j = offsets[j + 1] - offsets[j]
+            if size_i < threshold * size_j: break  # sizes ascend: J <= size_i / size_j from here on
+            a, ae, b, be = offsets[i], offsets[i + 1], offsets[j], offsets[j + 1]
+            inter = 0
+            while a < ae and b < be:
+                if values[a] == values[b]:
+                    inter += 1; a += 1; b += 1
+                elif values[a] < values[b]: a += 1
+                else: b += 1
+            union = size_i + size_j - inter
+            if union > 0 and inter >= threshold * union:
+                left.append(min(i, j)); right.append(max(i, j)); sims.append(inter / union)
+    return np.array(left, np.int64), np.array(right, np.int64), np.array(sims)
+
+def exact_similar_pairs(sets: ShingleSets, threshold: float = 0.8) -> pd.DataFrame:
+    "Every pair of rows with exact Jaccard >= `threshold`, by brute force (pruned by set sizes; exact)."
+    sizes = np.diff(sets.offsets)
+    order = np.argsort(sizes, kind="stable")
+    order = order[sizes[order] > 0]
+    left, right, sims = _similar_pairs(sets.offsets, sets.values, order, float(threshold))
+    return pd.DataFrame({"left": left, "right": right, "jaccard": sims}).sort_values(["left", "right"], ignore_index=True)
+
+def score_dedup(corpus: pd.DataFrame, duplicates: pd.DataFrame, preset="nemo", threshold: float = 0.8) -> dict:
+    "Precision (reported `id -> duplicate_of` pairs with exact Jaccard >= threshold) and recall (true pairs grouped)."
+    sets = shingle_sets(corpus["text"], preset)
+    truth = exact_similar_pairs(sets, threshold)
+    position = pd.Series(np.arange(len(corpus)), index=corpus["id"].to_numpy())
+    rep = pd.Series(corpus["id"].to_numpy(), index=corpus["id"].to_numpy())
+    rep[duplicates["id"].to_numpy()] = duplicates["duplicate_of"].to_numpy()
+    rep = rep.to_numpy()
+    found = rep[truth["left"]] == rep[truth["right"]]
+    reported = sets.jaccard(position[duplicates["id"]].to_numpy(), position[duplicates["duplicate_of"]].to_numpy())
+    return {"documents": len(corpus), "true_pairs": len(truth), "found_pairs": int(found.sum()),
+            "recall": float(found.mean()) if len(truth) else 1.0,
+            "reported_pairs": len(duplicates), "correct_reported": int((reported >= threshold).sum()),
+            "precision": float((reported >= threshold).mean()) if len(duplicates) else 1.0}
