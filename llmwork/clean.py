@@ -23,16 +23,22 @@ import dask.dataframe as dd
 from dask.delayed import Delayed
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import yaml
 
 from .backend import is_gpu_frame, to_pandas
 from .io import dataset_manifest
 
 # %% auto #0
-__all__ = ['STEPS', 'REMOVED_COLUMNS', 'DEFAULT_BOILERPLATE', 'register_step', 'Step', 'step_from_config', 'frame_namespace',
+__all__ = ['STEPS', 'REMOVED_COLUMNS', 'DEFAULT_BOILERPLATE', 'SYMBOL_CHARS', 'TERMINAL_PUNCTUATION', 'SENTENCE_END_CHARS',
+           'STOP_WORDS', 'POLICY_SUBSTRINGS', 'register_step', 'Step', 'step_from_config', 'frame_namespace',
            'null_strings', 'mark_removed', 'PartitionStep', 'Filter', 'Normalizer', 'apply_partition_steps',
            'run_partition_steps', 'combine_step_stats', 'first_reason', 'Validate', 'unicode_normalize',
-           'UnicodeNormalize', 'CleanWhitespace', 'StripBoilerplate', 'text_hash', 'ExactDedup', 'Pipeline']
+           'UnicodeNormalize', 'CleanWhitespace', 'StripBoilerplate', 'text_hash', 'as_arrow_strings', 'string_series',
+           'replace_backrefs', 'explode_split', 'extract_groups', 'split_chunk', 'word_tokens', 'char_class',
+           'regex_escape', 'per_row', 'split_lines', 'GopherQuality', 'find_duplicates', 'ngram_table',
+           'top_ngram_chars', 'duplicate_ngram_chars', 'GopherRepetition', 'sentence_counts', 'C4Quality',
+           'FineWebQuality', 'LengthFilter', 'NonTextFilter', 'ExactDedup', 'Pipeline']
 
 # %% ../nbs/02_clean.ipynb #cell-006
 STEPS: dict[str, type] = {}
@@ -282,11 +288,435 @@ class StripBoilerplate(Normalizer):
         return rf"^{start}(?:{p.removeprefix('^').removesuffix('$')}){end}(?:\n|$)"
 
 # %% ../nbs/02_clean.ipynb #cell-025
+_LETTER, _ALNUM = r"\pL\pM", r"\pL\pM\pN"
+# spaCy's prefix and suffix punctuation (LIST_PUNCT, LIST_QUOTES, currency and a few dashes), as one class
+_EDGE = r"""…,:;¿؟¡<>_#&。？！，、；：～·।،۔؛٪!?()\[\]{}*'"”“`‘´’‚„»«「」『』（）〔〕【】《》〈〉⟦⟧§%=—–$£€¥฿₽₴₹₩"""
+_PREFIX_RUN = rf"(?:\.\.+|[{_EDGE}])*"
+_SUFFIX_RUN = rf"(?:['’][sS]|\.\.+|[{_EDGE}.])*"
+_CHUNK = rf"^(?P<pre>{_PREFIX_RUN})(?P<core>.*?)(?P<suf>{_SUFFIX_RUN})$"
+# a final period splits off after a lowercase letter, digit, punctuation, or two capitals ("etc." "v1.0." "USA.")
+_DOT_SPLITS_AFTER = rf"(?:[\p{{Ll}}\pN%²+\-{_EDGE}]|\p{{Lu}}\p{{Lu}})$"
+_ABBREVIATION = r"^(?:(?:\pL\.)+\pL|Mr|Mrs|Ms|Dr|St|Jr|Sr|Inc|Ltd|Co|Corp|vs|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec|Mt|Gov|Gen|Rep|Sen|Rev|Prof)$"
+_URL = r"^(?:and/or|w/o|[a-zA-Z][a-zA-Z0-9+.-]*://\S+|www\.\S+|[\pL\pN_.+-]+@[\pL\pN-]+(?:\.[\pL\pN-]+)+|[\pL\pN-]+(?:\.[\pL\pN-]+)*\.[a-z]{2,}(?:/\S*)?)$"
+_INFIXES = (  # (pattern, replacement): spaCy's English infixes, applied twice to catch overlapping matches
+    (r"(\pN)([+\-*^])(\pN|-)", r"\1 \2 \3"),
+    (r"(\p{Ll})(\.)(\p{Lu})", r"\1 \2 \3"),
+    (rf"([{_LETTER}]),([{_LETTER}])", r"\1 , \2"),
+    (rf"([{_ALNUM}])(---|--|——|[-–—~])([{_LETTER}])", r"\1 \2 \3"),
+    (rf"([{_ALNUM}])([:<>=/])([{_LETTER}])", r"\1 \2 \3"),
+    (r"(\.\.+|…|\p{So})", r" \1 "),
+)
+_CONTRACTION = (r"^(.+?)(n['’]t)$|^([Cc]an)(not)$|^([Ii]|[Yy]ou|[Hh]e|[Ss]he|[Ii]t|[Ww]e|[Tt]hey|[Tt]hat|[Tt]here|[Ww]ho|[Ww]hat)(['’](?:m|re|ve|ll|d))$",
+                r"\1\3\5 \2\4\6")
+_UNIT = (r"^(.*\pN)(\+|km|m|cm|mm|kg|g|mg|lb|oz|ft|yd|mph|MB|KB|GB|TB|mb|kb|gb|tb|Mb|Kb|Gb|K|M|G|T)$", r"\1 \2")
+_EDGE_UNITS = (rf"(['’][sS]|''|\.\.+|[{_EDGE}.])", r" \1 ")
+
 def text_hash(text):
-    "A 64-bit hash per string (pandas: `hash_pandas_object`; cuDF: xxhash64); only used to route equal texts together."
+    "A 64-bit hash per string (pandas: `hash_pandas_object`; cuDF: xxhash64); equal strings, equal hashes."
     if is_gpu_frame(text): return text.hash_values(method="xxhash64")
     return pd.util.hash_pandas_object(text, index=False)
 
+def as_arrow_strings(text):
+    "pandas: the Series as `ArrowDtype(string)` so that `.str.split` returns Arrow lists (no Python lists); cuDF: as is."
+    if is_gpu_frame(text): return text
+    return text.astype(pd.ArrowDtype(pa.string()))
+
+def string_series(text):
+    "pandas: the Series as pandas' Arrow-backed `string` dtype, whose `.str` methods run in Arrow (RE2); cuDF: as is."
+    if is_gpu_frame(text) or (isinstance(text.dtype, pd.StringDtype) and text.dtype.storage == "pyarrow"): return text
+    return text.astype(pd.StringDtype("pyarrow"))
+
+def replace_backrefs(text, pattern, replacement):
+    "Regex replace with `\\1`-style back references (cuDF names this `replace_with_backrefs`)."
+    if is_gpu_frame(text): return text.str.replace_with_backrefs(pattern, replacement)
+    return text.str.replace(pattern, replacement, regex=True)
+
+def explode_split(text, pattern=None, regex=False, drop_empty=False):
+    "Split each string and explode: a frame with `row` (position of the source string), `pos` (index within it), `part`."
+    lists = as_arrow_strings(text).reset_index(drop=True)
+    lists = lists.str.split(pattern, regex=regex) if pattern is not None else lists.str.split()
+    out = string_series(lists.explode()).rename("part").reset_index().rename(columns={"index": "row"})
+    keep = out["part"].notna()
+    if drop_empty: keep = keep & (out["part"].str.len() > 0)
+    out = out[keep].reset_index(drop=True)
+    out["pos"] = out.groupby("row").cumcount()
+    return out
+
+def extract_groups(text, pattern):
+    "A frame of the named capture groups of `pattern` (Arrow extracts only named groups; cuDF only unnamed ones)."
+    if is_gpu_frame(text):
+        out = text.str.extract(re.sub(r"\?P<\w+>", "", pattern))
+        out.columns = re.findall(r"\?P<(\w+)>", pattern)
+        return out
+    return as_arrow_strings(text).str.extract(pattern)
+
+def split_chunk(chunks):
+    "Space-separated tokens of each whitespace-free chunk, spaCy-style: prefixes, core (infixes), suffixes."
+    parts = extract_groups(chunks, _CHUNK)
+    pre, core, suf = (string_series(parts[c].fillna("")) for c in ("pre", "core", "suf"))
+    # the period after a capital ("A.D.", "3D.") and after the abbreviations spaCy knows stays with the word
+    dotted = suf.str.startswith(".") & ~suf.str.startswith("..") & (core.str.len() > 0)
+    keeps_dot = dotted & (~core.str.contains(_DOT_SPLITS_AFTER) | core.str.contains(_ABBREVIATION))
+    core = core.where(~keeps_dot, core + ".")
+    suf = suf.where(~keeps_dot, suf.str.slice(1))
+    # only cores with something besides letters can hold an infix, a unit, a contraction or a URL
+    special = core.str.contains(r"[^\pL\pM]|^[Cc]annot$")
+    inner = core[special]
+    url = inner.str.contains(_URL)
+    split = replace_backrefs(replace_backrefs(inner, *_CONTRACTION), *_UNIT)
+    for pattern, replacement in _INFIXES * 2: split = replace_backrefs(split, pattern, replacement)
+    core = core.mask(special, inner.where(url, split))
+    has_pre, has_suf = pre.str.len() > 0, suf.str.len() > 0
+    pre = pre.mask(has_pre, replace_backrefs(pre[has_pre], *_EDGE_UNITS))
+    suf = suf.mask(has_suf, replace_backrefs(suf[has_suf], *_EDGE_UNITS))
+    return pre + " " + core + " " + suf
+
+def word_tokens(text):
+    "One row per word of each string in `text`, split like spaCy's English tokenizer: `row`, `line`, `pos`, `token`."
+    lines = explode_split(text, "\n")
+    chunks = explode_split(lines["part"], drop_empty=True)
+    tokens = explode_split(split_chunk(chunks["part"]), drop_empty=True)
+    chunk_line = chunks["row"].take(tokens["row"]).reset_index(drop=True)
+    return frame_namespace(tokens).DataFrame({
+        "row": lines["row"].take(chunk_line).reset_index(drop=True),
+        "line": lines["pos"].take(chunk_line).reset_index(drop=True),
+        "token": tokens["part"]}).assign(pos=lambda d: d.groupby("row").cumcount())
+
+# %% ../nbs/02_clean.ipynb #cell-027
+# datatrove 0.10.1's PUNCTUATION_SET (utils/text.py): a word made only of these is a symbol, not a word
+SYMBOL_CHARS = ("\x00\x01\x02\x03\x04\x05\x06\x07\x08\x0b\x0c\r\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a"
+    "\x1b\x1c\x1d\x1e\x1f!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~\x7f\x80\x81\x82\x83\x84\x85\x86\x87\x88\x89"
+    "\x8a\x8b\x8c\x8d\x8e\x8f\x90\x91\x92\x93\x94\x95\x96\x97\x98\x99\x9a\x9b\x9c\x9d\x9e\x9f\xab\xb4\xbb"
+    "\u0589\u061d\u061e\u061f\u06d4\u0700\u0701\u0702\u07f9\u0837\u0839\u083d\u083e\u0964\u0965\u104a"
+    "\u104b\u1362\u1367\u1368\u166e\u1735\u1736\u17d4\u17d5\u17d6\u17d9\u17da\u1803\u1809\u1944\u1945"
+    "\u1aa8\u1aa9\u1aaa\u1aab\u1b5a\u1b5b\u1b5e\u1b5f\u1b7d\u1b7e\u1c3b\u1c3c\u1c7e\u1c7f\u2013\u2014"
+    "\u2019\u201c\u201d\u201e\u2026\u203c\u203d\u2047\u2048\u2049\u2236\u2501\u25ba\u2e2e\u2e3c\u2e53"
+    "\u2e54\u3001\u3002\u3008\u3009\u300a\u300b\u300c\u300d\u3010\u3011\ua4ff\ua60e\ua60f\ua6f3\ua6f7"
+    "\ua876\ua877\ua8ce\ua8cf\ua92f\ua9c8\ua9c9\uaa5d\uaa5e\uaa5f\uaaf0\uaaf1\uabeb\ufe52\ufe56\ufe57"
+    "\uff01\uff05\uff08\uff09\uff0c\uff0e\uff11\uff1a\uff1b\uff1f\uff5e\uff61\U00010a56\U00010a57"
+    "\U00010f55\U00010f56\U00010f57\U00010f58\U00010f59\U00010f86\U00010f87\U00010f88\U00010f89\U00011047"
+    "\U00011048\U000110be\U000110bf\U000110c0\U000110c1\U00011141\U00011142\U00011143\U000111c5\U000111c6"
+    "\U000111cd\U000111de\U000111df\U00011238\U00011239\U0001123b\U0001123c\U000112a9\U0001144b\U0001144c"
+    "\U000115c2\U000115c3\U000115c9\U000115ca\U000115cb\U000115cc\U000115cd\U000115ce\U000115cf\U000115d0"
+    "\U000115d1\U000115d2\U000115d3\U000115d4\U000115d5\U000115d6\U000115d7\U00011641\U00011642\U0001173c"
+    "\U0001173d\U0001173e\U00011944\U00011946\U00011a42\U00011a43\U00011a9b\U00011a9c\U00011c41\U00011c42"
+    "\U00011ef7\U00011ef8\U00011f43\U00011f44\U00016a6e\U00016a6f\U00016af5\U00016b37\U00016b38\U00016b44"
+    "\U00016e98\U0001bc9f\U0001da88")
+# datatrove's TERMINAL_PUNCTUATION: what FineWeb counts as a line ending in punctuation
+TERMINAL_PUNCTUATION = ("!.?\u0589\u061d\u061e\u061f\u06d4\u0700\u0701\u0702\u07f9\u0837\u0839\u083d\u083e\u0964\u0965\u104a"
+    "\u104b\u1362\u1367\u1368\u166e\u1735\u1736\u17d4\u17d5\u17d6\u17d9\u17da\u1803\u1809\u1944\u1945"
+    "\u1aa8\u1aa9\u1aaa\u1aab\u1b5a\u1b5b\u1b5e\u1b5f\u1b7d\u1b7e\u1c3b\u1c3c\u1c7e\u1c7f\u203c\u203d"
+    "\u2047\u2048\u2049\u2e2e\u2e3c\u2e53\u2e54\u3002\ua4ff\ua60e\ua60f\ua6f3\ua6f7\ua876\ua877\ua8ce"
+    "\ua8cf\ua92f\ua9c8\ua9c9\uaa5d\uaa5e\uaa5f\uaaf0\uaaf1\uabeb\ufe52\ufe56\ufe57\uff01\uff0e\uff1f"
+    "\uff61\U00010a56\U00010a57\U00010f55\U00010f56\U00010f57\U00010f58\U00010f59\U00010f86\U00010f87"
+    "\U00010f88\U00010f89\U00011047\U00011048\U000110be\U000110bf\U000110c0\U000110c1\U00011141\U00011142"
+    "\U00011143\U000111c5\U000111c6\U000111cd\U000111de\U000111df\U00011238\U00011239\U0001123b\U0001123c"
+    "\U000112a9\U0001144b\U0001144c\U000115c2\U000115c3\U000115c9\U000115ca\U000115cb\U000115cc\U000115cd"
+    "\U000115ce\U000115cf\U000115d0\U000115d1\U000115d2\U000115d3\U000115d4\U000115d5\U000115d6\U000115d7"
+    "\U00011641\U00011642\U0001173c\U0001173d\U0001173e\U00011944\U00011946\U00011a42\U00011a43\U00011a9b"
+    "\U00011a9c\U00011c41\U00011c42\U00011ef7\U00011ef8\U00011f43\U00011f44\U00016a6e\U00016a6f\U00016af5"
+    "\U00016b37\U00016b38\U00016b44\U00016e98\U0001bc9f\U0001da88")
+# spaCy's Sentencizer.default_punct_chars: a token made of one of these ends a sentence
+SENTENCE_END_CHARS = ("!.?\u0589\u061f\u06d4\u0700\u0701\u0702\u07f9\u0964\u0965\u104a\u104b\u1362\u1367\u1368\u166e\u1735"
+    "\u1736\u1803\u1809\u1944\u1945\u1aa8\u1aa9\u1aaa\u1aab\u1b5a\u1b5b\u1b5e\u1b5f\u1c3b\u1c3c\u1c7e"
+    "\u1c7f\u203c\u203d\u2047\u2048\u2049\u2e2e\u2e3c\u3002\ua4ff\ua60e\ua60f\ua6f3\ua6f7\ua876\ua877"
+    "\ua8ce\ua8cf\ua92f\ua9c8\ua9c9\uaa5d\uaa5e\uaa5f\uaaf0\uaaf1\uabeb\ufe52\ufe56\ufe57\uff01\uff0e"
+    "\uff1f\uff61\U00010a56\U00010a57\U00011047\U00011048\U000110be\U000110bf\U000110c0\U000110c1"
+    "\U00011141\U00011142\U00011143\U000111c5\U000111c6\U000111cd\U000111de\U000111df\U00011238\U00011239"
+    "\U0001123b\U0001123c\U000112a9\U0001144b\U0001144c\U000115c2\U000115c3\U000115c9\U000115ca\U000115cb"
+    "\U000115cc\U000115cd\U000115ce\U000115cf\U000115d0\U000115d1\U000115d2\U000115d3\U000115d4\U000115d5"
+    "\U000115d6\U000115d7\U00011641\U00011642\U0001173c\U0001173d\U0001173e\U00011a42\U00011a43\U00011a9b"
+    "\U00011a9c\U00011c41\U00011c42\U00016a6e\U00016a6f\U00016af5\U00016b37\U00016b38\U00016b44\U0001bc9f"
+    "\U0001da88")
+
+STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
+# what Python's str.isspace() calls whitespace (strip, split and splitlines use it); RE2's \s is ASCII only
+_WS = r"\s\pZ\x{0b}\x{1c}-\x{1f}\x{85}"
+_LINE_BREAK = r"\r\n|[\n\r\x{0b}\x{0c}\x{1c}-\x{1e}\x{85}\x{2028}\x{2029}]"
+
+def char_class(chars, negate: bool = False) -> str:
+    "A regex character class matching any one of `chars` (or none of them), each spelled `\\x{HEX}`."
+    return "[" + ("^" if negate else "") + "".join(f"\\x{{{ord(c):x}}}" for c in sorted(set(chars))) + "]"
+
+def regex_escape(text: str) -> str:
+    "`text` as a literal in a regex both RE2 and cuDF read (Python's re.escape also escapes spaces, which RE2 rejects)."
+    return re.sub(r"([\\^$.|?*+()\[\]{}])", r"\\\1", text)
+
+# %% ../nbs/02_clean.ipynb #cell-030
+def per_row(values, rows, n: int, how: str = "sum"):
+    "Aggregate `values` by row number into a Series indexed 0..n-1 (0 for rows with no values)."
+    out = values.groupby(rows).agg(how)
+    return out.reindex(frame_namespace(values).RangeIndex(n), fill_value=0)
+
+def _rows(df):
+    "The partition's text as an Arrow-backed string Series indexed 0..n-1."
+    return string_series(df["text"]).reset_index(drop=True)
+
+def _reasons_for(df, text, rules):
+    out = first_reason(text, rules)
+    out.index = df.index
+    return out
+
+def split_lines(text):
+    "Lines as Python's `str.splitlines` makes them: a frame with `row`, `pos`, `part`, plus the count per row."
+    lines = explode_split(text, _LINE_BREAK, regex=True)
+    n_lines = per_row(lines["pos"] * 0 + 1, lines["row"], len(text)) - text.str.contains(f"(?:{_LINE_BREAK})$").astype("int64")
+    return lines, n_lines
+
+# %% ../nbs/02_clean.ipynb #cell-032
+@register_step
+@dataclass
+class GopherQuality(Filter):
+    "Gopher's quality rules (word count and length, symbols, bullets, ellipses, alphabetic words, stop words)."
+    name: ClassVar[str] = "gopher_quality"
+    min_doc_words: int | None = 50
+    max_doc_words: int | None = 100_000
+    min_avg_word_length: float | None = 3
+    max_avg_word_length: float | None = 10
+    max_symbol_word_ratio: float | None = 0.1
+    max_bullet_lines_ratio: float | None = 0.9
+    max_ellipsis_lines_ratio: float | None = 0.3
+    max_non_alpha_words_ratio: float | None = 0.8  # datatrove's name; it is the minimum fraction of words with a letter
+    min_stop_words: int | None = 2
+    stop_words: list = field(default_factory=lambda: list(STOP_WORDS))
+
+    def reasons(self, df):
+        text = _rows(df)
+        n = len(text)
+        tok = word_tokens(text)
+        word, row = tok["token"], tok["row"]
+        one = row * 0 + 1
+        nonsym = word.str.contains(char_class(SYMBOL_CHARS, negate=True))
+        n_words = per_row(one, row, n)
+        n_real = per_row(nonsym.astype("int64"), row, n)
+        mean_length = per_row(word.str.len().where(nonsym, 0).astype("int64"), row, n) / n_real
+        n_alpha = per_row(word.str.contains(r"\pL").astype("int64"), row, n)
+        stop = tok[word.isin(list(self.stop_words))][["row", "token"]].drop_duplicates()
+        n_stop = per_row(stop["row"] * 0 + 1, stop["row"], n)
+        lines, n_lines = split_lines(text)
+        bullet = lines["part"].str.contains(f"^[{_WS}]*[•\\-]").astype("int64")
+        end_ellipsis = lines["part"].str.contains(f"(?:\\.\\.\\.|…)[{_WS}]*$").astype("int64")
+        ellipses = text.str.count(r"\.\.\.") + text.str.count("…")
+        rules = []
+        if self.min_doc_words: rules.append((n_real < self.min_doc_words, "gopher_short_doc"))
+        if self.max_doc_words: rules.append((n_real > self.max_doc_words, "gopher_long_doc"))
+        if self.min_avg_word_length: rules.append((mean_length < self.min_avg_word_length, "gopher_below_avg_threshold"))
+        if self.max_avg_word_length: rules.append((mean_length > self.max_avg_word_length, "gopher_above_avg_threshold"))
+        if self.max_symbol_word_ratio:
+            rules.append((text.str.count("#") / n_words > self.max_symbol_word_ratio, "gopher_too_many_hashes"))
+            rules.append((ellipses / n_words > self.max_symbol_word_ratio, "gopher_too_many_ellipsis"))
+        if self.max_bullet_lines_ratio:
+            rules.append((per_row(bullet, lines["row"], n) / n_lines > self.max_bullet_lines_ratio, "gopher_too_many_bullets"))
+        if self.max_ellipsis_lines_ratio:
+            rules.append((per_row(end_ellipsis, lines["row"], n) / n_lines > self.max_ellipsis_lines_ratio, "gopher_too_many_end_ellipsis"))
+        if self.max_non_alpha_words_ratio:
+            rules.append((n_alpha / n_words < self.max_non_alpha_words_ratio, "gopher_below_alpha_threshold"))
+        if self.min_stop_words: rules.append((n_stop < self.min_stop_words, "gopher_enough_stop_words"))
+        return _reasons_for(df, text, rules)
+
+# %% ../nbs/02_clean.ipynb #cell-034
+_MULTIPLIERS = tuple(np.uint64(m) for m in (1, 0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9,
+                                            0x27D4EB2F165667C5, 0x94D049BB133111EB, 0xBF58476D1CE4E5B9,
+                                            0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53, 0x2545F4914F6CDD1D))
+
+def find_duplicates(parts, n: int):
+    "datatrove's `find_duplicates` per row: how many parts repeat an earlier part of the same row, and their characters."
+    dup = parts.duplicated(subset=["row", "part"]).astype("int64")
+    return per_row(dup, parts["row"], n), per_row((parts["part"].str.len() * dup).astype("int64"), parts["row"], n)
+
+def ngram_table(tok, n: int):
+    "Each n-gram of each row: `row`, `pos`, `gram` (64-bit hash), `chars` (letters without spaces)."
+    h, length, row = text_hash(tok["token"]).astype("uint64"), tok["token"].str.len().astype("int64"), tok["row"]
+    gram, chars, valid = h * _MULTIPLIERS[0], length, row == row
+    for k in range(1, n):
+        gram = gram + h.shift(-k, fill_value=0).astype("uint64") * _MULTIPLIERS[k]
+        chars = chars + length.shift(-k, fill_value=0)
+        valid = valid & (row.shift(-k) == row).fillna(False).astype(bool)
+    return frame_namespace(tok).DataFrame({"row": row, "pos": tok["pos"], "gram": gram, "chars": chars})[valid]
+
+def top_ngram_chars(grams, n: int, n_rows: int):
+    "Per row: characters covered by the most frequent n-gram (datatrove joins words with spaces), first seen wins ties."
+    stats = grams.groupby(["row", "gram"]).agg(count=("pos", "size"), first=("pos", "min"), chars=("chars", "first")).reset_index()
+    top = stats.sort_values(["row", "count", "first"], ascending=[True, False, True]).drop_duplicates("row")
+    return per_row((top["count"] * (top["chars"] + n - 1)).astype("int64"), top["row"], n_rows)
+
+def duplicate_ngram_chars(grams, n: int, n_rows: int):
+    "Per row: characters in repeated n-grams, counted every n positions along each run of repeats (datatrove's jump)."
+    grams = grams.reset_index(drop=True)
+    dup = grams.groupby(["row", "gram"]).cumcount() > 0
+    prev_dup = dup.shift(1, fill_value=False).astype(bool) & (grams["row"].shift(1) == grams["row"]).fillna(False).astype(bool)
+    start = dup & ~prev_dup
+    run_start = grams["pos"].where(start).ffill()
+    counted = dup & (((grams["pos"] - run_start) % n) == 0)
+    return per_row((grams["chars"] * counted.astype("int64")).astype("int64"), grams["row"], n_rows)
+
+@register_step
+@dataclass
+class GopherRepetition(Filter):
+    "Gopher's repetition rules: duplicate lines and paragraphs, top n-grams, duplicated n-grams."
+    name: ClassVar[str] = "gopher_repetition"
+    dup_line_frac: float | None = 0.3
+    dup_para_frac: float | None = 0.3
+    dup_line_char_frac: float | None = 0.2
+    dup_para_char_frac: float | None = 0.2
+    top_n_grams: list = field(default_factory=lambda: [[2, 0.2], [3, 0.18], [4, 0.16]])
+    dup_n_grams: list = field(default_factory=lambda: [[5, 0.15], [6, 0.14], [7, 0.13], [8, 0.12], [9, 0.11], [10, 0.10]])
+
+    def reasons(self, df):
+        text = _rows(df)
+        n, length = len(text), text.str.len()
+        rules = [(length == 0, "empty")]
+        paragraphs = explode_split(text.str.strip(), r"\n{2,}", regex=True)
+        n_para = per_row(paragraphs["pos"] * 0 + 1, paragraphs["row"], n)
+        para_dups, para_chars = find_duplicates(paragraphs, n)
+        if self.dup_para_frac: rules.append((para_dups / n_para > self.dup_para_frac, "dup_para_frac"))
+        if self.dup_para_char_frac: rules.append((para_chars / length > self.dup_para_char_frac, "dup_para_char_frac"))
+        lines = explode_split(text, r"\n+", regex=True)
+        n_lines = per_row(lines["pos"] * 0 + 1, lines["row"], n)
+        line_dups, line_chars = find_duplicates(lines, n)
+        if self.dup_line_frac: rules.append((line_dups / n_lines > self.dup_line_frac, "dup_line_frac"))
+        if self.dup_line_char_frac: rules.append((line_chars / length > self.dup_line_char_frac, "dup_line_char_frac"))
+        tok = word_tokens(text)
+        for size, fraction in self.top_n_grams:
+            rules.append((top_ngram_chars(ngram_table(tok, size), size, n) / length > fraction, f"top_{size}_gram"))
+        for size, fraction in self.dup_n_grams:
+            rules.append((duplicate_ngram_chars(ngram_table(tok, size), size, n) / length > fraction, f"duplicated_{size}_n_grams"))
+        return _reasons_for(df, text, rules)
+
+# %% ../nbs/02_clean.ipynb #cell-036
+POLICY_SUBSTRINGS = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
+_CITATION = r"\[\p{Nd}*\]|\[edit\]|\[citation needed\]"
+
+def sentence_counts(text):
+    "Sentences per string as spaCy's sentencizer splits them: one more than the sentence ends followed by a word."
+    tok = word_tokens(text)
+    word, row = tok["token"], tok["row"]
+    ends = word.isin(list(SENTENCE_END_CHARS))
+    is_word = ~ends & ~word.str.contains(r"^\pP+$")
+    ends_so_far = ends.astype("int64").groupby(row).cumsum()
+    at_words = frame_namespace(tok).DataFrame({"row": row[is_word], "ends": ends_so_far[is_word]})
+    before = at_words.groupby("row")["ends"].shift(1, fill_value=0)
+    boundaries = per_row((at_words["ends"] > before).astype("int64"), at_words["row"], len(text))
+    has_tokens = per_row(row * 0 + 1, row, len(text)) > 0
+    return (boundaries + 1) * has_tokens.astype("int64")
+
+@register_step
+@dataclass
+class C4Quality(Filter):
+    "C4's rules: terminal punctuation, words per line, javascript/policy lines, lorem ipsum, curly brackets, sentences."
+    name: ClassVar[str] = "c4_quality"
+    remove_citations: bool = True
+    filter_no_terminal_punct: bool = True
+    min_num_sentences: int = 5
+    min_words_per_line: int = 3
+    max_word_length: int = 1000
+    filter_lorem_ipsum: bool = True
+    filter_javascript: bool = True
+    filter_curly_bracket: bool = True
+    filter_policy: bool = True
+    policy_substrings: list = field(default_factory=lambda: list(POLICY_SUBSTRINGS))
+
+    def reasons(self, df):
+        text = _rows(df)
+        n = len(text)
+        lines, _ = split_lines(text)
+        line = lines["part"].str.strip()
+        n_words = line.str.count(f"[^{_WS}]+")
+        keep = line == line
+        if self.max_word_length != -1:
+            long_lines = line[line.str.len() > self.max_word_length]
+            if len(long_lines):
+                words = explode_split(long_lines)
+                too_long = per_row(words["part"].str.len(), words["row"], len(long_lines), "max") > self.max_word_length
+                too_long.index = long_lines.index
+                keep = keep & ~too_long.reindex(line.index, fill_value=False).astype(bool)
+        if self.remove_citations: line = line.str.replace(_CITATION, "", regex=True)
+        if self.filter_no_terminal_punct:
+            keep = keep & line.str.contains("[.?!\"']$") & ~line.str.endswith("...")
+        keep = keep & (n_words >= self.min_words_per_line)
+        lower = line.str.lower()
+        lorem = keep & lower.str.contains("lorem ipsum") if self.filter_lorem_ipsum else keep & False
+        keep = keep & ~lorem
+        if self.filter_javascript: keep = keep & ~lower.str.contains("javascript")
+        curly = keep & line.str.contains("{", regex=False) if self.filter_curly_bracket else keep & False
+        keep = keep & ~curly
+        if self.filter_policy and self.policy_substrings:
+            keep = keep & ~lower.str.contains("|".join(regex_escape(p) for p in self.policy_substrings))
+        # datatrove stops at the first line with lorem ipsum or a curly bracket: which one decides the reason
+        fatal = lines.assign(code=lorem.astype("int64") + 2 * curly.astype("int64"))
+        fatal = fatal[fatal["code"] > 0].sort_values(["row", "pos"]).drop_duplicates("row")
+        first_fatal = per_row(fatal["code"], fatal["row"], n)
+        rules = [(first_fatal == 1, "lorem_ipsum"), (first_fatal == 2, "curly_bracket")]
+        if self.min_num_sentences != -1:
+            kept = line[keep]
+            sentences = sentence_counts(kept.reset_index(drop=True))
+            per_doc = per_row(sentences, lines["row"][keep].reset_index(drop=True), n)
+            rules.append((per_doc < self.min_num_sentences, "too_few_sentences"))
+        return _reasons_for(df, text, rules)
+
+# %% ../nbs/02_clean.ipynb #cell-038
+@register_step
+@dataclass
+class FineWebQuality(Filter):
+    "FineWeb's line rules: lines ending in punctuation, short lines, repeated-line characters, newlines per word."
+    name: ClassVar[str] = "fineweb_quality"
+    line_punct_thr: float = 0.12
+    line_punct_exclude_zero: bool = False
+    short_line_thr: float = 0.67
+    short_line_length: int = 30
+    char_duplicates_ratio: float = 0.01
+    new_line_ratio: float = 0.3
+
+    def reasons(self, df):
+        text = _rows(df)
+        n = len(text)
+        lines = explode_split(text, "\n")
+        lines = lines[lines["part"].str.strip().str.len() > 0].reset_index(drop=True)
+        n_lines = per_row(lines["pos"] * 0 + 1, lines["row"], n)
+        punct = per_row(lines["part"].str.contains(char_class(TERMINAL_PUNCTUATION) + "$").astype("int64"), lines["row"], n) / n_lines
+        short = per_row((lines["part"].str.len() <= self.short_line_length).astype("int64"), lines["row"], n) / n_lines
+        _, dup_chars = find_duplicates(lines, n)
+        newlines = text.str.count("\n")
+        tok = word_tokens(text)
+        n_words = per_row(tok["row"] * 0 + 1, tok["row"], n)
+        low_punct = punct < self.line_punct_thr
+        if self.line_punct_exclude_zero: low_punct = low_punct & (punct != 0)
+        return _reasons_for(df, text, [
+            (n_lines == 0, "empty"), (low_punct, "line_punct_ratio"), (short > self.short_line_thr, "short_line_ratio"),
+            (dup_chars / (text.str.len() - newlines) > self.char_duplicates_ratio, "char_dup_ratio"),
+            (newlines / n_words > self.new_line_ratio, "list_ratio")])
+
+# %% ../nbs/02_clean.ipynb #cell-040
+@register_step
+@dataclass
+class LengthFilter(Filter):
+    "Remove documents shorter than `min_chars` (`too_short`) or longer than `max_chars` (`too_long`) characters."
+    name: ClassVar[str] = "length"
+    min_chars: int | None = 20
+    max_chars: int | None = 1_000_000
+
+    def reasons(self, df):
+        text = _rows(df)
+        length = text.str.len()
+        rules = []
+        if self.min_chars: rules.append((length < self.min_chars, "too_short"))
+        if self.max_chars: rules.append((length > self.max_chars, "too_long"))
+        return _reasons_for(df, text, rules)
+
+@register_step
+@dataclass
+class NonTextFilter(Filter):
+    "Remove documents whose letters (any script) are under `min_letter_fraction` of their non-whitespace characters."
+    name: ClassVar[str] = "non_text"
+    min_letter_fraction: float = 0.5
+
+    def reasons(self, df):
+        text = _rows(df)
+        visible = text.str.len() - text.str.count(f"[{_WS}]")
+        letters = text.str.count(r"[\pL\pM]")
+        return _reasons_for(df, text, [(letters / visible < self.min_letter_fraction, "mostly_non_text")])
+
+# %% ../nbs/02_clean.ipynb #cell-042
 def _mark_exact_duplicates(df):
     first = df.groupby("text", sort=False)["id"].transform("min") if len(df) else df["id"]
     dup = (first != df["id"]).fillna(False).astype(bool)
@@ -314,7 +744,7 @@ class ExactDedup(Step):
         removed = marked.map_partitions(_exact_removed, columns, self.name, meta=mark_removed(ddf._meta, "", None))
         return kept, removed
 
-# %% ../nbs/02_clean.ipynb #cell-028
+# %% ../nbs/02_clean.ipynb #cell-045
 def _lazy_frame_stats(ddf):
     "Lazy (rows, characters) of a corpus frame."
     return ddf.shape[0], ddf["text"].str.len().sum()
