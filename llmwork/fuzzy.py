@@ -26,7 +26,8 @@ __all__ = ['PRESETS', 'EDITS', 'EDIT_RATES', 'murmur3_32', 'ShingleSpans', 'shin
            'simplify_text', 'preset_input', 'minhash_signatures', 'detection_threshold', 'detection_probability',
            'choose_banding', 'check_banding', 'band_buckets', 'bucket_pairs', 'ShingleSets', 'shingle_sets',
            'duplicate_groups', 'DedupResult', 'find_duplicates', 'FuzzyDedup', 'edit_text', 'planted_corpus',
-           'exact_similar_pairs', 'score_dedup']
+           'exact_similar_pairs', 'score_dedup', 'format_dedup', 'run_dedup', 'dedup_command', 'add_commands',
+           'demo_stage']
 
 # %% ../nbs/03_fuzzy.ipynb #cell-006
 _MASK32 = np.uint64(0xFFFFFFFF)
@@ -738,3 +739,105 @@ def score_dedup(corpus: pd.DataFrame, duplicates: pd.DataFrame, preset="nemo", t
             "recall": float(found.mean()) if len(truth) else 1.0,
             "reported_pairs": len(duplicates), "correct_reported": int((reported >= threshold).sum()),
             "precision": float((reported >= threshold).mean()) if len(duplicates) else 1.0}
+
+# %% ../nbs/03_fuzzy.ipynb #cell-062
+def _tqdm_progress(desc: str):
+    from tqdm.auto import tqdm
+    bar = None
+    def tick(stage, done, total):
+        nonlocal bar
+        if bar is None: bar = tqdm(total=total, desc=desc, unit="stage")
+        bar.set_postfix_str(stage)
+        bar.update(done - bar.n)
+        if done >= total: bar.close()
+    return tick
+
+def _scheduler_context(scheduler: str | None, backend):
+    "A context in which Dask computes: a scheduler address, a new local cluster ('local'), or threads (default)."
+    import contextlib
+    from llmwork.backend import get_client
+    if scheduler in (None, "threads", "sync", "processes"):
+        return dask.config.set(scheduler=scheduler or "threads")
+    client = get_client(backend, scheduler=None if scheduler == "local" else scheduler)
+    stack = contextlib.ExitStack()
+    stack.callback(client.close)
+    if scheduler == "local": stack.callback(lambda: client.cluster.close())
+    return stack
+
+def format_dedup(report: dict) -> str:
+    "The few lines `llmwork dedup` prints."
+    s = report["fuzzy_dedup"]
+    return "\n".join([
+        f"{report['n_in']:,} documents in, {report['n_kept']:,} kept, {s['n_duplicates']:,} near-duplicates removed in {s['n_groups']:,} groups"
+        + (f" ({report['n_removed'] - s['n_duplicates']:,} invalid rows removed by validation)" if report["n_removed"] > s["n_duplicates"] else ""),
+        f"preset {s['preset']}: {s['num_perm']} permutations, LSH {s['bands']} bands x {s['rows']} rows "
+        f"(curve rises at {s['detection_threshold']:.2f}; finds a pair at {s['threshold']} with p={s['detection_at_threshold']:.3f})",
+        f"candidates {s['n_candidate_pairs']:,} pairs, {s['n_verified_pairs']:,} at Jaccard >= {s['threshold']}"
+        + ("" if s["verify"] else " (verification off: all candidates kept)"),
+        f"time: signatures {s['signatures_s']:.1f} s, LSH {s['lsh_s']:.1f} s, verification {s['verify_s']:.1f} s, total {report['seconds']:.1f} s"])
+
+def run_dedup(ddf, output, step: FuzzyDedup, overwrite: bool = False, progress: bool = True) -> dict:
+    "Run validation + `step` over `ddf` with the cleaning Pipeline, writing `output`; returns the report."
+    import os
+    from pathlib import Path
+    from llmwork.clean import Pipeline
+    if progress and step.progress is None: step.progress = _tqdm_progress("fuzzy dedup")
+    report = Pipeline([step]).run(ddf, output, overwrite=overwrite)
+    report["fuzzy_dedup"] = step.result.stats
+    path = Path(output) / "report.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=1))
+    os.replace(tmp, path)
+    return report
+
+def dedup_command(args) -> int:
+    "`llmwork dedup INPUT OUTPUT ...`"
+    from llmwork.backend import resolve_backend
+    from llmwork.io import read_corpus
+    if (args.bands is None) != (args.rows is None): raise ValueError("Give both --bands and --rows, or neither (they are then chosen from --threshold).")
+    backend = resolve_backend(args.backend)
+    step = FuzzyDedup(preset=args.preset, threshold=args.threshold, bands=args.bands, rows=args.rows, seed=args.seed,
+                      verify=not args.no_verify, bands_per_iteration=args.bands_per_iteration)
+    with _scheduler_context(args.scheduler, backend):
+        ddf = read_corpus(args.input, text_col=args.text_col, id_col=args.id_col, on_error="skip", backend=backend)
+        report = run_dedup(ddf, args.output, step, overwrite=args.overwrite, progress=not args.quiet)
+    print(format_dedup(report))
+    print(f"wrote {args.output}/kept, {args.output}/removed, {args.output}/report.json")
+    return 0
+
+def add_commands(subparsers):
+    "Add `dedup` to the `llmwork` command line."
+    p = subparsers.add_parser("dedup", help="remove near-duplicate documents (MinHash + LSH, verified by exact Jaccard)",
+                              description="Find near-duplicate documents with MinHash signatures (bit-identical to cuDF's) "
+                              "and LSH, verify candidates by exact Jaccard, keep the smallest id of each group, and write "
+                              "OUTPUT/kept, OUTPUT/removed (reason fuzzy_duplicate, duplicate_of) and OUTPUT/report.json.")
+    p.add_argument("input", help="corpus: JSONL/Parquet/CSV file, folder, glob or URL")
+    p.add_argument("output", help="output folder")
+    p.add_argument("--preset", choices=list(PRESETS), default="nemo",
+                   help="nemo: 24-character shingles, 260 permutations (NeMo Curator); fineweb: 5-word shingles of "
+                   "simplified text, 112 permutations (datatrove). Default: nemo")
+    p.add_argument("--threshold", type=float, default=0.8, help="Jaccard similarity at which two documents are duplicates (default 0.8)")
+    p.add_argument("--bands", type=int, help="LSH bands (with --rows; default: chosen so a pair at the threshold is found with p >= 0.995)")
+    p.add_argument("--rows", type=int, help="LSH rows per band (with --bands)")
+    p.add_argument("--bands-per-iteration", type=int, default=8, help="bands shuffled at once; fewer use less memory (default 8)")
+    p.add_argument("--no-verify", action="store_true", help="skip the exact-Jaccard check of LSH candidates")
+    p.add_argument("--seed", type=int, help="permutation seed (default: the preset's)")
+    p.add_argument("--text-col", default="text", help="text column (default: text)")
+    p.add_argument("--id-col", default="id", help="id column (default: id; generated when absent)")
+    p.add_argument("--backend", choices=["cpu", "gpu", "auto"], help="engine (default: $LLMWORK_BACKEND or auto)")
+    p.add_argument("--scheduler", help="Dask scheduler address (tcp://HOST:8786), 'local' for a new local cluster, "
+                   "or 'threads' (default)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=dedup_command)
+
+def demo_stage(args, out, state: dict):
+    "The `llmwork demo` stage: fuzzy dedup of the demo corpus into `out/dedup`."
+    from pathlib import Path
+    from llmwork.io import read_sample_corpus
+    corpus = state.get("corpus")
+    if corpus is None: corpus = read_sample_corpus(on_error="skip", backend=state.get("backend"))
+    report = run_dedup(corpus, Path(out) / "dedup", FuzzyDedup(), overwrite=True)
+    print(format_dedup(report))
+    state["dedup"] = report
+    return report
