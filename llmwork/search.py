@@ -31,7 +31,8 @@ from .io import CorpusError
 # %% auto #0
 __all__ = ['SNIPPET_CHARS', 'WHERE_EXAMPLES', 'PROVENANCE_FIELDS', 'SearchError', 'ScanStats', 'StoredDataset', 'open_dataset',
            'scan', 'snippet', 'match_context', 'find_ids', 'parse_where', 'find_where', 'grep_partition', 'grep',
-           'as_vectors', 'exact_topk', 'InvertedFileIndex', 'VectorIndex', 'nearest', 'provenance', 'duplicates_of']
+           'as_vectors', 'exact_topk', 'InvertedFileIndex', 'VectorIndex', 'nearest', 'provenance', 'duplicates_of',
+           'load_index', 'search', 'search_command', 'add_commands']
 
 # %% ../nbs/06_search.ipynb #cell-006
 class SearchError(CorpusError):
@@ -609,3 +610,101 @@ def duplicates_of(run_dir, doc_id: str, columns=(), limit: int = 20) -> pd.DataF
     "Documents removed as duplicates of `doc_id`, with their step and reason."
     _, removed = _run_parts(run_dir)
     return find_where(removed, f"duplicate_of == {json.dumps(doc_id)}", ["step", "reason", *columns], limit)
+
+# %% ../nbs/06_search.ipynb #cell-062
+def load_index(dataset, vectors=None, device=None) -> VectorIndex:
+    "A `VectorIndex` from `vectors` (an embeddings folder), else the dataset's `embedding` column."
+    if isinstance(vectors, VectorIndex): return vectors
+    if vectors is not None:
+        try: return VectorIndex.from_embeddings(vectors, device)
+        except FileNotFoundError as e: raise SearchError(str(e)) from None
+    ds = open_dataset(dataset)
+    if "embedding" not in ds.columns:
+        raise SearchError(f"{ds.path} has no 'embedding' column: pass the folder of its vectors (--vectors DIR, "
+                          "written by llmwork.embed.write_embeddings) to search by meaning.")
+    return VectorIndex.from_dataset(ds, device=device)
+
+_grep = grep  # `search` names its pattern argument `grep`
+
+def search(dataset, id=None, where: str | None = None, grep: str | None = None, like: str | None = None,
+           like_id: str | None = None, k: int = 10, nprobe: int | None = None, limit: int = 20, columns=None,
+           regex: bool = True, case: bool = True, index=None, vectors=None, embedder=None) -> pd.DataFrame:
+    "Run one query — by `id`, `where` predicate, `grep` pattern, `like` text or `like_id` document — over `dataset`."
+    given = {n: v for n, v in dict(id=id, where=where, grep=grep, like=like, like_id=like_id).items() if v is not None}
+    if len(given) != 1:
+        raise SearchError(f"Give exactly one of id, where, grep, like, like_id (got {', '.join(given) or 'none'}).")
+    if limit is not None and limit < 0: raise SearchError(f"limit must be 0 or more, not {limit}.")
+    if id is not None: return find_ids(dataset, id, columns).head(limit)
+    if where is not None: return find_where(dataset, where, columns, limit)
+    if grep is not None: return _grep(dataset, grep, regex=regex, case=case, columns=columns, limit=limit)
+    if k < 1: raise SearchError(f"k must be at least 1, not {k}.")
+    index = load_index(dataset, index if index is not None else vectors)
+    if nprobe is not None and index.ivf is None: index.build_ivf()
+    return nearest(dataset, like, k, nprobe, index, embedder, like_id, columns)
+
+# %% ../nbs/06_search.ipynb #cell-065
+def _jsonable(v):
+    if isinstance(v, (np.generic,)): return v.item()
+    if isinstance(v, np.ndarray): return v.tolist()
+    if isinstance(v, float) and math.isnan(v): return None
+    return v
+
+def _print_results(df: pd.DataFrame, fmt: str, with_total: bool, out=None):
+    out = out or sys.stdout
+    if fmt == "jsonl":
+        for row in df.to_dict("records"): print(json.dumps({k: _jsonable(v) for k, v in row.items()}, ensure_ascii=False, default=str), file=out)
+        if with_total: print(json.dumps({"total": int(df.attrs.get("total", len(df)))}), file=out)
+        return
+    if len(df): print(df.to_string(index=False, max_colwidth=SNIPPET_CHARS + 2), file=out)
+    total, stats = df.attrs.get("total", len(df)), df.attrs.get("stats")
+    line = f"{total} match{'es' if total != 1 else ''}" + (f", showing {len(df)}" if total != len(df) else "")
+    if stats: line += f" (read {stats['row_groups_read']} of {stats['row_groups_total']} row groups)"
+    print(line, file=out)
+
+def _print_provenance(side: pd.DataFrame, fmt: str, out=None):
+    out = out or sys.stdout
+    if fmt == "jsonl":
+        for name in side.columns: print(json.dumps({"role": name, **{k: _jsonable(v) for k, v in side[name].items()}}, ensure_ascii=False, default=str), file=out)
+        return
+    shown = side.copy()
+    shown.loc["text"] = [snippet(t, 300) for t in shown.loc["text"]]
+    print(shown.to_string(max_colwidth=60), file=out)
+
+def search_command(args) -> int:
+    "Run `llmwork search` (see `add_commands`)."
+    columns = [c for group in (args.columns or []) for c in group.split(",") if c]
+    if args.provenance:
+        _print_provenance(provenance(args.dataset, args.provenance, columns), args.format)
+        return 0
+    result = search(args.dataset, id=args.id, where=args.where, grep=args.grep, like=args.like, like_id=args.like_id,
+                    k=args.k, nprobe=args.nprobe, limit=args.limit, columns=columns, regex=not args.fixed_strings,
+                    case=not args.ignore_case, vectors=args.vectors, embedder=args.embedder)
+    _print_results(result, args.format, with_total=args.grep is not None or args.where is not None)
+    return 0
+
+def add_commands(subparsers):
+    "Add the `search` subcommand to the `llmwork` command line."
+    p = subparsers.add_parser("search", help="find documents in a stored dataset by id, predicate, pattern or meaning",
+                              description="Find documents in a dataset written by llmwork (a folder with manifest.json, "
+                              "e.g. the kept/ or removed/ output of `llmwork clean`) by id, column predicate, text pattern "
+                              "or meaning, or show why a document was removed.")
+    p.add_argument("dataset", metavar="DATASET", help="dataset folder (or, for --provenance, the output folder of a cleaning run)")
+    q = p.add_mutually_exclusive_group(required=True)
+    q.add_argument("--id", nargs="+", metavar="ID", help="documents with these ids")
+    q.add_argument("--where", metavar="EXPR", help=f"documents matching a predicate, {WHERE_EXAMPLES}")
+    q.add_argument("--grep", metavar="PATTERN", help="documents whose text matches a regular expression (or, with -F, contains the text)")
+    q.add_argument("--like", metavar="TEXT", help="documents nearest in meaning to TEXT (needs the embedder: --embedder FILE)")
+    q.add_argument("--like-id", metavar="ID", help="documents nearest in meaning to the document ID")
+    q.add_argument("--provenance", metavar="ID", help="why the document ID was removed, beside the document it duplicates")
+    p.add_argument("--k", type=int, default=10, help="number of neighbours for --like/--like-id (default 10)")
+    p.add_argument("--nprobe", type=int, help="search only the NPROBE nearest k-means groups (inverted file) instead of exactly")
+    p.add_argument("--limit", type=int, default=20, help="show at most N results (default 20); the total is still counted")
+    p.add_argument("--format", choices=["table", "jsonl"], default="table", help="output format (default: table)")
+    p.add_argument("--columns", nargs="+", metavar="COLUMN", help="extra columns to show (space or comma separated)")
+    p.add_argument("-i", "--ignore-case", action="store_true", help="--grep: ignore case")
+    p.add_argument("-F", "--fixed-strings", action="store_true", help="--grep: PATTERN is plain text, not a regular expression")
+    p.add_argument("--vectors", metavar="DIR", help="embeddings folder (llmwork.embed.write_embeddings) for --like/--like-id; "
+                   "default: the dataset's 'embedding' column")
+    p.add_argument("--embedder", metavar="FILE", help="fitted embedder (.npz, llmwork.embed) that turns --like TEXT into a vector")
+    p.set_defaults(func=search_command)
+    return p
