@@ -29,10 +29,11 @@ from .backend import resolve_backend, is_gpu_frame, to_pandas
 from .io import CorpusError
 
 # %% auto #0
-__all__ = ['SNIPPET_CHARS', 'WHERE_EXAMPLES', 'PROVENANCE_FIELDS', 'SearchError', 'ScanStats', 'StoredDataset', 'open_dataset',
-           'scan', 'snippet', 'match_context', 'find_ids', 'parse_where', 'find_where', 'grep_partition', 'grep',
-           'as_vectors', 'exact_topk', 'InvertedFileIndex', 'VectorIndex', 'nearest', 'provenance', 'duplicates_of',
-           'load_index', 'search', 'search_command', 'add_commands']
+__all__ = ['SNIPPET_CHARS', 'WHERE_EXAMPLES', 'PROVENANCE_FIELDS', 'SEARCH_KINDS', 'SearchError', 'ScanStats', 'StoredDataset',
+           'open_dataset', 'scan', 'snippet', 'match_context', 'find_ids', 'parse_where', 'find_where',
+           'grep_partition', 'grep', 'as_vectors', 'exact_topk', 'InvertedFileIndex', 'VectorIndex', 'nearest',
+           'provenance', 'duplicates_of', 'load_index', 'search', 'search_command', 'add_commands', 'SearchBox',
+           'search_box']
 
 # %% ../nbs/06_search.ipynb #cell-006
 class SearchError(CorpusError):
@@ -708,3 +709,63 @@ def add_commands(subparsers):
     p.add_argument("--embedder", metavar="FILE", help="fitted embedder (.npz, llmwork.embed) that turns --like TEXT into a vector")
     p.set_defaults(func=search_command)
     return p
+
+# %% ../nbs/06_search.ipynb #cell-068
+import html as _html
+import ipywidgets as widgets
+
+SEARCH_KINDS = {"text (regex)": "grep", "predicate": "where", "id": "id", "like text": "like", "like document id": "like_id"}
+
+class SearchBox(widgets.VBox):
+    "A search panel over a stored dataset: query kind, query, limit, results table, full text of the selected result."
+    def __init__(self, dataset, index=None, vectors=None, embedder=None, columns=(), limit: int = 20):
+        self.dataset, self.index, self.vectors, self.embedder, self.columns = dataset, index, vectors, embedder, list(columns)
+        self.kind = widgets.Dropdown(options=list(SEARCH_KINDS), value="text (regex)", description="Search by")
+        self.query = widgets.Text(placeholder='a word or regex; section == "games"; an id', layout=widgets.Layout(width="40em"))
+        self.ignore_case = widgets.Checkbox(value=True, description="ignore case", indent=False)
+        self.limit = widgets.BoundedIntText(value=limit, min=1, max=10_000, description="limit", layout=widgets.Layout(width="12em"))
+        self.button = widgets.Button(description="Search", button_style="primary", icon="search")
+        self.status = widgets.HTML()
+        self.table = widgets.HTML()
+        self.picker = widgets.Select(options=[], rows=8, layout=widgets.Layout(width="100%"))
+        self.detail = widgets.HTML()
+        self.results = pd.DataFrame()
+        self.button.on_click(lambda _: self.run())
+        self.query.on_submit(lambda _: self.run())
+        self.picker.observe(lambda change: self.show(change["new"]), names="value")
+        super().__init__([widgets.HBox([self.kind, self.query, self.ignore_case, self.limit, self.button]),
+                          self.status, self.table, self.picker, self.detail])
+
+    def run(self):
+        "Run the query in the box and show the results (or the error, in words)."
+        kind, text = SEARCH_KINDS[self.kind.value], self.query.value.strip()
+        args = {kind: (text.split() if kind == "id" else text)}
+        try:
+            self.results = search(self.dataset, **args, limit=self.limit.value, k=self.limit.value, columns=self.columns,
+                                  case=not self.ignore_case.value, index=self.index, vectors=self.vectors, embedder=self.embedder)
+        except (ValueError, FileNotFoundError) as e:
+            self.results = pd.DataFrame()
+            self.status.value = f'<span style="color:#b00">{_html.escape(str(e))}</span>'
+            self.table.value, self.picker.options, self.detail.value = "", [], ""
+            return self.results
+        total, stats = self.results.attrs.get("total", len(self.results)), self.results.attrs.get("stats")
+        line = f"{total} match{'es' if total != 1 else ''}" + (f", showing {len(self.results)}" if total != len(self.results) else "")
+        if stats: line += f"; read {stats['row_groups_read']} of {stats['row_groups_total']} row groups"
+        self.status.value = _html.escape(line)
+        self.table.value = self.results.to_html(index=False, escape=True, max_rows=self.limit.value)
+        self.picker.options = [(f"{r['id']} — {r['snippet'][:80]}", r["id"]) for r in self.results.to_dict("records")]
+        if len(self.results): self.picker.value = self.results["id"].iloc[0]
+        return self.results
+
+    def show(self, doc_id):
+        "Show the full text (and the columns asked for) of the document `doc_id`."
+        if doc_id is None: self.detail.value = ""; return
+        doc = find_ids(self.dataset, doc_id, self.columns, missing="ignore")
+        text = (_document(self.dataset, doc_id, []) or {}).get(open_dataset(self.dataset).text_col) or ""
+        extra = "".join(f"<b>{_html.escape(c)}</b>: {_html.escape(str(doc[c].iloc[0]))}<br>" for c in self.columns if len(doc))
+        self.detail.value = (f"<h4>{_html.escape(doc_id)}</h4>{extra}"
+                             f'<pre style="white-space:pre-wrap">{_html.escape(text)}</pre>')
+
+def search_box(dataset, **kwargs):
+    "A `SearchBox` over `dataset` (keyword arguments: index, vectors, embedder, columns, limit)."
+    return SearchBox(dataset, **kwargs)
