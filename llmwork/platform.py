@@ -24,7 +24,8 @@ log = logging.getLogger("llmwork")
 # %% auto #0
 __all__ = ['log', 'INT8_ENGINES', 'linear_layers', 'prune_linear', 'weight_sparsity', 'quantize_int8_torchao',
            'quantize_int8_torch_dynamic', 'quantize_int8', 'lm_eval_loss', 'generation_speed', 'classification_eval',
-           'load_model', 'load_compressed', 'compress', 'suggest', 'journal_storage', 'TuneResult', 'tune']
+           'load_model', 'load_compressed', 'compress', 'suggest', 'journal_storage', 'TuneResult', 'tune',
+           'adaptive_settings', 'elastic_client', 'worker_count', 'wait_for_worker_count', 'WorkerTrace']
 
 # %% ../nbs/11_platform.ipynb #cell-006
 def linear_layers(model: nn.Module) -> list:
@@ -342,3 +343,69 @@ def tune(train_fn, space: dict, n_trials: int, client=None, storage=None, study_
     if _finished(study) == 0:
         raise RuntimeError(f"All {failures} trials failed; see the log for the first error (run train_fn once by hand to debug it).")
     return TuneResult(study)
+
+# %% ../nbs/11_platform.ipynb #cell-029
+def adaptive_settings(interval="100ms", wait_count: int = 3, target_duration="1s") -> dict:
+    "Dask config that makes adaptive scaling decide every `interval`, retire after `wait_count` idle decisions, and aim for `target_duration` of work per worker."
+    return {"distributed.adaptive.interval": interval, "distributed.adaptive.wait-count": wait_count,
+            "distributed.adaptive.target-duration": target_duration}
+
+def elastic_client(minimum: int = 0, maximum: int = 2, backend=None, interval="100ms", wait_count: int = 3,
+                   target_duration="1s", **kwargs):
+    "A client on an adaptive local cluster (between `minimum` and `maximum` workers) that reacts quickly."
+    import dask
+    import distributed  # noqa: F401 -- loads its config defaults first, or leaving `config.set` would drop them all
+    from llmwork.backend import get_client
+    with dask.config.set(adaptive_settings(interval, wait_count, target_duration)):
+        return get_client(backend, adaptive=(minimum, maximum), **kwargs)
+
+def worker_count(client) -> int:
+    "How many workers the scheduler has right now."
+    return len(client.nthreads())
+
+def wait_for_worker_count(client, ok, timeout: float = 30.0, poll: float = 0.05) -> int:
+    "Poll until `ok(worker_count)` is true; the count, or `TimeoutError` after `timeout` seconds."
+    deadline = time.monotonic() + timeout
+    while True:
+        n = worker_count(client)
+        if ok(n): return n
+        if time.monotonic() > deadline: raise TimeoutError(f"After {timeout}s the cluster still has {n} workers.")
+        time.sleep(poll)
+
+class WorkerTrace:
+    "Context manager sampling the worker count every `interval` seconds in a thread: `.samples` is `[(seconds, workers)]`."
+    def __init__(self, client, interval: float = 0.05):
+        self.client, self.interval, self.samples = client, interval, []
+
+    def _loop(self):
+        start = time.monotonic()
+        while not self._stop.is_set():
+            try: self.samples.append((round(time.monotonic() - start, 3), worker_count(self.client)))
+            except Exception: break  # the client closed under us: the trace simply ends
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        import threading
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="llmwork-worker-trace")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def counts(self) -> list: return [n for _, n in self.samples]
+
+    @property
+    def changes(self) -> list:
+        "The samples where the worker count changed (and the first): a compact history."
+        return [s for i, s in enumerate(self.samples) if i == 0 or s[1] != self.samples[i - 1][1]]
+
+    def figure(self):
+        "Plotly step plot of workers over time."
+        import plotly.graph_objects as go
+        t, n = zip(*self.samples) if self.samples else ((), ())
+        return go.Figure(go.Scatter(x=t, y=n, mode="lines", line_shape="hv")).update_layout(
+            xaxis_title="seconds", yaxis_title="workers", title="Adaptive cluster: workers over a run")
