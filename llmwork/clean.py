@@ -5,7 +5,6 @@
 # %% ../nbs/02_clean.ipynb #cell-003
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -38,7 +37,8 @@ __all__ = ['STEPS', 'REMOVED_COLUMNS', 'DEFAULT_BOILERPLATE', 'SYMBOL_CHARS', 'T
            'replace_backrefs', 'explode_split', 'extract_groups', 'split_chunk', 'word_tokens', 'char_class',
            'regex_escape', 'per_row', 'split_lines', 'GopherQuality', 'find_duplicates', 'ngram_table',
            'top_ngram_chars', 'duplicate_ngram_chars', 'GopherRepetition', 'sentence_counts', 'C4Quality',
-           'FineWebQuality', 'LengthFilter', 'NonTextFilter', 'ExactDedup', 'Pipeline']
+           'FineWebQuality', 'LengthFilter', 'NonTextFilter', 'ExactDedup', 'Pipeline', 'default_steps',
+           'default_pipeline', 'format_funnel', 'load_pipeline', 'clean_corpus', 'clean_command', 'add_commands']
 
 # %% ../nbs/02_clean.ipynb #cell-006
 STEPS: dict[str, type] = {}
@@ -250,7 +250,7 @@ class CleanWhitespace(Normalizer):
     max_blank_lines: int = 1
 
     def normalize(self, text):
-        text = text.str.replace(r"\r\n?", "\n", regex=True).str.replace(_CONTROL, "", regex=True)
+        text = text.str.replace(r"\r\n?|[\x{2028}\x{2029}]", "\n", regex=True).str.replace(_CONTROL, "", regex=True)
         text = text.str.replace(r"[^\S\n]+", " ", regex=True)
         text = text.str.replace(r" ?\n ?", "\n", regex=True)
         text = text.str.replace("\n{%d,}" % (self.max_blank_lines + 2), "\n" * (self.max_blank_lines + 1), regex=True)
@@ -817,8 +817,9 @@ class Pipeline:
             removed.append(gone)
         return kept, dd.concat(removed) if len(removed) > 1 else removed[0], stats
 
-    def run(self, ddf, out_dir, overwrite: bool = False, progress=None) -> dict:
-        "Run over `ddf`, write `out_dir/{kept,removed,report.json,pipeline.yaml}`; return the report."
+    def run(self, ddf, out_dir, overwrite: bool = False, client=None, progress: bool = False) -> dict:
+        """Run over `ddf`, write `out_dir/{kept,removed,report.json,pipeline.yaml}`; return the report.
+        With a `distributed.Client` the work runs on its cluster; `progress` shows a progress bar."""
         out = Path(out_dir)
         if out.exists() and not overwrite:
             raise FileExistsError(f"{out} already exists. Choose another output directory, or pass overwrite=True (--overwrite) to replace it.")
@@ -834,8 +835,7 @@ class Pipeline:
             # and as a graph mixing delayed objects with dataframe expressions returns results out of order,
             # everything goes in as delayed objects
             flat = [_as_delayed(x) for x in flat]
-            with (progress or _no_progress)():
-                values = list(dask.compute(*flat))[len(writes):]
+            values = _compute(flat, client, progress)[len(writes):]
             computed = []
             for kind, value in stats:
                 n = len(value) if kind == "partition" else 5
@@ -878,7 +878,18 @@ def _local_fs():
     import fsspec
     return fsspec.filesystem("file")
 
-_no_progress = contextlib.nullcontext
+def _compute(items, client=None, progress=False) -> list:
+    "Compute delayed `items` together, on `client` if given, with a progress bar if asked."
+    if client is not None:
+        futures = client.compute(items)
+        if progress:
+            from distributed import progress as distributed_progress
+            distributed_progress(futures)
+        return client.gather(futures)
+    if progress:
+        from dask.diagnostics import ProgressBar
+        with ProgressBar(minimum=1.0, dt=1.0): return list(dask.compute(*items))
+    return list(dask.compute(*items))
 
 def _counts_dict(parts) -> dict:
     out = {}
@@ -891,3 +902,88 @@ def _as_delayed(x):
     if isinstance(x, Delayed): return x
     d = x.to_delayed()
     return dask.delayed(_counts_dict)(d) if isinstance(d, list) else d
+
+# %% ../nbs/02_clean.ipynb #cell-047
+def default_steps() -> list[Step]:
+    "The steps of the default cleaning pipeline, in order."
+    return [UnicodeNormalize(), CleanWhitespace(), StripBoilerplate(), LengthFilter(), NonTextFilter(),
+            GopherRepetition(), GopherQuality(), C4Quality(filter_no_terminal_punct=False), FineWebQuality(), ExactDedup()]
+
+def default_pipeline() -> Pipeline:
+    "The default cleaning pipeline (see `default_steps`)."
+    return Pipeline(default_steps())
+
+# %% ../nbs/02_clean.ipynb #cell-050
+def format_funnel(report: dict, top_reasons: int = 3) -> str:
+    "A plain-text funnel table of a pipeline report."
+    head = f"{'step':<20} {'in':>9} {'removed':>9} {'out':>9} {'removed%':>8} {'chars out':>12}  top reasons"
+    rows = [head, "-" * len(head)]
+    for s in report["steps"]:
+        share = 100 * s["n_removed"] / s["n_in"] if s["n_in"] else 0.0
+        reasons = ", ".join(f"{r} {n}" for r, n in sorted(s["reasons"].items(), key=lambda kv: (-kv[1], kv[0]))[:top_reasons])
+        rows.append(f"{s['name']:<20} {s['n_in']:>9,} {s['n_removed']:>9,} {s['n_out']:>9,} {share:>7.1f}% {s['chars_out']:>12,}  {reasons}")
+    rows.append("-" * len(head))
+    kept = 100 * report["n_kept"] / report["n_in"] if report["n_in"] else 0.0
+    rows.append(f"kept {report['n_kept']:,} of {report['n_in']:,} documents ({kept:.1f}%), "
+                f"{report['chars_kept']:,} of {report['chars_in']:,} characters")
+    return "\n".join(rows)
+
+# %% ../nbs/02_clean.ipynb #cell-054
+def load_pipeline(config=None) -> Pipeline:
+    "A `Pipeline` from a YAML/JSON file path, a config dict or list, an existing `Pipeline`, or the default (None)."
+    if config is None: return default_pipeline()
+    if isinstance(config, Pipeline): return config
+    if isinstance(config, (dict, list)): return Pipeline.from_config(config)
+    return Pipeline.from_file(config)
+
+def clean_corpus(input, output, config=None, client=None, overwrite: bool = False, backend=None,
+                 text_col: str = "text", id_col: str = "id", progress: bool = False) -> dict:
+    "Clean the corpus at `input` (files, glob or dir) into `output`; returns the report (see `Pipeline.run`)."
+    from llmwork.io import read_corpus
+    pipeline = load_pipeline(config)
+    if Path(output).exists() and not overwrite:
+        raise FileExistsError(f"{output} already exists. Choose another output directory, or pass --overwrite (overwrite=True) to replace it.")
+    ddf = read_corpus(input, text_col=text_col, id_col=id_col, on_error="skip", backend=backend)
+    return pipeline.run(ddf, output, overwrite=overwrite, client=client, progress=progress)
+
+# %% ../nbs/02_clean.ipynb #cell-057
+def clean_command(args) -> int:
+    if args.print_config:
+        print(yaml.safe_dump(load_pipeline(args.config).config(), sort_keys=False), end="")
+        return 0
+    if not args.input or not args.output:
+        raise ValueError("clean needs INPUT and OUTPUT, e.g. llmwork clean corpus.jsonl cleaned/")
+    from llmwork.backend import get_client, resolve_backend
+    backend = resolve_backend(args.backend)
+    client = get_client(backend, scheduler=args.scheduler) if (args.scheduler or backend.is_gpu) else None
+    try:
+        started = time.perf_counter()
+        report = clean_corpus(args.input, args.output, config=args.config, client=client, overwrite=args.overwrite,
+                              backend=backend, text_col=args.text_col, id_col=args.id_col, progress=not args.quiet)
+    finally:
+        if client is not None and not args.scheduler:
+            cluster = client.cluster
+            client.close()
+            if cluster is not None: cluster.close()
+    print(format_funnel(report))
+    print(f"wrote {args.output}/kept, {args.output}/removed, report.json and pipeline.yaml in {time.perf_counter() - started:.1f} s")
+    return 0
+
+def add_commands(subparsers):
+    "Add `llmwork clean` to the CLI's subparsers."
+    p = subparsers.add_parser("clean", help="normalize, filter (Gopher, C4, FineWeb) and exact-dedup a corpus",
+                              description="Clean a corpus: normalize text, remove low-quality documents with the Gopher, "
+                              "C4 and FineWeb heuristics and exact duplicates. Writes OUTPUT/kept and OUTPUT/removed "
+                              "(Parquet; removed rows carry step and reason), report.json and pipeline.yaml.")
+    p.add_argument("input", nargs="?", help="corpus: JSONL/Parquet/CSV file(s), a glob or a directory")
+    p.add_argument("output", nargs="?", help="output directory")
+    p.add_argument("--config", help="pipeline config (YAML or JSON); default: the built-in default pipeline")
+    p.add_argument("--backend", choices=["cpu", "gpu", "auto"], help="engine (default: $LLMWORK_BACKEND or auto)")
+    p.add_argument("--scheduler", help="address of a running Dask scheduler (tcp://HOST:PORT) to run on")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.add_argument("--text-col", default="text", help="column holding the text (default: text)")
+    p.add_argument("--id-col", default="id", help="column holding the document id (default: id; generated if absent)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--print-config", action="store_true", help="print the pipeline config (default or --config) as YAML and exit")
+    p.set_defaults(func=clean_command)
+    return p
