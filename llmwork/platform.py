@@ -25,7 +25,9 @@ log = logging.getLogger("llmwork")
 __all__ = ['log', 'INT8_ENGINES', 'linear_layers', 'prune_linear', 'weight_sparsity', 'quantize_int8_torchao',
            'quantize_int8_torch_dynamic', 'quantize_int8', 'lm_eval_loss', 'generation_speed', 'classification_eval',
            'load_model', 'load_compressed', 'compress', 'suggest', 'journal_storage', 'TuneResult', 'tune',
-           'adaptive_settings', 'elastic_client', 'worker_count', 'wait_for_worker_count', 'WorkerTrace']
+           'adaptive_settings', 'elastic_client', 'worker_count', 'wait_for_worker_count', 'WorkerTrace',
+           'average_parameters', 'average_optimizer_state', 'AveragingStrategy', 'LocalSGD', 'FedAvg',
+           'AveragedTraining', 'make_strategy', 'launch_averaged', 'split_token_shards']
 
 # %% ../nbs/11_platform.ipynb #cell-006
 def linear_layers(model: nn.Module) -> list:
@@ -409,3 +411,202 @@ class WorkerTrace:
         t, n = zip(*self.samples) if self.samples else ((), ())
         return go.Figure(go.Scatter(x=t, y=n, mode="lines", line_shape="hv")).update_layout(
             xaxis_title="seconds", yaxis_title="workers", title="Adaptive cluster: workers over a run")
+
+# %% ../nbs/11_platform.ipynb #cell-033
+def _flat_params(model: nn.Module) -> torch.Tensor:
+    return torch.nn.utils.parameters_to_vector(model.parameters()).detach()
+
+def _set_flat_params(model: nn.Module, flat: torch.Tensor) -> None:
+    with torch.no_grad(): torch.nn.utils.vector_to_parameters(flat, model.parameters())
+
+def average_parameters(model: nn.Module, ctx, weight: float = 1.0) -> None:
+    "Replace every rank's parameters by their average over ranks, each rank weighted by `weight` (one all-reduce)."
+    if ctx.world_size == 1: return
+    flat = _flat_params(model)
+    packed = torch.cat([flat * weight, torch.tensor([float(weight)], dtype=flat.dtype, device=flat.device)])
+    packed = ctx.all_reduce(packed, "sum")
+    _set_flat_params(model, packed[:-1] / packed[-1])
+
+def average_optimizer_state(optimizer, ctx) -> None:
+    "Average the floating-point per-parameter state (e.g. Adam's moment estimates) over ranks."
+    if ctx.world_size == 1 or optimizer is None: return
+    for state in optimizer.state.values():
+        for k, v in state.items():
+            if torch.is_tensor(v) and v.is_floating_point() and v.dim() > 0: state[k] = ctx.all_reduce(v.clone(), "avg")
+
+def _unwrap_model(model):
+    while hasattr(model, "module"): model = model.module
+    return model
+
+# %% ../nbs/11_platform.ipynb #cell-034
+from .train import Strategy, register_strategy
+
+class AveragingStrategy(Strategy):
+    "Base of strategies that average parameters every `H` steps instead of gradients every step."
+    name = "averaging"
+    def __init__(self, H: int = 4):
+        if int(H) < 1: raise ValueError(f"H (local steps between averages) must be at least 1, got {H}.")
+        self.H, self.pending = int(H), 0
+    def config(self) -> dict: return {"name": self.name, "H": self.H}
+    def rank_data(self, config, ctx): return None  # None: the shared token shards, sliced by rank like DDP
+    def after_step(self, model, step: int, ctx, optimizer=None, n_examples: int = 0) -> None:
+        self.pending += 1
+        self.seen = getattr(self, "seen", 0) + n_examples
+        if step % self.H == 0: self.average(model, ctx, optimizer)
+    def finish(self, model, ctx, optimizer=None) -> None:
+        "Average once more if steps were taken since the last average, so every rank ends with the same model."
+        if self.pending: self.average(model, ctx, optimizer)
+    def average(self, model, ctx, optimizer=None) -> None: raise NotImplementedError
+
+class LocalSGD(AveragingStrategy):
+    "Local SGD: `H` local optimizer steps per rank, then parameters (and optimizer moments) averaged with an all-reduce."
+    name = "local_sgd"
+    def __init__(self, H: int = 4, average_optimizer: bool = True):
+        super().__init__(H)
+        self.average_optimizer = average_optimizer
+    def config(self) -> dict: return {**super().config(), "average_optimizer": self.average_optimizer}
+    def average(self, model, ctx, optimizer=None):
+        average_parameters(_unwrap_model(model), ctx)
+        if self.average_optimizer: average_optimizer_state(optimizer, ctx)
+        self.pending, self.seen = 0, 0
+
+class FedAvg(AveragingStrategy):
+    "Federated averaging: each rank trains on its own local shards; every `H` steps parameters are averaged, weighted by examples seen."
+    name = "fedavg"
+    def rank_data(self, config, ctx):
+        return config.data.format(rank=ctx.rank) if "{rank}" in config.data else None
+    def average(self, model, ctx, optimizer=None):
+        average_parameters(_unwrap_model(model), ctx, weight=float(getattr(self, "seen", 0)) or 1.0)
+        self.pending, self.seen = 0, 0
+
+register_strategy("local_sgd", LocalSGD)
+register_strategy("fedavg", FedAvg)
+
+# %% ../nbs/11_platform.ipynb #cell-038
+class _OwnData:
+    "A rank's own batches: ignore the rank slicing DDP-style loaders do."
+    def __init__(self, data): self.data = data
+    def batch(self, step, rank=None, world_size=None): return self.data.batch(step, 0, 1)
+    def eval_iter(self, rank=None, world_size=None): return self.data.eval_iter(0, 1)
+
+def _split_batch(batch_size: int, sizes) -> list:
+    "Split `batch_size` over ranks in proportion to `sizes` (largest remainder, at least 1 each)."
+    sizes = np.asarray(sizes, dtype=float)
+    raw = batch_size * sizes / sizes.sum()
+    out = np.maximum(1, np.floor(raw).astype(int))
+    for i in np.argsort(-(raw - np.floor(raw))):
+        if out.sum() >= batch_size: break
+        out[i] += 1
+    while out.sum() > batch_size: out[np.argmax(out)] -= 1
+    return out.tolist()
+
+class AveragedTraining:
+    "A training function for `launch`: one rank's loop with a DDP, local-SGD or FedAvg strategy, and AdamW or plain SGD."
+    def __init__(self, optimizer: str = "adamw", batch_by_data: bool = False):
+        if optimizer not in ("adamw", "sgd"): raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {optimizer!r}.")
+        self.optimizer, self.batch_by_data = optimizer, batch_by_data
+
+    def _data(self, config, ctx, strategy, block_size):
+        from llmwork.models import TokenShards
+        from llmwork.train import TokenBatches
+        own = strategy.rank_data(config, ctx) if isinstance(strategy, AveragingStrategy) else None
+        if own is None:
+            return TokenBatches(config.data, config.batch_size, block_size, config.seed, config.val_fraction, config.eval_batches), config.batch_size // ctx.world_size
+        shards = TokenShards(own)
+        per_rank = config.batch_size // ctx.world_size
+        if self.batch_by_data:
+            sizes = torch.zeros(ctx.world_size); sizes[ctx.rank] = shards.n_tokens
+            per_rank = _split_batch(config.batch_size, ctx.all_reduce(sizes, "sum").tolist())[ctx.rank]
+        data = TokenBatches(shards, per_rank, block_size, config.seed + 7919 * ctx.rank, config.val_fraction, config.eval_batches)
+        return _OwnData(data), per_rank
+
+    def __call__(self, config, ctx=None) -> dict:
+        from llmwork import train as T
+        from llmwork.models import GPT, TokenShards, gpt_config, model_kind
+        ctx = ctx or T.RankContext()
+        strategy = ctx.strategy
+        config.check(ctx.world_size)
+        device = ctx.device = T.resolve_device(ctx.device or config.device)
+        if config.threads and device == "cpu": torch.set_num_threads(config.threads)
+        first_data = strategy.rank_data(config, ctx) if isinstance(strategy, AveragingStrategy) else None
+        tokenizer = TokenShards(first_data or config.data).tokenizer()
+        torch.manual_seed(config.seed)  # every rank builds the same initial weights
+        model = GPT(gpt_config(config.model, vocab_size=tokenizer.vocab_size, **config.model_overrides)).to(device)
+        data, per_rank = self._data(config, ctx, strategy, model.config.block_size)
+        optimizer = (torch.optim.SGD(model.parameters(), lr=config.lr) if self.optimizer == "sgd"
+                     else T.make_optimizer(model, config))
+        scheduler = T.make_scheduler(optimizer, config)
+        net = strategy.wrap(model, ctx)
+        net.train()
+        averaging = isinstance(strategy, AveragingStrategy)
+        history, stopped, step = [], False, 0
+        t_run = time.perf_counter()
+        for step in range(config.steps):
+            flag = torch.tensor([1.0 if (ctx.stop_requested and ctx.stop_requested()) else 0.0])
+            if ctx.all_reduce(flag, "max").item() > 0:
+                stopped = True
+                break
+            t0 = time.perf_counter()
+            batch = {k: v.to(device) for k, v in data.batch(step, ctx.rank, ctx.world_size).items()}
+            loss = net(**batch)[1]
+            loss.backward()
+            if config.grad_clip: torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
+            lr = optimizer.param_groups[0]["lr"]
+            optimizer.step(); scheduler.step(); optimizer.zero_grad(set_to_none=True)
+            if averaging: strategy.after_step(net, step + 1, ctx, optimizer=optimizer, n_examples=len(batch["input_ids"]))
+            else: strategy.after_step(net, step + 1, ctx)
+            if averaging and step + 1 == config.steps: strategy.finish(net, ctx, optimizer)
+            metrics = {"step": step + 1, "loss": ctx.all_reduce(loss.detach().float(), "avg").item(), "lr": lr,
+                       "tokens_per_s": per_rank * model.config.block_size * ctx.world_size / (time.perf_counter() - t0),
+                       "elapsed_s": time.perf_counter() - t_run}
+            if config.eval_every and ((step + 1) % config.eval_every == 0 or step + 1 == config.steps):
+                metrics["eval_loss"] = T.evaluate(net, data, ctx, device, config.precision)
+            history.append(metrics)
+            if ctx.is_main and ctx.report: ctx.report(dict(metrics))
+            step += 1
+        if averaging and stopped: strategy.finish(net, ctx, optimizer)
+        checkpoint = None
+        if ctx.is_main:
+            state = {"format": 1, "kind": model_kind(model), "model_config": model.config.to_dict(), "model": model.state_dict(),
+                     "step": step, "train_config": config.to_dict(), "world_size": ctx.world_size, "strategy": strategy.name,
+                     "strategy_config": strategy.config(), "optimizer_name": self.optimizer, "tokenizer": tokenizer.to_json()}
+            checkpoint = str(T.save_checkpoint(state, config.out_dir, config.keep_checkpoints))
+            (Path(config.out_dir) / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in history))
+        return {"step": step, "stopped": stopped, "checkpoint": checkpoint, "start_step": 0, "history": history,
+                "loss": history[-1]["loss"] if history else None,
+                "eval_loss": next((m["eval_loss"] for m in reversed(history) if "eval_loss" in m), None)}
+
+def make_strategy(strategy="ddp", H: int = 4):
+    "A strategy from its name: 'ddp', 'local_sgd' or 'fedavg' (with `H` local steps between averages)."
+    from llmwork.train import get_strategy
+    if strategy == "local_sgd": return LocalSGD(H)
+    if strategy == "fedavg": return FedAvg(H)
+    return get_strategy(strategy)
+
+def launch_averaged(config, client, strategy="local_sgd", H: int = 4, optimizer: str = "adamw", n_ranks: int | None = None,
+                    batch_by_data: bool = False):
+    "`launch` a GPT training run with strategy 'ddp', 'local_sgd' or 'fedavg'; returns the live `Run` handle."
+    from llmwork.launch import launch
+    return launch(AveragedTraining(optimizer, batch_by_data), config, client, n_ranks=n_ranks, strategy=make_strategy(strategy, H))
+
+# %% ../nbs/11_platform.ipynb #cell-041
+def split_token_shards(src, out_root, n: int) -> str:
+    "Deal the shards of token directory `src` round-robin into `out_root/rank-R` (R < n); returns the '{rank}' template."
+    import shutil
+    from llmwork.models import TokenShards
+    shards = TokenShards(src)
+    if len(shards) < n: raise ValueError(f"{src} has {len(shards)} token shards, fewer than the {n} ranks to split them over; pack with more partitions.")
+    out_root = Path(out_root)
+    for r in range(n):
+        d = out_root / f"rank-{r}"
+        d.mkdir(parents=True, exist_ok=True)
+        mine = [s for i, s in enumerate(shards.index["shards"]) if i % n == r]
+        for s in mine:
+            target = d / s["file"]
+            if target.exists(): target.unlink()
+            try: os.link(shards.path / s["file"], target)
+            except OSError: shutil.copyfile(shards.path / s["file"], target)
+        index = {**shards.index, "shards": mine, "n_tokens": sum(s["n_tokens"] for s in mine), "n_docs": sum(s["n_docs"] for s in mine)}
+        (d / "index.json").write_text(json.dumps(index, indent=1))
+        shutil.copyfile(shards.path / "tokenizer.json", d / "tokenizer.json")
+    return str(out_root / "rank-{rank}")
