@@ -14,6 +14,7 @@ import os
 import re
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 
@@ -241,7 +242,7 @@ WHERE_EXAMPLES = 'e.g. reason == "fuzzy_duplicate", cluster == 17, n_words > 100
 def _literal(node, expr):
     try: value = ast.literal_eval(node)
     except (ValueError, SyntaxError, TypeError):
-        raise SearchError(f"In {expr!r}: {ast.unparse(node)!r} is neither a column nor a literal value; "
+        raise SearchError(f"Unsupported expression {ast.unparse(node)!r} in {expr!r}: neither a column nor a literal value; "
                           f"quote strings: {WHERE_EXAMPLES}.") from None
     return value
 
@@ -303,10 +304,13 @@ def parse_where(expr: str, schema: pa.Schema, path="the dataset"):
             terms, left = [], node.left
             for op, right in zip(node.ops, node.comparators):
                 lname, rname = column(left), column(right)
-                if lname and not rname: terms.append(compare(op, lname, _literal(right, expr)))
-                elif rname and not lname and type(op) in _SWAPPED: terms.append(compare(_SWAPPED[type(op)](), rname, _literal(left, expr)))
-                elif lname and rname: terms.append(getattr(pc.field(lname), _COMPARE[type(op)])(pc.field(rname)))
-                else: raise SearchError(f"In {expr!r}: {ast.unparse(left)} {ast.unparse(right)} compares no column; {WHERE_EXAMPLES}.")
+                lvalue = None if lname else _literal(left, expr)
+                rvalue = None if rname else _literal(right, expr)
+                if lname and not rname: terms.append(compare(op, lname, rvalue))
+                elif rname and not lname and type(op) in _SWAPPED: terms.append(compare(_SWAPPED[type(op)](), rname, lvalue))
+                elif lname and rname and type(op) in _COMPARE: terms.append(getattr(pc.field(lname), _COMPARE[type(op)])(pc.field(rname)))
+                else: raise SearchError(f"Unsupported comparison {ast.unparse(node)!r} in {expr!r}: put a column on one side "
+                                        f"and a value on the other; {WHERE_EXAMPLES}.")
                 left = right
             return functools.reduce(lambda a, b: a & b, terms)
         if isinstance(node, ast.Name):
@@ -347,7 +351,9 @@ def _engine_frame(table: pa.Table, backend):
 
 def grep_partition(frame, text_col: str, pattern: str, regex: bool = True, case: bool = True, limit: int = 20):
     "(number of matches, first `limit` matching rows) of one pandas or cuDF partition; `text` nulls never match."
-    mask = frame[text_col].str.contains(pattern, regex=regex, case=case, na=False)
+    with warnings.catch_warnings():  # pandas warns about groups in the pattern; we only need the mask
+        warnings.simplefilter("ignore", UserWarning)
+        mask = frame[text_col].str.contains(pattern, regex=regex, case=case, na=False)
     mask = mask.fillna(False).astype(bool)
     return int(mask.sum()), to_pandas(frame[mask].head(limit))
 
@@ -731,7 +737,6 @@ class SearchBox(widgets.VBox):
         self.detail = widgets.HTML()
         self.results = pd.DataFrame()
         self.button.on_click(lambda _: self.run())
-        self.query.on_submit(lambda _: self.run())
         self.picker.observe(lambda change: self.show(change["new"]), names="value")
         super().__init__([widgets.HBox([self.kind, self.query, self.ignore_case, self.limit, self.button]),
                           self.status, self.table, self.picker, self.detail])
