@@ -195,3 +195,77 @@ def test_elastic_cluster_grows_shrinks_and_output_is_unchanged(tmp_path):
     assert [(s["name"], s["n_removed"], s["reasons"]) for s in ref["steps"]] == [(s["name"], s["n_removed"], s["reasons"]) for s in got["steps"]]
     pd.testing.assert_frame_equal(_read_dataset(tmp_path / "ref" / "kept"), _read_dataset(tmp_path / "elastic" / "kept"))
     pd.testing.assert_frame_equal(_read_dataset(tmp_path / "ref" / "removed"), _read_dataset(tmp_path / "elastic" / "removed"))
+
+
+# ---------------------------------------------------------------- model averaging (2 ranks, gloo, Dask workers)
+@pytest.fixture(scope="module")
+def token_dirs(tmp_path_factory):
+    import dask
+    import dask.dataframe as dd
+    from llmwork.io import sample_corpus_path
+    from llmwork.models import ByteTokenizer, pack_tokens
+    root = tmp_path_factory.mktemp("tokens")
+    docs = pd.read_json(sample_corpus_path(), lines=True, nrows=3000)[["text"]]
+    with dask.config.set(scheduler="synchronous"):
+        pack_tokens(dd.from_pandas(docs, npartitions=4), ByteTokenizer(), root / "all")
+    return root / "all", platform.split_token_shards(root / "all", root / "local", 2)
+
+
+@pytest.fixture(scope="module")
+def rank_client():
+    from llmwork.backend import get_client
+    client = get_client("cpu", n_workers=2, threads_per_worker=1, dashboard_address=None)
+    client.wait_for_workers(2, timeout=120)
+    yield client
+    client.close(); client.cluster.close()
+
+
+def _config(data, out, **kw):
+    from llmwork.train import TrainConfig
+    base = dict(data=str(data), out_dir=str(out), model="gpt-tiny", device="cpu", threads=1,
+                model_overrides=dict(n_layer=1, n_head=2, n_embd=32, block_size=32), batch_size=8, steps=8, lr=0.05,
+                warmup_steps=0, weight_decay=0.0, grad_clip=0.0, eval_every=0, checkpoint_every=0)
+    return TrainConfig(**{**base, **kw})
+
+
+def _final_state(out):
+    from llmwork.train import load_checkpoint
+    return load_checkpoint(out)["model"]
+
+
+def test_local_sgd_h1_with_sgd_equals_ddp(tmp_path, token_dirs, rank_client):
+    data, _ = token_dirs
+    runs = {}
+    for name, strategy, H in [("ddp", "ddp", 1), ("local1", "local_sgd", 1), ("local4", "local_sgd", 4)]:
+        res = platform.launch_averaged(_config(data, tmp_path / name), rank_client, strategy, H=H, optimizer="sgd").result(timeout=300)
+        assert res["step"] == 8
+        runs[name] = _final_state(tmp_path / name)
+    for k in runs["ddp"]:
+        assert torch.allclose(runs["ddp"][k], runs["local1"][k], atol=1e-6), k
+    # the comparison can fail: four local steps between averages is a different algorithm
+    assert any(not torch.allclose(runs["ddp"][k], runs["local4"][k], atol=1e-6) for k in runs["ddp"])
+
+
+def _common_eval_loss(state, data):
+    "Eval loss of a final model on the same held-out windows of all the data, whatever the strategy."
+    from llmwork.models import GPT, gpt_config
+    from llmwork.train import TokenBatches
+    model = GPT(gpt_config("gpt-tiny", vocab_size=257, n_layer=1, n_head=2, n_embd=32, block_size=32))
+    model.load_state_dict(state)
+    model.eval()
+    batches = TokenBatches(str(data), 16, 32, seed=0, eval_batches=8)
+    with torch.no_grad():
+        return float(np.mean([model(**b)[1].item() for b in batches.eval_iter(0, 1)]))
+
+
+def test_fedavg_within_5_percent_of_ddp(tmp_path, token_dirs, rank_client):
+    data, local = token_dirs
+    losses = {}
+    for name, strategy, source in [("ddp", "ddp", data), ("fedavg", "fedavg", local)]:
+        cfg = _config(source, tmp_path / name, steps=60, lr=3e-3, warmup_steps=5, batch_size=16, eval_every=20, weight_decay=0.1)
+        res = platform.launch_averaged(cfg, rank_client, strategy, H=4, optimizer="adamw").result(timeout=300)
+        assert [m["step"] for m in res["history"] if "eval_loss" in m] == [20, 40, 60]
+        losses[name] = _common_eval_loss(_final_state(tmp_path / name), data)
+    start = np.log(257)
+    assert losses["ddp"] < start - 1.0            # it learned something: far below uniform guessing
+    assert abs(losses["fedavg"] - losses["ddp"]) / losses["ddp"] < 0.05, losses
