@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import string
 import time
 import unicodedata
 from dataclasses import dataclass, asdict
@@ -298,13 +299,13 @@ def permutation_parameters(num_perm: int, seed: int):
 _NUMBERS = re.compile(r"\d+([.,،٫⎖⎗⎘]\d+)?")
 _WHITESPACE = re.compile(r"\s+")
 
+# ASCII punctuation and symbols, control characters, and the non-ASCII marks datatrove lists
+_PUNCTUATION = (string.punctuation + "".join(chr(x) for x in (*range(0, 9), *range(11, 32), *range(127, 160)))
+                + "«´»–—’“”„…∶━►、。〈〉《》「」【】！％（），．１：；？～")
+
 @lru_cache(maxsize=1)
 def _punctuation_table():
-    import sys
-    chars = {c for c in map(chr, range(sys.maxunicode + 1)) if unicodedata.category(c).startswith("P")}
-    chars |= set("+^~`=|$<>─━∶´～►％１")
-    chars |= {chr(x) for x in (*range(0, 9), *range(11, 32), *range(127, 160))}
-    return str.maketrans({c: " " for c in chars})
+    return str.maketrans(_PUNCTUATION, " " * len(_PUNCTUATION))
 
 @lru_cache(maxsize=1)
 def _combining_marks():
@@ -431,11 +432,23 @@ def bucket_pairs(frame: pd.DataFrame, max_bucket_size: int = 64) -> pd.DataFrame
     return pd.DataFrame({"left": left, "right": right})
 
 # %% ../nbs/03_fuzzy.ipynb #cell-045
+@numba.njit(inline="always")
+def _hash64(data, start, end):
+    h = np.uint64(0x9E3779B97F4A7C15) ^ np.uint64(end - start)
+    p = start
+    while p + 8 <= end:
+        k = np.uint64(0)
+        for i in range(8): k |= np.uint64(data[p + i]) << np.uint64(8 * i)
+        h = _mix64(h ^ k)
+        p += 8
+    k = np.uint64(0)
+    for i in range(end - p): k |= np.uint64(data[p + i]) << np.uint64(8 * i)
+    return _mix64(h ^ k)
+
 @numba.njit(cache=True, nogil=True)
 def _shingle_sets(data, row_offsets, starts, ends):
     values = np.empty(row_offsets[-1], np.uint64)
-    for k in range(row_offsets[-1]):
-        values[k] = (murmur3_32(data, starts[k], ends[k], 0x9747B28C) << np.uint64(32)) | murmur3_32(data, starts[k], ends[k], 0x5BD1E995)
+    for k in range(row_offsets[-1]): values[k] = _hash64(data, starts[k], ends[k])
     n = len(row_offsets) - 1
     set_offsets = np.zeros(n + 1, np.int64)
     o = 0
@@ -561,6 +574,7 @@ def find_duplicates(ddf, preset="nemo", threshold: float = 0.8, bands: int | Non
     n_batches = -(-bands // bands_per_iteration)
     total = n_batches + 3
 
+    tick("signatures", 0, total)
     parts = ddf.to_delayed()
     frames = [dask.delayed(_partition_buckets)(p, i, text_col, preset, seed, bands, rows) for i, p in enumerate(parts)]
     frames = dask.persist(*frames)
