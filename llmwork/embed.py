@@ -200,6 +200,9 @@ def series_to_vectors(series, dim: int | None = None) -> np.ndarray:
         series = series.to_arrow().to_pandas()
     values = list(series)
     if not values: return np.zeros((0, dim or 0), dtype=np.float32)
+    if isinstance(values[0], str):
+        raise ValueError("The vector column holds strings, not arrays: `dask.dataframe.from_pandas` turns object columns into "
+                         "strings; build it with embed_corpus, or wrap from_pandas in dask.config.set({'dataframe.convert-string': False}).")
     return np.stack(values).astype(np.float32, copy=False)
 
 def embed_partition(frame, embedder: Embedder, text_col: str = "text", column: str = "embedding"):
