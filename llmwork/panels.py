@@ -77,12 +77,16 @@ class Background:
         return self.result
 
 # %% ../nbs/12_panels.ipynb #cell-012
-_DONE_STATES = ("memory", "forgotten", "erred")
+_PENDING_STATES = ("waiting", "queued", "processing", "no-worker")
 
 def _task_groups(dask_scheduler=None) -> dict:
     "On the scheduler: `{group: (tasks done, tasks)}` for every task group it holds."
-    return {str(name): (sum(tg.states.get(s, 0) for s in _DONE_STATES), sum(tg.states.values()))
-            for name, tg in dask_scheduler.task_groups.items()}
+    # a task finished and no longer needed is "released" until forgotten, so count what is still to run
+    out = {}
+    for name, tg in dask_scheduler.task_groups.items():
+        total = sum(tg.states.values())
+        out[str(name)] = (total - sum(tg.states.get(s, 0) for s in _PENDING_STATES), total)
+    return out
 
 class DaskProgress:
     "Context manager that moves `bar` from `start` to `end` as the tasks submitted meanwhile finish."
@@ -207,8 +211,8 @@ class Panel(widgets.VBox):
         "Run `fn` in the background with `button` disabled; `on_done(result)` shows the results."
         def done(result):
             try:
-                on_done(result)
-                self.progress.bar_style = "success"; self.progress.value = self.progress.max
+                self.progress.bar_style, self.progress.value = "success", self.progress.max
+                on_done(result)  # may set the bar itself (a stopped training run is not complete)
             except Exception as e: self.show_error(e)
             finally: button.disabled = False
         def failed(e):
@@ -253,7 +257,7 @@ class StepControl(widgets.HBox):
         self.enabled = widgets.Checkbox(value=enabled, description=name, indent=False, layout=widgets.Layout(width="190px"),
                                         tooltip=(cls.__doc__ or "").strip())
         self.params = {k: w for k, v in defaults.items() if (w := _param_widget(k, v)) is not None}
-        super().__init__([self.enabled, *self.params.values()])
+        super().__init__([self.enabled, *self.params.values()], layout=widgets.Layout(flex_flow="row wrap"))
 
     def config(self) -> dict:
         "The step's config: its defaults with the edited parameters."
@@ -327,7 +331,9 @@ class CleanPanel(Panel):
         reasons = {}
         for s in report["steps"]:
             for r, n in s.get("reasons", {}).items(): reasons[r] = reasons.get(r, 0) + n
-        self.reason.options = [(f"{r} ({n:,})", r) for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])]
+        self.reason.options = [(f"{r} ({n:,})", r) for r, n in sorted(reasons.items(), key=lambda kv: -kv[1]) if n]
+        self.reason.value = self.reason.options[0][1] if self.reason.options else None
+        self.show_removed()
         self.results.children = [self.funnel, self.reason, self.removed]
         pct = 100 * report["n_kept"] / max(report["n_in"], 1)
         self.show(f"Kept {report['n_kept']:,} of {report['n_in']:,} documents ({pct:.1f}%) in "
@@ -337,8 +343,8 @@ class CleanPanel(Panel):
     def removed_sample(self, reason: str, n: int = 20) -> pd.DataFrame:
         "Up to `n` removed documents with `reason` from the last run (read from removed/ with a pushed-down filter)."
         import pyarrow.dataset as ds
-        if self.session.clean_dir is None: return pd.DataFrame()
-        data = ds.dataset(str(self.session.clean_dir / "removed"), format="parquet")
+        if self.session.clean_dir is None or not list((self.session.clean_dir / "removed").glob("*.parquet")): return pd.DataFrame()
+        data = viz.parquet_dataset(self.session.clean_dir / "removed")
         cols = [c for c in ("id", "step", "reason", "duplicate_of", "text") if c in data.schema.names]
         return data.scanner(columns=cols, filter=ds.field("reason") == reason).head(n).to_pandas()
 
@@ -509,6 +515,10 @@ class TrainPanel(Panel):
                       f"({self.tokenizer.value}) on the Dask cluster…")
             client = self.session.client
             shards = prepare_tokens(ddf, self.tokens_dir(), self.tokenizer.value)
+            available = self.session.n_workers_running()
+            if self.workers.value > available:
+                raise ValueError(f"Workers/GPUs is {self.workers.value} but the Dask cluster has {available} worker(s); "
+                                 "lower it, or start the workbench with more workers (Workbench(n_workers=...)).")
             config = self.train_config(run_dir, resume=resume or False)
             config.check(self.workers.value)
             self.run = TrainingRun(config, client, n_workers=self.workers.value)
@@ -534,6 +544,7 @@ class TrainPanel(Panel):
     def _finished(self, result: dict):
         self.last_result = result
         self.stop_button.disabled = True
+        self.progress.value = int(self.progress.max * result["step"] / max(self.run.config.steps, 1))
         self.refresh_checkpoints()
         loss = f", loss {result['loss']:.3f}" if result.get("loss") is not None else ""
         if result.get("stopped"):

@@ -24,8 +24,8 @@ from plotly.subplots import make_subplots
 __all__ = ['MAX_LEGEND_CLUSTERS', 'FIGURE_CONFIG', 'snippet', 'sample_indices', 'pca_2d', 'cluster_map', 'cluster_sizes',
            'read_report', 'cleaning_funnel', 'text_lengths', 'length_histogram', 'signal_histograms', 'loss_curve',
            'extend_loss_curve', 'write_report', 'external_references', 'summarize_clusters', 'Clustering',
-           'cluster_corpus', 'basic_signals', 'steps_table', 'read_history', 'run_report', 'cluster_command',
-           'add_commands']
+           'cluster_corpus', 'basic_signals', 'parquet_dataset', 'steps_table', 'read_history', 'run_report',
+           'cluster_command', 'add_commands']
 
 # %% ../nbs/07_viz.ipynb #cell-006
 def snippet(text, width: int = 200, line: int = 60) -> str:
@@ -370,9 +370,15 @@ def basic_signals(texts) -> pd.DataFrame:
                          "upper_case_share": s.str.count(r"[A-Z]") / letters.clip(lower=1),
                          "lines": s.str.count("\n") + 1})
 
-def _read_texts(path, columns=("text",), sample_size: int = 50_000, seed: int = 0) -> pd.DataFrame:
+def parquet_dataset(path):
+    "A pyarrow dataset of the Parquet files in folder `path` (its manifest.json and other files left out)."
     import pyarrow.dataset as ds
-    data = ds.dataset(str(path), format="parquet")
+    files = sorted(str(p) for p in Path(path).glob("*.parquet"))
+    if not files: raise FileNotFoundError(f"No Parquet files in {path}.")
+    return ds.dataset(files, format="parquet")
+
+def _read_texts(path, columns=("text",), sample_size: int = 50_000, seed: int = 0) -> pd.DataFrame:
+    data = parquet_dataset(path)
     cols = [c for c in columns if c in data.schema.names]
     n = data.count_rows()
     table = data.to_table(columns=cols)
@@ -408,7 +414,7 @@ def run_report(out_dir, clean_dir=None, clustering: Clustering | None = None, hi
         sections["Cleaning steps"] = steps_table(report)
         kept = _read_texts(clean_dir / "kept", sample_size=sample_size)
         groups = {"kept": kept["text"]}
-        if (clean_dir / "removed").exists():
+        if list((clean_dir / "removed").glob("*.parquet")):
             removed = _read_texts(clean_dir / "removed", ("text", "reason"), sample_size=sample_size)
             for reason in removed["reason"].value_counts().index[:5]:
                 groups[f"removed: {reason}"] = removed.loc[removed["reason"] == reason, "text"]

@@ -1,0 +1,177 @@
+"""The panels in a real browser: JupyterLab on 127.0.0.1, Debian's Chromium driven by Playwright (no browser download).
+
+Opens tests/browser_workbench.ipynb (a Workbench over a small slice of the sample corpus), runs it, clicks Run in the
+Clean tab and Start then Stop in the Train tab, and checks in the page that the funnel and the live loss curve
+rendered and that the curve stops growing after Stop. Also opens a report.html written by `llmwork.viz` with every
+network request refused and checks its figures render. Screenshots go to test-output/browser/.
+
+Needs: `apt-get install -y chromium` (/usr/bin/chromium), `pip install playwright jupyterlab` (never `playwright
+install`). Skipped, with the reason, when either is missing.
+"""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+CHROMIUM = os.environ.get("LLMWORK_CHROMIUM", "/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parent.parent
+SHOTS = ROOT / "test-output" / "browser"
+
+
+def _missing() -> str | None:
+    if not Path(CHROMIUM).exists(): return f"no Chromium at {CHROMIUM} (apt-get install -y chromium, or set LLMWORK_CHROMIUM)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError: return "playwright is not installed (pip install playwright; no `playwright install` needed)"
+    if shutil.which("jupyter-lab") is None and not (Path(sys.executable).parent / "jupyter-lab").exists():
+        return "jupyterlab is not installed (pip install jupyterlab)"
+    return None
+
+
+pytestmark = [pytest.mark.skipif(_missing() is not None, reason=f"browser test skipped: {_missing()}"),
+              pytest.mark.timeout(600)]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def browser():
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        try: yield b
+        finally: b.close()
+
+
+@pytest.fixture
+def lab(tmp_path):
+    "A JupyterLab server on 127.0.0.1 serving a folder with the workbench notebook and a corpus slice."
+    from llmwork.io import sample_corpus_path
+    root = tmp_path / "lab"
+    root.mkdir()
+    shutil.copy(Path(__file__).parent / "browser_workbench.ipynb", root / "workbench.ipynb")
+    pd.read_json(sample_corpus_path(), lines=True, nrows=300).to_json(root / "slice.jsonl", orient="records", lines=True)
+    # the news and update pop-up covers the page in screenshots: turn it off in a private settings folder
+    settings = tmp_path / "settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    port, token = _free_port(), "llmwork-browser-test"
+    env = dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "settings"),
+               JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"), LLMWORK_BACKEND="cpu")
+    log = open(tmp_path / "jupyterlab.log", "w")
+    jupyter_lab = shutil.which("jupyter-lab") or str(Path(sys.executable).parent / "jupyter-lab")
+    proc = subprocess.Popen([jupyter_lab, "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
+                             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2).status == 200: break
+            except OSError: pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"JupyterLab did not start; see {tmp_path / 'jupyterlab.log'}:\n{(tmp_path / 'jupyterlab.log').read_text()[-2000:]}")
+            time.sleep(0.3)
+        yield {"url": url, "token": token, "root": root}
+    finally:
+        proc.terminate()
+        try: proc.wait(20)
+        except subprocess.TimeoutExpired: proc.kill(); proc.wait()
+        log.close()
+
+
+def _shot(page, name):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_workbench_clean_and_train_in_jupyterlab(lab, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1300})
+    page.set_default_timeout(120_000)
+    page.goto(f"{lab['url']}/lab/tree/workbench.ipynb?token={lab['token']}")
+    # Run All before the kernel is idle opens a "Select Kernel" dialog and silently runs nothing
+    page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=120_000)
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_text("Run All Cells", exact=True).click()
+    page.locator(".jp-InputPrompt", has_text="[1]:").wait_for()
+    workbench = page.locator(".llmwork-workbench")
+    workbench.wait_for()
+    assert "engine cpu" in page.locator(".llmwork-header").inner_text()
+    _shot(page, "01-workbench")
+
+    # Clean tab: Run, then the funnel rendered with one stage per step and the status line
+    clean = page.locator(".llmwork-clean")
+    clean.locator("button.jupyter-button", has_text="Run").click()
+    funnel = clean.locator(".js-plotly-plot")
+    funnel.wait_for(timeout=240_000)
+    clean.locator(".llmwork-success", has_text="Kept").wait_for()
+    stages = funnel.evaluate("gd => ({type: gd.data[0].type, x: Array.from(gd.data[0].x), y: Array.from(gd.data[0].y)})")
+    assert stages["type"] == "funnel"
+    assert stages["y"][0] == "input" and stages["x"][0] == 300
+    assert stages["x"] == sorted(stages["x"], reverse=True) and len(stages["x"]) >= 3
+    assert clean.locator(".funnellayer .trace").count() == 1  # drawn as SVG, not only present as data
+    report = json.loads((lab["root"] / "workbench-out" / "clean" / "report.json").read_text())
+    assert stages["x"][-1] == report["n_kept"]
+    assert f"Kept {report['n_kept']:,} of 300 documents" in clean.locator(".llmwork-status").inner_text()
+    _shot(page, "02-clean-funnel")
+
+    # Train tab: Start, the loss curve grows; Stop, it stops at the step the status reports
+    page.locator(".lm-TabBar-tab", has_text="Train").click()
+    train = page.locator(".llmwork-train")
+    curve = train.locator(".js-plotly-plot")
+    train.locator("button.jupyter-button", has_text="Start").click()
+    page.wait_for_function("""() => { const gd = document.querySelector('.llmwork-train .js-plotly-plot');
+                                      return gd && gd.data && gd.data[0].x && gd.data[0].x.length >= 5; }""",
+                           timeout=240_000)
+    assert curve.locator(".scatterlayer .trace").count() >= 1
+    _shot(page, "03-train-live-loss")
+    train.locator("button.jupyter-button", has_text="Stop").click()
+    status = train.locator(".llmwork-success", has_text="Stopped at step")
+    status.wait_for(timeout=120_000)
+    stopped_at = int(status.inner_text().split("Stopped at step")[1].split(",")[0].replace(",", "").strip())
+    n_points = curve.evaluate("gd => gd.data[0].x.length")
+    last_step = curve.evaluate("gd => gd.data[0].x[gd.data[0].x.length - 1]")
+    assert last_step == stopped_at and n_points == stopped_at
+    time.sleep(2)
+    assert curve.evaluate("gd => gd.data[0].x.length") == n_points  # nothing arrives after Stop
+    losses = curve.evaluate("gd => Array.from(gd.data[0].y)")
+    assert all(l == l and l > 0 for l in losses)  # real numbers, no NaN
+    assert train.locator("select option", has_text=f"step {stopped_at:,}").count() == 1  # the checkpoint listed
+    _shot(page, "04-train-stopped")
+
+
+def test_report_opens_offline(tmp_path, browser):
+    "report.html renders its figures with every network request refused."
+    import numpy as np
+    from llmwork import viz
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 300)
+    vectors = rng.normal(size=(300, 8)) + labels[:, None]
+    report = {"n_in": 10, "n_kept": 7, "steps": [{"name": "exact_dedup", "n_in": 10, "n_removed": 3, "n_out": 7,
+                                                  "chars_in": 100, "chars_out": 70, "reasons": {"exact_duplicate": 3}}]}
+    path = viz.write_report(tmp_path, {"Funnel": viz.cleaning_funnel(report),
+                                       "Map": viz.cluster_map(vectors, labels, [f"doc {i}" for i in range(300)]),
+                                       "Sizes": viz.cluster_sizes(labels)})
+    requests = []
+    page = browser.new_page()
+    page.route("**/*", lambda route: (requests.append(route.request.url), route.abort())
+               if not route.request.url.startswith("file://") else route.continue_())
+    page.goto(path.as_uri())
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 3", timeout=60_000)
+    assert page.evaluate("() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(gd => gd.data[0].type)") == \
+        ["funnel", "scattergl", "bar"]
+    assert requests == []
+    _shot(page, "05-report-offline")

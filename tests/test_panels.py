@@ -1,0 +1,165 @@
+"""The panels driven from Python: set widget values, click, wait, and check state and outputs against the library."""
+import json
+
+import pandas as pd
+import pytest
+import yaml
+
+from llmwork.backend import get_client
+from llmwork.panels import (CleanPanel, DaskProgress, Session, TrainPanel, TrainingRun, Workbench, prepare_tokens,
+                            plain_error)
+
+TINY = dict(n_layer=1, n_head=2, n_embd=32, block_size=32)
+
+
+@pytest.fixture(scope="module")
+def client():
+    c = get_client("cpu", n_workers=1, threads_per_worker=1)
+    yield c
+    cluster = c.cluster
+    c.close(); cluster.close()
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    "12 documents: 3 exact copies of earlier ones, one empty text."
+    texts = [f"document number {i} about packages and fonts" for i in range(8)]
+    texts += [texts[1], texts[1], texts[5], ""]
+    frame = pd.DataFrame({"id": [f"d{i:02d}" for i in range(12)], "text": texts})
+    path = tmp_path / "corpus.jsonl"
+    frame.to_json(path, orient="records", lines=True)
+    return path, frame
+
+
+def test_clean_panel_runs_the_pipeline_it_shows(tmp_path, corpus, client):
+    path, frame = corpus
+    panel = CleanPanel(Session(str(path), tmp_path / "wb", backend="cpu", client=client),
+                       steps=["clean_whitespace", "exact_dedup"], enabled=["clean_whitespace", "exact_dedup"])
+    ws = next(s for s in panel.steps if s.name == "clean_whitespace")
+    ws.params["max_blank_lines"].value = 3
+    assert panel.pipeline_config() == {"steps": [{"step": "clean_whitespace", "max_blank_lines": 3}, {"step": "exact_dedup"}]}
+    panel.run_button.click()
+    assert panel.run_button.disabled  # the kernel is free; the button waits for the run
+    report = panel.wait(120)
+    assert panel.run_button.disabled is False
+    # the counts against pandas: one empty text fails validation, three copies are exact duplicates
+    nonempty = frame[frame["text"] != ""]
+    assert (report["n_in"], report["n_kept"]) == (12, nonempty["text"].nunique())
+    assert list(panel.funnel.data[0].x) == [12, 11, 11, 8]
+    assert list(panel.funnel.data[0].y) == ["input", "validate", "clean_whitespace", "exact_dedup"]
+    saved = yaml.safe_load((tmp_path / "wb" / "clean" / "pipeline.yaml").read_text())
+    assert saved["steps"][0] == {"step": "clean_whitespace", "max_blank_lines": 3}
+    # removed documents by reason: the most frequent reason is shown first, with the duplicates' originals
+    assert panel.reason.options[0] == ("exact_duplicate (3)", "exact_duplicate")
+    sample = panel.removed_sample("exact_duplicate")
+    assert sorted(zip(sample["id"], sample["duplicate_of"])) == [("d08", "d01"), ("d09", "d01"), ("d10", "d05")]
+    assert panel.removed.value.count("<tr") == 4 and "d09" in panel.removed.value
+    assert panel.session.clean_dir == tmp_path / "wb" / "clean"
+
+
+def test_clean_panel_errors_are_plain_words(tmp_path, corpus, client):
+    path, _ = corpus
+    panel = CleanPanel(Session(str(path), tmp_path / "wb", backend="cpu", client=client), steps=["exact_dedup"])
+    panel.corpus.value = "   "
+    panel.run_button.click()
+    with pytest.raises(ValueError): panel.wait(60)
+    assert "Give a corpus: a file, a folder or a glob" in panel.status.value
+    panel.corpus.value = str(path)
+    panel.steps[0].enabled.value = False
+    panel.run_button.click()
+    with pytest.raises(ValueError): panel.wait(60)
+    assert "Tick at least one cleaning step." in panel.status.value
+    # an earlier run is kept unless replacing is allowed
+    panel.steps[0].enabled.value = True
+    panel.run_button.click(); panel.wait(120)
+    panel.overwrite.value = False
+    panel.run_button.click()
+    with pytest.raises(FileExistsError): panel.wait(60)
+    assert "already exists" in panel.status.value and "Traceback" not in panel.status.value
+    assert panel.progress.bar_style == "danger"
+
+
+def test_unknown_step_is_refused():
+    with pytest.raises(ValueError, match="Unknown cleaning step"):
+        CleanPanel(Session(backend="cpu"), steps=["no_such_step"])
+
+
+def test_unexpected_errors_name_the_exception():
+    assert plain_error(RuntimeError("disk on fire")).startswith("Unexpected RuntimeError: disk on fire.")
+
+
+def test_dask_progress_counts_the_tasks_of_a_run(client):
+    import dask.bag as db
+    import ipywidgets as widgets
+    bar, label = widgets.IntProgress(max=100), widgets.Label()
+    with DaskProgress(client, bar, label, start=10, end=90, interval=0.05) as progress:
+        assert db.from_sequence(range(40), npartitions=8).map(lambda x: x + 1).sum().compute() == 820
+        progress.poll()
+    assert bar.value == 90
+    done, total = label.value.split(" tasks")[0].split(" / ")
+    assert done == total and int(total.replace(",", "")) >= 8
+
+
+def test_training_run_without_dask_stops_on_request(tmp_path, corpus):
+    "Without a client a run trains on a thread with the same metrics and stop hooks."
+    import time
+    import dask.dataframe as dd
+    from llmwork.train import TrainConfig
+    _, frame = corpus
+    shards = prepare_tokens(dd.from_pandas(frame, npartitions=2), tmp_path / "tokens")
+    assert shards.n_tokens == sum(len(t.encode()) + 1 for t in frame["text"] if t)  # bytes + one end-of-document
+    run = TrainingRun(TrainConfig(data=str(tmp_path / "tokens"), out_dir=str(tmp_path / "run"), model_overrides=TINY,
+                                  steps=100_000, batch_size=4, eval_every=0, checkpoint_every=0, warmup_steps=0))
+    assert not run.on_dask
+    seen = []
+    while len(seen) < 3: seen += run.new_metrics(); time.sleep(0.05)
+    run.stop()
+    result = run.result(60)
+    seen += run.new_metrics()
+    assert result["stopped"] and run.done
+    assert [m["step"] for m in seen] == list(range(1, result["step"] + 1))
+    assert result["checkpoint"].endswith(f"step-{result['step']:08d}.pt")
+
+
+def test_train_panel_reports_bad_settings_and_missing_checkpoints(tmp_path, corpus, client):
+    path, _ = corpus
+    panel = TrainPanel(Session(str(path), tmp_path / "wb", backend="cpu", client=client), model_overrides=TINY)
+    assert panel.workers.value == 1  # filled from the running cluster
+    panel.workers.value = 2
+    panel.start_button.click()
+    with pytest.raises(ValueError): panel.wait(120)
+    assert "Workers/GPUs is 2 but the Dask cluster has 1 worker(s)" in panel.status.value
+    panel.generate()
+    with pytest.raises(ValueError): panel.generator.wait(30)
+    assert "No checkpoint yet: Start a training run first." in panel.generated.value
+    assert panel.checkpoints.options == () and panel.resume_button.disabled
+
+
+def test_train_panel_resume_continues_from_the_checkpoint(tmp_path, corpus, client):
+    path, _ = corpus
+    panel = TrainPanel(Session(str(path), tmp_path / "wb", backend="cpu", client=client), model_overrides=TINY,
+                       steps=6, batch_size=4)
+    panel.start_button.click()
+    first = panel.wait(180)
+    assert (first["step"], first["stopped"]) == (6, False)
+    assert [o[0] for o in panel.checkpoints.options][-1] == "run-001 · step 6"
+    panel.steps.value = 9
+    panel.resume_button.click()
+    second = panel.wait(180)
+    assert (second["start_step"], second["step"]) == (6, 9)
+    assert list(panel.curve.data[0].x) == list(range(1, 10))  # one curve across the resume
+    metrics = [json.loads(l) for l in (tmp_path / "wb" / "train" / "run-001" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == list(range(1, 10))
+    assert list(panel.curve.data[0].y) == pytest.approx([m["loss"] for m in metrics])
+
+
+def test_workbench_shares_one_session(tmp_path, corpus, client):
+    path, _ = corpus
+    wb = Workbench(str(path), out_dir=tmp_path / "wb", backend="cpu", client=client)
+    assert wb.clean.session is wb.cluster.session is wb.train.session
+    assert [wb.tabs.get_title(i) for i in range(3)] == ["Clean", "Cluster", "Train"]
+    assert "engine cpu" in wb.header.value and "1 Dask workers" in wb.header.value
+    wb.session.extra_steps = [{"step": "semantic_dedup", "eps": 0.1}]
+    wb.session.changed("steps")
+    assert wb.clean.pipeline_config()["steps"][-1] == {"step": "semantic_dedup", "eps": 0.1}
+    assert "semantic_dedup" in wb.clean.added.value
