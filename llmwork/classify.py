@@ -259,8 +259,8 @@ def fit_classifier(name, train_df, out_dir=None, eval_df=None, text_col="text", 
     "Fit one of `CLASSIFIERS` on `train_df`; returns a model with `predict(texts)`."
     if name == "tfidf-svm": return fit_tfidf_svm(train_df, text_col, label_col, **kwargs)
     if name == "sgd":
-        return HashedSGD(text_col=text_col, label_col=label_col, **kwargs).fit(
-            to_dask(train_df, npartitions=kwargs.pop("npartitions", 4)))
+        npartitions = kwargs.pop("npartitions", 4)
+        return HashedSGD(text_col=text_col, label_col=label_col, **kwargs).fit(to_dask(train_df, npartitions=npartitions))
     if name == "transformer":
         if out_dir is None: raise ValueError("The transformer classifier needs out_dir for its checkpoints.")
         return fit_transformer_classifier(train_df, out_dir, eval_df, text_col, label_col, **kwargs)

@@ -1,0 +1,191 @@
+"""Classification, the quality-classifier cleaning step and NER: cross-checks against scikit-learn, seqeval and brute
+force, the `classify`/`ner` commands end to end, and errors for bad input. The full-size runs are in bench/classify.py."""
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from llmwork import classify as C
+from llmwork import datasets as D
+from llmwork.cli import main
+
+DATA = Path(__file__).parent / "data"
+NER = [str(DATA / f"classify_ner_{s}.conll") for s in ("train", "dev", "test")]
+
+
+@pytest.fixture(scope="module")
+def topics():
+    return D.read_labelled(DATA / "classify_topics.csv")
+
+
+def test_hashed_tfidf_matches_scikit_learn_over_partitions(topics):
+    """IDF counted partition by partition equals scikit-learn's TfidfTransformer fitted on everything at once."""
+    from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
+    sgd = C.HashedSGD(n_features=2**12, epochs=1).fit(D.to_dask(topics, npartitions=3))
+    counts = HashingVectorizer(n_features=2**12, ngram_range=(1, 2), alternate_sign=False, norm=None,
+                               strip_accents="unicode").transform(topics["text"])
+    ref = TfidfTransformer(sublinear_tf=True).fit(counts)
+    np.testing.assert_allclose(sgd.idf_, ref.idf_, rtol=1e-6)
+    ours = C._tfidf_rows(topics, "text", 2**12, (1, 2), sgd.idf_)
+    np.testing.assert_allclose(ours.toarray(), ref.transform(counts).toarray(), rtol=1e-5, atol=1e-7)
+
+
+def test_sgd_agrees_with_svm_and_predicts_lazily(topics):
+    train, test = C.stratified_split(topics, 0.3, seed=1)
+    svm = C.fit_tfidf_svm(train)
+    sgd = C.HashedSGD(n_features=2**16).fit(D.to_dask(train, npartitions=4))
+    svm_acc = np.mean(svm.predict(test["text"].tolist()) == test["label"].to_numpy())
+    sgd_pred = sgd.predict(test)
+    sgd_acc = np.mean(sgd_pred == test["label"].to_numpy())
+    assert svm_acc >= 0.9 and abs(sgd_acc - svm_acc) <= 0.05, (svm_acc, sgd_acc)
+    lazy = sgd.predict(D.to_dask(test, npartitions=3))
+    assert lazy.npartitions == 3 and lazy.compute().tolist() == list(sgd_pred)
+
+
+def test_split_never_leaks_duplicates(topics):
+    doubled = pd.concat([topics, topics.assign(id=topics["id"] + "-again")], ignore_index=True)
+    deduped, n = C.drop_duplicate_texts(doubled)
+    assert n == len(topics)
+    train, test = C.stratified_split(deduped, 0.25, seed=0)
+    assert not set(train["text"]) & set(test["text"])
+    assert sorted(test["label"].value_counts().tolist()) == [7, 8, 8]
+
+
+def test_summary_matches_scikit_learn():
+    from sklearn.metrics import accuracy_score, f1_score
+    rng = np.random.default_rng(0)
+    y = rng.choice(["a", "b", "c"], 200); p = np.where(rng.random(200) < 0.7, y, rng.choice(["a", "b", "c"], 200))
+    s = C.classification_summary(y, p)
+    assert s["accuracy"] == accuracy_score(y, p)
+    assert s["macro_f1"] == pytest.approx(f1_score(y, p, average="macro"))
+    assert np.array(s["confusion"]).sum() == 200 and np.trace(s["confusion"]) == int((y == p).sum())
+
+
+def test_viterbi_is_the_best_allowed_path():
+    tags = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+    ok = C.allowed_transitions(tags)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        logp = np.log(rng.dirichlet(np.ones(len(tags)), size=4))
+        best = max((path for path in itertools.product(range(len(tags)), repeat=4)
+                    if ok[len(tags), path[0]] and all(ok[a, b] for a, b in zip(path, path[1:]))),
+                   key=lambda path: sum(logp[i, t] for i, t in enumerate(path)))
+        assert C.viterbi_iob(logp, ok) == list(best)
+
+
+def test_ner_scores_match_seqeval_and_scikit_learn():
+    from seqeval.metrics import f1_score
+    from sklearn.metrics import f1_score as sk_f1
+    gold = D.read_conll(NER[2])["tags"].tolist()
+    rng = np.random.default_rng(1)
+    pool = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]
+    pred = [[t if rng.random() < 0.8 else pool[rng.integers(len(pool))] for t in s] for s in gold]
+    s = C.ner_scores(gold, pred)
+    assert s["entity_f1"] == pytest.approx(f1_score(gold, pred))
+    flat_g, flat_p = sum(gold, []), sum(pred, [])
+    assert s["report"]["B-PER"]["f1-score"] == pytest.approx(sk_f1(flat_g, flat_p, labels=["B-PER"], average="micro"))
+    assert "O" not in s["report"]
+
+
+def test_first_subtoken_alignment():
+    sents = D.read_conll(NER[0])
+    enc = C.TagEncoder.fit(sents, vocab_size=300)
+    tensors, firsts = enc.encode(sents)
+    labels = tensors["labels"]
+    for i in range(len(sents)):
+        n_words = len(sents["tokens"].iloc[i])
+        assert len(firsts[i]) == n_words
+        assert int((labels[i] != -100).sum()) == n_words
+        assert [enc.tags[int(labels[i, j])] for j in firsts[i]] == sents["tags"].iloc[i]
+        pieces = [len(enc.pieces(w)) for w in sents["tokens"].iloc[i]]
+        assert int(tensors["attention_mask"][i].sum()) == sum(pieces)
+
+
+def test_classify_command_end_to_end(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["classify", str(DATA / "classify_topics.csv"), str(out), "--model", "sgd"]) == 0
+    printed = capsys.readouterr().out
+    assert "precision" in printed and "macro avg" in printed and "accuracy 1.0000" in printed
+    m = json.loads((out / "metrics.json").read_text())
+    assert (m["accuracy"], m["macro_f1"], m["n_test"], m["model"]) == (1.0, 1.0, 18, "sgd")
+    assert set(m["report"]) >= {"food", "sport", "tech", "macro avg"}
+    assert (out / "confusion.html").exists() and (out / "model.joblib").exists()
+    assert main(["classify", str(DATA / "classify_topics.csv"), str(out)]) == 2  # refuses to overwrite
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_classify_command_with_test_file_drops_leaked_texts(tmp_path, topics):
+    topics.iloc[:60].to_csv(tmp_path / "train.csv", index=False)
+    topics.iloc[50:].to_csv(tmp_path / "test.csv", index=False)  # 10 test texts are also training texts
+    assert main(["classify", str(tmp_path / "train.csv"), str(tmp_path / "out"), "--test", str(tmp_path / "test.csv")]) == 0
+    m = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert (m["n_train"], m["n_test"], m["duplicates_dropped"]) == (60, 30, 10)
+
+
+def test_classify_command_bad_input_names_file_and_line(tmp_path, capsys):
+    (tmp_path / "bad.csv").write_text("text,label\ngood,a\nno label here,\n")
+    assert main(["classify", str(tmp_path / "bad.csv"), str(tmp_path / "out")]) == 2
+    assert "bad.csv, line 3: the label is missing" in capsys.readouterr().err
+    assert main(["classify", str(DATA / "classify_topics.csv"), str(tmp_path / "o2"), "--label-col", "topic"]) == 2
+    assert "no label column 'topic'" in capsys.readouterr().err
+
+
+def test_ner_command_prints_tables_and_writes_metrics(tmp_path, capsys):
+    assert main(["ner", *NER, str(tmp_path / "crf"), "--model", "crf"]) == 0
+    printed = capsys.readouterr().out
+    assert "Per tag (scikit-learn" in printed and "B-PER" in printed and "micro avg" in printed
+    assert "Per entity (seqeval" in printed and "entity precision" in printed
+    m = json.loads((tmp_path / "crf" / "metrics.json").read_text())
+    assert {"entity_precision", "entity_recall", "entity_f1", "report", "entity_report"} <= set(m)
+    assert m["entity_f1"] >= 0.9
+    pred = D.read_conll(tmp_path / "crf" / "predictions.conll", columns=("gold",))
+    assert pred["gold"].tolist() == D.read_conll(NER[2])["tags"].tolist()
+
+
+def test_ner_command_trains_our_tagger(tmp_path):
+    assert main(["ner", *NER, str(tmp_path / "ours"), "--steps", "120"]) == 0
+    m = json.loads((tmp_path / "ours" / "metrics.json").read_text())
+    assert m["model"] == "transformer" and m["entity_f1"] >= 0.8
+    tagger = C.NerTagger.load(tmp_path / "ours" / "model")
+    test = D.read_conll(NER[2])
+    assert C.ner_scores(test["tags"].tolist(), tagger.predict(test))["entity_f1"] == pytest.approx(m["entity_f1"])
+
+
+def test_ner_command_malformed_conll(tmp_path, capsys):
+    bad = tmp_path / "bad.conll"
+    bad.write_text("Anna B-PER\nvisited O\nParis B-PLACE X\n")
+    assert main(["ner", str(bad), NER[1], NER[2], str(tmp_path / "out")]) == 2
+    assert "bad.conll, line 3: expected 2 columns" in capsys.readouterr().err
+
+
+def test_quality_step_inside_llmwork_clean(tmp_path, topics):
+    model = C.QualityModel(positive="keep").fit(topics["text"], np.where(topics["label"] == "sport", "remove", "keep"))
+    model.save(tmp_path / "quality.joblib")
+    topics[["id", "text"]].to_json(tmp_path / "corpus.jsonl", orient="records", lines=True)
+    config = {"steps": [{"step": "quality_classifier", "model": str(tmp_path / "quality.joblib"), "threshold": 0.5}]}
+    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(config))
+    assert main(["clean", str(tmp_path / "corpus.jsonl"), str(tmp_path / "out"), "--config", str(tmp_path / "pipeline.yaml"),
+                 "--quiet"]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    step = next(s for s in report["steps"] if s["name"] == "quality_classifier")
+    assert step["reasons"] == {"low_quality_score": 30} and step["n_out"] == 60
+    assert report["n_in"] == report["n_kept"] + sum(s["n_removed"] for s in report["steps"]) == 90
+    kept, removed = C.read_parquet_dir(tmp_path / "out" / "kept"), C.read_parquet_dir(tmp_path / "out" / "removed")
+    expected = model.score(topics["text"].tolist())
+    scores = pd.concat([kept, removed]).set_index("id")["quality_score"]
+    np.testing.assert_allclose(scores.loc[topics["id"]].to_numpy(), expected, rtol=1e-6)
+    assert set(removed["id"]) == set(topics["id"][topics["label"] == "sport"])
+    assert yaml.safe_load((tmp_path / "out" / "pipeline.yaml").read_text())["steps"][-1]["step"] == "quality_classifier"
+
+
+def test_quality_step_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no model at"):
+        C.QualityClassifierFilter(model=str(tmp_path / "missing.joblib"))
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        C.QualityClassifierFilter(model=C.QualityModel(), threshold=2)
+    with pytest.raises(ValueError, match="save it and pass its path"):
+        C.QualityClassifierFilter(model=C.QualityModel()).config()
