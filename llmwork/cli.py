@@ -17,6 +17,10 @@ import numpy as np
 
 from .backend import BackendError, describe, resolve_backend
 from .io import CorpusError, read_corpus, read_sample_corpus, sample_corpus_path
+from .clean import Pipeline, default_steps, format_funnel
+from .fuzzy import FuzzyDedup
+from .viz import cluster_corpus, run_report
+from .launch import demo_stage as train_demo_stage
 
 # %% auto #0
 __all__ = ['DEMO_STAGES', 'COMMAND_MODULES', 'format_info', 'info_command', 'corpus_summary', 'format_summary', 'demo_command',
@@ -67,13 +71,45 @@ def format_summary(s: dict) -> str:
 
 # %% ../nbs/13_cli.ipynb #cell-011
 def _stage_summary(args, out: Path, state: dict):
-    corpus = read_corpus(state["input"])
+    corpus = read_corpus(state["input"], on_error="skip")
     summary = corpus_summary(corpus)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(format_summary(summary))
-    state["corpus"] = corpus
 
-DEMO_STAGES = [("summary", "Summary of the sample corpus", _stage_summary)]
+def _stage_clean(args, out: Path, state: dict):
+    pipeline = Pipeline([*default_steps(), FuzzyDedup()])
+    corpus = read_corpus(state["input"], on_error="skip", backend=state["backend"])
+    report = pipeline.run(corpus, out / "clean", overwrite=True, progress=not args.quiet)
+    print(format_funnel(report))
+    state["clean_dir"] = out / "clean"
+    state["kept"] = read_corpus(str(out / "clean" / "kept"), backend=state["backend"])
+
+def _kept_or_input(state):
+    return state.get("kept") if state.get("kept") is not None else read_corpus(state["input"], backend=state["backend"])
+
+def _stage_cluster(args, out: Path, state: dict):
+    clustering = cluster_corpus(_kept_or_input(state), k=args.k)
+    (out / "cluster").mkdir(exist_ok=True)
+    clustering.summary.to_csv(out / "cluster" / "clusters.csv", index=False)
+    columns = [c for c in ("cluster", "size", "top_terms") if c in clustering.summary.columns]
+    print(clustering.summary[columns].head(10).to_string(index=False, max_colwidth=70))
+    state["clustering"] = clustering
+
+def _stage_train(args, out: Path, state: dict):
+    state["kept"] = _kept_or_input(state)
+    train_demo_stage(args, out, state)
+
+def _stage_report(args, out: Path, state: dict):
+    history = out / "train" / "metrics.jsonl"
+    path = run_report(out / "report", clean_dir=state.get("clean_dir"), clustering=state.get("clustering"),
+                      history=history if history.exists() else None, title="llmwork demo: the sample corpus")
+    print(f"wrote {path} (self-contained: open it in a browser, no network needed)")
+
+DEMO_STAGES = [("summary", "Summary of the corpus", _stage_summary),
+               ("clean", "Cleaning: normalize, filter, exact and fuzzy dedup", _stage_clean),
+               ("cluster", "Embed and cluster the kept documents", _stage_cluster),
+               ("train", "Train a tiny GPT on the kept documents", _stage_train),
+               ("report", "HTML report", _stage_report)]
 
 def demo_command(args) -> int:
     out = Path(args.out)
@@ -123,7 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", help="run on this corpus instead of the sample (path, glob or URL)")
     p.add_argument("--backend", choices=["cpu", "gpu", "auto"], help="engine (default: $LLMWORK_BACKEND or auto)")
     p.add_argument("--stages", nargs="+", metavar="STAGE", help="run only these stages: " + ", ".join(n for n, *_ in DEMO_STAGES))
+    p.add_argument("--k", type=int, default=20, help="number of clusters (default: 20)")
+    p.add_argument("--train-seconds", type=float, default=90, help="how long to train the tiny GPT (default: 90)")
     p.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier demo")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=demo_command)
     _module_commands(sub)
     return parser

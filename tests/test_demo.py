@@ -1,0 +1,40 @@
+"""`llmwork demo` end to end through the console script, on a slice of the sample corpus."""
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from llmwork.io import sample_corpus_path
+
+LLMWORK = str(Path(sys.executable).with_name("llmwork"))
+
+
+def test_demo_runs_every_stage_and_reconciles(tmp_path):
+    corpus = tmp_path / "slice.jsonl"
+    with gzip.open(sample_corpus_path(), "rt") as src, open(corpus, "w") as dst:
+        for i, line in enumerate(src):
+            if i == 1500: break
+            dst.write(line)
+    out = tmp_path / "demo"
+    run = subprocess.run([LLMWORK, "demo", "--input", str(corpus), "--out", str(out), "--k", "5",
+                          "--train-seconds", "5", "--quiet"], capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "kept " in run.stdout and "fuzzy_dedup" in run.stdout and "Sample (gpt-tiny" in run.stdout
+    report = json.loads((out / "clean" / "report.json").read_text())
+    assert report["n_in"] == 1500
+    assert report["n_in"] == report["n_kept"] + sum(s["n_removed"] for s in report["steps"])
+    kept = pd.read_parquet(out / "clean" / "kept")
+    removed = pd.read_parquet(out / "clean" / "removed")
+    assert len(kept) == report["n_kept"] and len(removed) == report["n_in"] - report["n_kept"]
+    assert set(kept.id).isdisjoint(removed.id) and len(set(kept.id) | set(removed.id)) == 1500
+    assert len(pd.read_csv(out / "cluster" / "clusters.csv")) == 5
+    html = (out / "report" / "report.html").read_text()
+    assert "Cleaning funnel" in html and "Cluster map" in html and "Training" in html
+    assert json.loads((out / "summary.json").read_text())["documents"] == 1500
+    # a second run refuses to overwrite without being asked
+    again = subprocess.run([LLMWORK, "demo", "--input", str(corpus), "--out", str(out), "--stages", "summary"],
+                           capture_output=True, text=True)
+    assert again.returncode == 2 and "already exists and is not empty" in again.stderr
