@@ -190,14 +190,18 @@ def match_context(text, pattern: re.Pattern, context: int = 40) -> str:
     before, hit, after = _one_line(text[start:m.start()]), _one_line(text[m.start():m.end()]), _one_line(text[m.end():end])
     return ("…" if start else "") + f"{before} «{hit}» {after}".strip() + ("…" if end < len(text) else "")
 
-def _result_frame(table: pa.Table, ds: StoredDataset, columns, snippets=None) -> pd.DataFrame:
-    df = table.to_pandas()
-    out = pd.DataFrame({"id": df[ds.id_col]}) if len(df) else pd.DataFrame({"id": pd.Series([], dtype="str")})
-    texts = df[ds.text_col] if ds.text_col in df else pd.Series([None] * len(df))
-    out["snippet"] = pd.Series(snippets if snippets is not None else [snippet(t) for t in texts], index=out.index, dtype="str")
+def _result_frame(table: pa.Table, ds: StoredDataset, columns, snippets=None, order=None) -> pd.DataFrame:
+    "`id`, `snippet` and `columns` of the rows of `table` (in `order`, a list of row numbers, if given)."
+    if order is not None:
+        table = table.take(pa.array(order, pa.int64()))
+        snippets = None if snippets is None else [snippets[i] for i in order]
+    # results are small (at most `limit` rows): per-column conversion beats converting the whole table with its text
+    texts = table.column(ds.text_col).to_pylist() if ds.text_col in table.column_names else [None] * table.num_rows
+    out = {"id": pd.Series(table.column(ds.id_col).to_pylist(), dtype="str"),
+           "snippet": pd.Series(snippets if snippets is not None else [snippet(t) for t in texts], dtype="str")}
     for c in columns:
-        if c not in ("id", "snippet"): out[c] = df[c].values if len(df) else pd.Series([], dtype=object)
-    return out.reset_index(drop=True)
+        if c not in out: out[c] = table.column(c).to_pandas()
+    return pd.DataFrame(out)
 
 # %% ../nbs/06_search.ipynb #cell-026
 def _nearest_ids(ds: StoredDataset, wanted: str, n: int = 3) -> list[str]:
@@ -222,15 +226,14 @@ def find_ids(dataset, ids, columns=None, missing: str = "raise") -> pd.DataFrame
     ds.check_columns(columns)
     flt = pc.field(ds.id_col).isin(pa.array(sorted(set(ids)), pa.string()))
     table, total, stats = scan(ds, flt, [ds.id_col, ds.text_col, *columns], files=ds.files_for_ids(ids))
-    out = _result_frame(table, ds, columns)
-    found = set(out["id"])
-    absent = [i for i in ids if i not in found]
+    found = table.column(ds.id_col).to_pylist()
+    rank = {i: k for k, i in enumerate(dict.fromkeys(ids))}
+    out = _result_frame(table, ds, columns, order=sorted(range(len(found)), key=lambda r: rank[found[r]]))
+    absent = [i for i in ids if i not in set(found)]
     if absent and missing == "raise":
         hint = ", ".join(_nearest_ids(ds, absent[0]))
         raise SearchError(f"No document with id {absent[0]!r} in {ds.path}" + (f" ({len(absent)} ids not found)" if len(absent) > 1 else "")
                           + (f". Nearby ids: {hint}." if hint else "."))
-    order = {i: k for k, i in enumerate(dict.fromkeys(ids))}
-    out = out.sort_values("id", key=lambda s: s.map(order)).reset_index(drop=True)
     out.attrs.update(total=len(out), missing=absent, stats=asdict(stats))
     return out
 
