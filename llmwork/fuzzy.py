@@ -335,7 +335,8 @@ def preset_input(texts, preset):
 
 # %% ../nbs/03_fuzzy.ipynb #cell-033
 def minhash_signatures(texts, preset="nemo", seed: int | None = None, as_array: bool = False):
-    "Signatures of `texts` under a preset (`nemo` or `fineweb`); `seed` overrides the preset's permutation seed."
+    """Signatures of `texts` under a preset (`nemo` or `fineweb`): a Series of lists, or with `as_array` a uint32
+    `(rows, permutations)` array and a non-null mask. `seed` overrides the preset's permutation seed."""
     preset = get_preset(preset)
     a, b = permutation_parameters(preset.num_perm, preset.seed if seed is None else seed)
     words = preset_input(texts, preset)
@@ -344,7 +345,11 @@ def minhash_signatures(texts, preset="nemo", seed: int | None = None, as_array: 
             import cudf
             words = cudf.Series(words)
         result = _minhash_cudf(words, a[0], a, b, preset.width)
-        return np.asarray(result.list.leaves.values.get()).reshape(len(texts), -1) if as_array else result
+        if not as_array: return result
+        valid = np.asarray(result.notna().values.get(), dtype=bool)  # null rows hold no values in cuDF's list column
+        values = np.zeros((len(result), preset.num_perm), np.uint32)
+        values[valid] = np.asarray(result.list.leaves.values.get()).reshape(-1, preset.num_perm)
+        return values, valid
     values, valid = minhash_array(words, int(a[0]), a, b, preset.width, words=preset.words)
     return (values, valid) if as_array else _signature_series(values, valid, getattr(texts, "index", None))
 

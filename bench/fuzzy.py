@@ -1,0 +1,170 @@
+"""Fuzzy dedup benchmark: llmwork vs datasketch (MinHash + MinHashLSH) on the same documents and parameters.
+
+    python bench/fuzzy.py [--quick] [--docs N] [--memory] [--gpu]
+
+Both sides use the `nemo` preset's shingles (24-character, as UTF-8 bytes), 260 permutations and the same LSH
+banding (bands x rows chosen by llmwork for threshold 0.8). Per core: llmwork runs on Dask's single-threaded
+("sync") scheduler and datasketch in one Python thread. End to end = signatures + LSH + groups (llmwork also
+verifies candidates by exact Jaccard; datasketch has no verification step). `--memory` measures peak RSS of
+`find_duplicates` in fresh processes for growing corpus sizes.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+
+
+def load_texts(n: int, seed: int = 0) -> pd.Series:
+    from llmwork.io import sample_corpus_path
+    texts = pd.read_json(sample_corpus_path(), lines=True)["text"].astype(str)
+    copies, k, rng = [texts], 1, np.random.RandomState(seed)
+    while sum(map(len, copies)) < n:  # beyond the sample: copies with words shuffled (new, distinct texts)
+        copies.append(texts.map(lambda t: " ".join(rng.permutation(t.split()))))
+        k += 1
+    return pd.concat(copies, ignore_index=True).iloc[:n]
+
+
+def datasketch_signatures(texts, num_perm, width):
+    from datasketch import MinHash
+    out = []
+    for t in texts:
+        m = MinHash(num_perm=num_perm)
+        m.update_batch([t[i:i + width].encode("utf-8") for i in range(max(1, len(t) - width + 1))])
+        out.append(m)
+    return out
+
+
+def datasketch_end_to_end(texts, num_perm, width, bands, rows):
+    from datasketch import MinHashLSH
+    sigs = datasketch_signatures(texts, num_perm, width)
+    lsh = MinHashLSH(num_perm=num_perm, params=(bands, rows))
+    for i, m in enumerate(sigs): lsh.insert(i, m)
+    parent = list(range(len(sigs)))
+    def find(x):
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+    for i, m in enumerate(sigs):
+        for j in lsh.query(m):
+            a, b = find(i), find(j)
+            if a != b: parent[max(a, b)] = min(a, b)
+    return sum(find(i) != i for i in range(len(sigs)))
+
+
+def timed(fn, *args, **kw):
+    start = time.perf_counter()
+    result = fn(*args, **kw)
+    return time.perf_counter() - start, result
+
+
+def compare(n_docs: int):
+    import dask
+    import dask.dataframe as dd
+    from llmwork import fuzzy as F
+    preset = F.PRESETS["nemo"]
+    bands, rows = F.choose_banding(preset.num_perm, 0.8)
+    texts = load_texts(n_docs)
+    F.minhash_signatures(texts.head(50), "nemo")  # compile / load the numba kernels outside the timings
+    F.find_duplicates(dd.from_pandas(pd.DataFrame({"id": ["a", "b"], "text": ["x y z", "x y z"]}), npartitions=1))
+    corpus = pd.DataFrame({"id": [f"doc{i:07d}" for i in range(len(texts))], "text": texts})
+    print(f"{len(texts):,} documents ({texts.str.len().sum() / 1e6:.1f} M characters), preset nemo: {preset.num_perm} "
+          f"permutations, {preset.width}-character shingles, LSH {bands} x {rows}; machine: {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.1f}")
+
+    ours_sig, _ = timed(F.minhash_signatures, texts, "nemo", as_array=True)
+    peer_sig, _ = timed(datasketch_signatures, texts, preset.num_perm, preset.width)
+    print(f"signatures/s   llmwork {len(texts) / ours_sig:10,.0f}   datasketch {len(texts) / peer_sig:10,.0f}   "
+          f"ratio {peer_sig / ours_sig:5.1f}x   (one thread each)")
+
+    ddf = dd.from_pandas(corpus, npartitions=max(1, len(corpus) // 20_000))
+    with dask.config.set(scheduler="sync"):
+        ours_e2e, result = timed(F.find_duplicates, ddf, "nemo", 0.8, bands, rows)
+    peer_e2e, peer_dups = timed(datasketch_end_to_end, texts, preset.num_perm, preset.width, bands, rows)
+    print(f"end-to-end docs/s per core   llmwork {len(texts) / ours_e2e:10,.0f}   datasketch {len(texts) / peer_e2e:10,.0f}   "
+          f"ratio {peer_e2e / ours_e2e:5.1f}x")
+    print(f"  llmwork: {result.stats['n_duplicates']:,} duplicates after verification "
+          f"({result.stats['n_candidate_pairs']:,} candidate pairs; signatures {result.stats['signatures_s']:.1f} s, "
+          f"LSH {result.stats['lsh_s']:.1f} s, verify {result.stats['verify_s']:.1f} s)")
+    print(f"  datasketch: {peer_dups:,} documents in LSH groups (no verification)")
+    with dask.config.set(scheduler="threads", num_workers=2):
+        two, _ = timed(F.find_duplicates, ddf.repartition(npartitions=max(2, ddf.npartitions)), "nemo", 0.8, bands, rows)
+    print(f"end-to-end docs/s, llmwork on 2 threads: {len(texts) / two:,.0f}")
+    return {"docs": len(texts), "sig_ratio": peer_sig / ours_sig, "e2e_ratio": peer_e2e / ours_e2e}
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f: return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def memory_child(n_docs: int):
+    import threading
+    import tracemalloc
+    import dask
+    import dask.dataframe as dd
+    from llmwork import fuzzy as F
+    texts = load_texts(n_docs)
+    corpus = pd.DataFrame({"id": [f"doc{i:07d}" for i in range(len(texts))], "text": texts})
+    ddf = dd.from_pandas(corpus, npartitions=max(1, n_docs // 16_000))
+    F.find_duplicates(dd.from_pandas(corpus.head(100), npartitions=1))  # kernels loaded
+    base, peak, done = _rss_mb(), [0.0], threading.Event()
+    def sample():  # RSS sampled every 20 ms: the peak of this run, not of the process's life
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_mb())
+            time.sleep(0.02)
+    watcher = threading.Thread(target=sample, daemon=True)
+    watcher.start()
+    tracemalloc.start()
+    with dask.config.set(scheduler="sync"):
+        result = F.find_duplicates(ddf, "nemo", 0.8, bands_per_iteration=8)
+    traced = tracemalloc.get_traced_memory()[1] / 2**20
+    done.set(); watcher.join()
+    print(json.dumps({"docs": n_docs, "text_mb": round(texts.str.len().sum() / 1e6, 1), "base_mb": round(base),
+                      "peak_mb": round(peak[0]), "growth_mb": round(peak[0] - base), "traced_mb": round(traced),
+                      "candidates": result.stats["n_candidate_pairs"], "seconds": result.stats["total_s"]}))
+
+
+def memory(sizes):
+    print("memory of find_duplicates (nemo, 32 x 8, 8 bands per shuffle, sync scheduler), a fresh process per size;")
+    print("growth = peak RSS during the run minus RSS with the corpus loaded; traced = peak of numpy/Python allocations:")
+    rows = []
+    for n in sizes:
+        out = subprocess.run([sys.executable, __file__, "--memory-child", str(n)], capture_output=True, text=True, check=True)
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        r = rows[-1]
+        print(f"  {r['docs']:>8,} docs {r['text_mb']:6.1f} MB text: growth {r['growth_mb']:5,} MB "
+              f"({r['growth_mb'] * 2**20 / r['docs'] / 1e3:.1f} kB/doc), traced {r['traced_mb']:5,} MB, "
+              f"{r['candidates']:,} candidate pairs, {r['seconds']:.1f} s", flush=True)
+    return rows
+
+
+def gpu_signatures(n_docs: int):
+    import cudf
+    from llmwork import fuzzy as F
+    texts = load_texts(n_docs)
+    gpu = cudf.Series(texts)
+    F.minhash_signatures(gpu.head(10), "nemo")
+    t, _ = timed(lambda: F.minhash_signatures(gpu, "nemo").list.leaves.values.sum())
+    c, _ = timed(F.minhash_signatures, texts, "nemo", as_array=True)
+    print(f"signatures/s on CUDA (cuDF) {n_docs / t:,.0f} vs llmwork CPU one thread {n_docs / c:,.0f}")
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="3,000 documents, no memory sweep")
+    p.add_argument("--docs", type=int, default=20_000, help="documents in the comparison (default 20,000)")
+    p.add_argument("--memory", action="store_true", help="also measure peak memory for 16k..128k documents")
+    p.add_argument("--gpu", action="store_true", help="also time signatures on CUDA through cuDF")
+    p.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.memory_child:
+        memory_child(args.memory_child)
+        sys.exit(0)
+    compare(3_000 if args.quick else args.docs)
+    if args.memory and not args.quick: memory([16_000, 32_000, 64_000, 128_000])
+    if args.gpu: gpu_signatures(3_000 if args.quick else args.docs)
