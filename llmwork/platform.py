@@ -22,12 +22,13 @@ from torch import nn
 log = logging.getLogger("llmwork")
 
 # %% auto #0
-__all__ = ['log', 'INT8_ENGINES', 'linear_layers', 'prune_linear', 'weight_sparsity', 'quantize_int8_torchao',
-           'quantize_int8_torch_dynamic', 'quantize_int8', 'lm_eval_loss', 'generation_speed', 'classification_eval',
-           'load_model', 'load_compressed', 'compress', 'suggest', 'journal_storage', 'TuneResult', 'tune',
-           'adaptive_settings', 'elastic_client', 'worker_count', 'wait_for_worker_count', 'WorkerTrace',
-           'average_parameters', 'average_optimizer_state', 'AveragingStrategy', 'LocalSGD', 'FedAvg',
-           'AveragedTraining', 'make_strategy', 'launch_averaged', 'split_token_shards']
+__all__ = ['log', 'INT8_ENGINES', 'CORPUS_FILE', 'DEDUP_STEPS', 'linear_layers', 'prune_linear', 'weight_sparsity',
+           'quantize_int8_torchao', 'quantize_int8_torch_dynamic', 'quantize_int8', 'lm_eval_loss', 'generation_speed',
+           'classification_eval', 'load_model', 'load_compressed', 'compress', 'suggest', 'journal_storage',
+           'TuneResult', 'tune', 'adaptive_settings', 'elastic_client', 'worker_count', 'wait_for_worker_count',
+           'WorkerTrace', 'average_parameters', 'average_optimizer_state', 'AveragingStrategy', 'LocalSGD', 'FedAvg',
+           'AveragedTraining', 'make_strategy', 'launch_averaged', 'split_token_shards', 'ingest', 'corpus_status',
+           'corpus_documents']
 
 # %% ../nbs/11_platform.ipynb #cell-006
 def linear_layers(model: nn.Module) -> list:
@@ -379,16 +380,17 @@ class WorkerTrace:
     def __init__(self, client, interval: float = 0.05):
         self.client, self.interval, self.samples = client, interval, []
 
+    def _sample(self) -> bool:
+        try: self.samples.append((round(time.monotonic() - self._start, 3), worker_count(self.client)))
+        except Exception: return False  # the client closed under us: the trace simply ends
+        return True
+
     def _loop(self):
-        start = time.monotonic()
-        while not self._stop.is_set():
-            try: self.samples.append((round(time.monotonic() - start, 3), worker_count(self.client)))
-            except Exception: break  # the client closed under us: the trace simply ends
-            self._stop.wait(self.interval)
+        while not self._stop.is_set() and self._sample(): self._stop.wait(self.interval)
 
     def __enter__(self):
         import threading
-        self._stop = threading.Event()
+        self._stop, self._start = threading.Event(), time.monotonic()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="llmwork-worker-trace")
         self._thread.start()
         return self
@@ -396,6 +398,7 @@ class WorkerTrace:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
+        self._sample()  # the state at the end of the block, whenever the last tick was
 
     @property
     def counts(self) -> list: return [n for _, n in self.samples]
@@ -610,3 +613,325 @@ def split_token_shards(src, out_root, n: int) -> str:
         (d / "index.json").write_text(json.dumps(index, indent=1))
         shutil.copyfile(shards.path / "tokenizer.json", d / "tokenizer.json")
     return str(out_root / "rank-{rank}")
+
+# %% ../nbs/11_platform.ipynb #cell-045
+CORPUS_FILE = "corpus.json"
+DEDUP_STEPS = ("exact_dedup", "fuzzy_dedup")
+
+def _status_frame(rows=None) -> pd.DataFrame:
+    cols = {"id": "str", "version": "int32", "hash": "UInt64", "state": "str", "step": "str", "reason": "str",
+            "duplicate_of": "str", "group": "str"}
+    if rows is None: return pd.DataFrame({c: pd.Series([], dtype=t) for c, t in cols.items()})
+    return rows.astype(cols)
+
+def _split_pipeline(pipeline):
+    "(per-document steps, exact step or None, fuzzy step or None); raises for pipelines ingestion cannot follow."
+    from llmwork.clean import PartitionStep
+    per_doc, exact, fuzzy, seen_dedup = [], None, None, False
+    for s in pipeline.steps:
+        if isinstance(s, PartitionStep) and not seen_dedup: per_doc.append(s)
+        elif s.name == "exact_dedup" and exact is None and fuzzy is None: exact, seen_dedup = s, True
+        elif s.name == "fuzzy_dedup" and fuzzy is None: fuzzy, seen_dedup = s, True
+        else:
+            raise ValueError(f"Incremental ingestion follows pipelines of per-document steps then exact_dedup and/or fuzzy_dedup; "
+                             f"step {s.name!r} at this place is not supported ({pipeline}).")
+    return per_doc, exact, fuzzy
+
+def _read_state(corpus_dir: Path) -> dict | None:
+    f = corpus_dir / CORPUS_FILE
+    return json.loads(f.read_text()) if f.exists() else None
+
+def _write_state(corpus_dir: Path, state: dict) -> None:
+    tmp = corpus_dir / f".{CORPUS_FILE}.tmp"
+    tmp.write_text(json.dumps(state, indent=1))
+    os.replace(tmp, corpus_dir / CORPUS_FILE)
+
+def _read_status(corpus_dir: Path, state) -> pd.DataFrame:
+    if not state or not state.get("status"): return _status_frame()
+    return _status_frame(pd.read_parquet(corpus_dir / state["status"]))
+
+def _parquet_files(path: Path) -> list:
+    return sorted(str(p) for p in Path(path).glob("*.parquet"))
+
+def _read_rows(files, ids, columns=None) -> pd.DataFrame:
+    "Rows of the Parquet `files` whose id is in `ids` (pushed down to the row groups' id statistics)."
+    import pyarrow.dataset as ds
+    if not files or not len(ids): return pd.DataFrame({"id": pd.Series([], dtype="str"), "text": pd.Series([], dtype="str")})
+    dataset = ds.dataset(files, format="parquet")
+    table = dataset.to_table(columns=columns, filter=ds.field("id").isin(list(ids)))
+    return table.to_pandas().astype({"id": "str"})
+
+def _version_files(corpus_dir: Path, state, part: str) -> list:
+    return [f for v in (state or {}).get("versions", []) for f in _parquet_files(corpus_dir / "versions" / v["name"] / part)]
+
+# %% ../nbs/11_platform.ipynb #cell-046
+def _pairs_within(frame: pd.DataFrame) -> pd.DataFrame:
+    "All pairs (left < right) of ids sharing a (band, bucket) in `frame`."
+    m = frame.merge(frame, on=["band", "bucket"], suffixes=("_l", "_r"))
+    m = m[m["id_l"] < m["id_r"]]
+    return m[["id_l", "id_r"]].drop_duplicates().rename(columns={"id_l": "left", "id_r": "right"})
+
+def _new_buckets(texts: pd.Series, ids: pd.Series, fuzzy, bands: int, rows: int) -> pd.DataFrame:
+    "(id, band, bucket) for each text that has shingles, computed as `llmwork.fuzzy` computes them."
+    from llmwork import fuzzy as fz
+    frame = fz._partition_buckets(pd.DataFrame({"text": texts.to_numpy()}), 0, "text", fz.get_preset(fuzzy.preset), fuzzy.seed, bands, rows)
+    row = (frame["doc"].to_numpy() & ((1 << 32) - 1)).astype(np.int64)
+    long = frame.drop(columns="doc").to_numpy()
+    return pd.DataFrame({"id": np.repeat(ids.to_numpy()[row], bands).astype(object),
+                         "band": np.tile(np.arange(bands, dtype=np.int16), len(row)),
+                         "bucket": long.reshape(-1)}).astype({"id": "str"})
+
+def _old_buckets(corpus_dir: Path, state, wanted: pd.DataFrame) -> pd.DataFrame:
+    "Stored (id, band, bucket) rows that share a bucket value with `wanted` (read, never recomputed)."
+    import pyarrow.dataset as ds
+    files = [str(corpus_dir / f) for f in (state or {}).get("buckets", [])]
+    if not files or wanted.empty: return wanted.iloc[:0]
+    table = ds.dataset(files, format="parquet").to_table(filter=ds.field("bucket").isin(wanted["bucket"].unique()))
+    old = table.to_pandas().astype({"id": "str"})
+    return old.merge(wanted[["band", "bucket"]].drop_duplicates(), on=["band", "bucket"])
+
+def _components(nodes: list, left, right) -> dict:
+    "Connected-component label per node, for edges left[k] - right[k] (node names)."
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    pos = {n: i for i, n in enumerate(nodes)}
+    l = np.array([pos[x] for x in left], dtype=np.int64); r = np.array([pos[x] for x in right], dtype=np.int64)
+    graph = coo_matrix((np.ones(len(l), np.int8), (l, r)), shape=(len(nodes), len(nodes)))
+    return dict(zip(nodes, connected_components(graph, directed=False)[1]))
+
+# %% ../nbs/11_platform.ipynb #cell-048
+def _exact_stage(new: pd.DataFrame, status: pd.DataFrame):
+    "(new duplicates: id -> duplicate_of, status with old losers retracted)."
+    reps = status[status["hash"].notna() & (status["step"].isna() | (status["step"] != "exact_dedup"))]
+    cand = pd.concat([pd.DataFrame({"id": reps["id"], "hash": reps["hash"].astype("uint64").to_numpy()}),
+                      pd.DataFrame({"id": new["id"], "hash": new["hash"].to_numpy()})], ignore_index=True)
+    cand = cand[cand["hash"].isin(new["hash"].to_numpy())]
+    winner = cand.groupby("hash")["id"].min()
+    new_winner = pd.Series(new["hash"].map(winner).to_numpy(), index=new["id"].to_numpy())
+    dups = new_winner[new_winner.index != new_winner.to_numpy()]
+    old = cand[cand["id"].isin(reps["id"])]
+    losers = old[old["id"].to_numpy() != old["hash"].map(winner).to_numpy()]
+    if len(losers):
+        status = status.copy()
+        lose_to = dict(zip(losers["id"], losers["hash"].map(winner)))
+        at = status["id"].isin(lose_to)
+        status.loc[at, ["state", "step", "reason"]] = ["removed", "exact_dedup", "exact_duplicate"]
+        status.loc[at, "duplicate_of"] = status.loc[at, "id"].map(lose_to)
+        # documents that were exact duplicates of a loser now point at the new winner, as one run would say
+        follows = (status["step"] == "exact_dedup") & status["duplicate_of"].isin(lose_to)
+        status.loc[follows, "duplicate_of"] = status.loc[follows, "duplicate_of"].map(lose_to)
+    return dups, status
+
+# %% ../nbs/11_platform.ipynb #cell-050
+def _fuzzy_stage(corpus_dir, state, fuzzy, new: pd.DataFrame, status: pd.DataFrame):
+    "(new duplicates: id -> duplicate_of, status updated, new bucket rows, new group labels: id -> group)."
+    from llmwork import fuzzy as fz
+    preset = fz.get_preset(fuzzy.preset)
+    bands, rows = (fuzzy.bands, fuzzy.rows) if fuzzy.bands else fz.choose_banding(preset.num_perm, min(fuzzy.threshold, 0.999))
+    nb = _new_buckets(new["text"], new["id"], fuzzy, bands, rows)
+    active = status[status["group"].notna() & (status["step"].isna() | (status["step"] != "exact_dedup"))]
+    ob = _old_buckets(Path(corpus_dir), state, nb)
+    ob = ob[ob["id"].isin(active["id"])]
+    pairs = pd.concat([_pairs_within(nb),
+                       nb.merge(ob, on=["band", "bucket"], suffixes=("", "_old"))[["id", "id_old"]].drop_duplicates()
+                         .rename(columns={"id": "left", "id_old": "right"})], ignore_index=True)
+    if fuzzy.verify and len(pairs):
+        ids = pd.unique(pd.concat([pairs["left"], pairs["right"]]))
+        known = new.set_index("id")["text"]
+        old_texts = _read_rows(_version_files(Path(corpus_dir), state, "kept") + _version_files(Path(corpus_dir), state, "removed"),
+                               [i for i in ids if i not in known.index], ["id", "text"]).drop_duplicates("id").set_index("id")["text"]
+        texts = pd.concat([known, old_texts])
+        texts = texts[~texts.index.duplicated()].reindex(ids)
+        sets = fz.shingle_sets(texts.reset_index(drop=True), preset)
+        pos = pd.Series(np.arange(len(ids)), index=ids)
+        sim = sets.jaccard(pos[pairs["left"]].to_numpy(), pos[pairs["right"]].to_numpy())
+        pairs = pairs[sim >= fuzzy.threshold]
+    group_of = active.set_index("id")["group"]
+    is_new = set(new["id"])
+    node = lambda i: ("n", i) if i in is_new else ("g", group_of[i])
+    nodes = list(dict.fromkeys([("n", i) for i in new["id"]] + [node(i) for i in pairs["right"]]))
+    comp = _components(nodes, [node(i) for i in pairs["left"]], [node(i) for i in pairs["right"]])
+    by_comp = {}
+    for n, c in comp.items(): by_comp.setdefault(c, []).append(n)
+    kept_by_group = status[(status["state"] == "kept") & status["group"].notna()].set_index("group")["id"]
+    status, dups, labels = status.copy(), {}, {}
+    for members in by_comp.values():
+        news = [i for k, i in members if k == "n"]
+        groups = [g for k, g in members if k == "g"]
+        candidates = news + [kept_by_group[g] for g in groups if g in kept_by_group.index]
+        winner = min(candidates)
+        for i in news:
+            labels[i] = winner
+            if i != winner: dups[i] = winner
+        if groups:
+            at = status["group"].isin(groups)
+            status.loc[at, "group"] = winner
+            lose = at & (status["state"] == "kept") & (status["id"] != winner)
+            status.loc[lose, ["state", "step", "reason"]] = ["removed", "fuzzy_dedup", "fuzzy_duplicate"]
+            status.loc[at & (status["step"] == "fuzzy_dedup"), "duplicate_of"] = winner
+    return pd.Series(dups, dtype="str"), status, nb, labels
+
+# %% ../nbs/11_platform.ipynb #cell-052
+def _load_pipeline(pipeline):
+    "A `Pipeline` from itself, a config dict/list or a YAML/JSON file; steps of the other modules are registered first."
+    import importlib
+    from llmwork.clean import Pipeline
+    if isinstance(pipeline, Pipeline): return pipeline
+    for module in ("llmwork.fuzzy", "llmwork.cluster", "llmwork.classify"):
+        try: importlib.import_module(module)
+        except ImportError: pass  # an optional module that cannot load here simply contributes no steps
+    if isinstance(pipeline, (dict, list)): return Pipeline.from_config(pipeline)
+    return Pipeline.from_file(pipeline)
+
+def _clean_leftovers(corpus_dir: Path, state) -> None:
+    "Remove files of an ingest that stopped before its commit."
+    import shutil
+    live = {v["name"] for v in (state or {}).get("versions", [])}
+    for d in (corpus_dir / "versions").glob("*"):
+        if d.name not in live: shutil.rmtree(d, ignore_errors=True)
+    keep = set((state or {}).get("buckets", [])) | {(state or {}).get("status")}
+    for f in (corpus_dir / "index").glob("*"):
+        if str(f.relative_to(corpus_dir)) not in keep: f.unlink()
+
+def _step_report(name, before: pd.DataFrame, removed_ids, reason: str) -> dict:
+    gone = before["id"].isin(removed_ids)
+    chars = before["text"].str.len()
+    return {"name": name, "n_in": int(len(before)), "n_removed": int(gone.sum()), "n_out": int((~gone).sum()),
+            "chars_in": int(chars.sum()), "chars_out": int(chars[~gone].sum()), "reasons": {reason: int(gone.sum())} if gone.any() else {}}
+
+def _write_frame(df: pd.DataFrame, path: Path) -> None:
+    import dask.dataframe as dd
+    from llmwork.io import write_corpus
+    write_corpus(dd.from_pandas(df.reset_index(drop=True), npartitions=1, sort=False), str(path))
+
+def ingest(new_input, corpus_dir, pipeline=None, text_col: str = "text", id_col: str = "id", on_error: str = "raise") -> dict:
+    "Clean and deduplicate a new batch against corpus `corpus_dir` and add it as a new version; returns the batch's report."
+    import uuid, shutil
+    import dask
+    from llmwork.clean import Validate, apply_partition_steps, combine_step_stats, mark_removed, text_hash
+    from llmwork.io import read_corpus
+    corpus_dir = Path(corpus_dir)
+    state = _read_state(corpus_dir)
+    if state is None:
+        if pipeline is None:
+            raise ValueError(f"{corpus_dir} is not an llmwork corpus yet (no {CORPUS_FILE}); give the cleaning pipeline "
+                             "for its first batch (pipeline=... or --pipeline CONFIG).")
+        pipe = _load_pipeline(pipeline)
+        corpus_dir.mkdir(parents=True, exist_ok=True)
+        pipe.save(corpus_dir / "pipeline.yaml")
+    else:
+        pipe = _load_pipeline(corpus_dir / "pipeline.yaml")
+        if pipeline is not None and _load_pipeline(pipeline).config() != pipe.config():
+            raise ValueError(f"{corpus_dir} was built with a different pipeline ({corpus_dir / 'pipeline.yaml'}); "
+                             "ingest without a pipeline to reuse it, or start a new corpus.")
+    _clean_leftovers(corpus_dir, state)
+    per_doc, exact, fuzzy = _split_pipeline(pipe)
+    started = time.perf_counter()
+    with dask.config.set(scheduler="threads"):
+        batch = read_corpus(new_input, text_col=text_col, id_col=id_col, on_error=on_error).compute().reset_index(drop=True)
+    status = _read_status(corpus_dir, state)
+    if batch["id"].duplicated().any():
+        raise ValueError(f"Batch {new_input} repeats ids, e.g. {batch['id'][batch['id'].duplicated()].iloc[0]!r}; ids must be unique.")
+    clash = batch["id"][batch["id"].isin(status["id"])]
+    if len(clash):
+        raise ValueError(f"{len(clash)} documents of {new_input} have ids already in {corpus_dir}, e.g. {clash.iloc[0]!r}; "
+                         "a batch must bring new ids (generated ids include the file name: rename the file).")
+    version = len((state or {}).get("versions", [])) + 1
+    name = f"v{version:04d}"
+
+    kept, removed, stats = apply_partition_steps(batch, [Validate(), *per_doc])
+    steps_report = combine_step_stats([stats])
+    removed_parts = [removed]
+    new = kept.assign(hash=text_hash(kept["text"]).to_numpy().astype("uint64"))
+    old_status = status
+    exact_dups = pd.Series([], dtype="str")
+    if exact is not None:
+        exact_dups, status = _exact_stage(new, status)
+        steps_report.append(_step_report("exact_dedup", new, exact_dups.index, "exact_duplicate"))
+        removed_parts.append(mark_removed(new[new["id"].isin(exact_dups.index)].drop(columns="hash"), "exact_dedup", "exact_duplicate",
+                                          new.loc[new["id"].isin(exact_dups.index), "id"].map(exact_dups)))
+    reps = new[~new["id"].isin(exact_dups.index)]
+    fuzzy_dups, labels, new_buckets = pd.Series([], dtype="str"), {}, None
+    if fuzzy is not None:
+        fuzzy_dups, status, new_buckets, labels = (_fuzzy_stage(corpus_dir, state, fuzzy, reps, status) if len(reps)
+                                                   else (fuzzy_dups, status, None, {}))
+        steps_report.append(_step_report("fuzzy_dedup", reps, fuzzy_dups.index, "fuzzy_duplicate"))
+        removed_parts.append(mark_removed(reps[reps["id"].isin(fuzzy_dups.index)].drop(columns="hash"), "fuzzy_dedup", "fuzzy_duplicate",
+                                          reps.loc[reps["id"].isin(fuzzy_dups.index), "id"].map(fuzzy_dups)))
+    final = reps[~reps["id"].isin(fuzzy_dups.index)].drop(columns="hash")
+
+    # the index rows of this batch: every document, with its hash if it reached deduplication
+    all_removed = pd.concat([p for p in removed_parts if len(p)], ignore_index=True) if any(len(p) for p in removed_parts) else removed
+    hashes = dict(zip(new["id"], new["hash"]))
+    rows = pd.DataFrame({"id": batch["id"].to_numpy(), "version": version})
+    rows["hash"] = pd.array([hashes.get(i) for i in rows["id"]], dtype="UInt64")
+    gone = all_removed.set_index("id") if len(all_removed) else None
+    rows["state"] = np.where(rows["id"].isin(final["id"]), "kept", "removed")
+    for col in ("step", "reason", "duplicate_of"):
+        rows[col] = rows["id"].map(gone[col]) if gone is not None else None
+    rows["group"] = rows["id"].map(labels) if fuzzy is not None else None
+    status = pd.concat([status, _status_frame(rows)], ignore_index=True)
+
+    # documents kept before and removed now: they go in this version's removed/, with their text
+    was_kept = old_status.loc[old_status["state"] == "kept", "id"]
+    now = status.set_index("id")
+    retracted_ids = was_kept[now.loc[was_kept, "state"].to_numpy() == "removed"]
+    retracted = _read_rows(_version_files(corpus_dir, state, "kept"), retracted_ids)
+    if len(retracted):
+        r = now.loc[retracted["id"]]
+        retracted = mark_removed(retracted, "", None).assign(step=r["step"].to_numpy(), reason=r["reason"].to_numpy(),
+                                                             duplicate_of=r["duplicate_of"].to_numpy())
+    n_in = int(len(batch))
+    report = {"version": version, "input": [str(p) for p in (new_input if isinstance(new_input, (list, tuple)) else [new_input])],
+              "n_in": n_in, "n_kept": int(len(final)), "n_removed": n_in - int(len(final)),
+              "chars_in": int(batch["text"].str.len().sum()), "chars_kept": int(final["text"].str.len().sum()),
+              "steps": steps_report,
+              "retracted": {"n": int(len(retracted)), "reasons": {str(k): int(v) for k, v in (retracted["reason"].value_counts().items() if len(retracted) else [])}},
+              "corpus_kept_before": int((old_status["state"] == "kept").sum()),
+              "corpus_kept_after": int((status["state"] == "kept").sum()),
+              "seconds": None}
+    if (n_in != report["n_kept"] + sum(s["n_removed"] for s in steps_report)
+            or report["corpus_kept_after"] != report["corpus_kept_before"] + report["n_kept"] - report["retracted"]["n"]):
+        raise RuntimeError(f"Ingest counts do not reconcile: {report}")  # a bug, never expected
+
+    tmp = corpus_dir / "versions" / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    try:
+        _write_frame(final, tmp / "kept")
+        out_removed = pd.concat([all_removed, retracted], ignore_index=True) if len(retracted) else all_removed
+        _write_frame(out_removed.drop(columns=[c for c in out_removed.columns if c not in set(batch.columns) | {"step", "reason", "duplicate_of"}]), tmp / "removed")
+        report["seconds"] = round(time.perf_counter() - started, 3)
+        (tmp / "report.json").write_text(json.dumps(report, indent=1))
+        (corpus_dir / "index").mkdir(exist_ok=True)
+        status_file = f"index/status-{name}.parquet"
+        status.to_parquet(corpus_dir / status_file, index=False, compression="zstd")
+        bucket_files = list((state or {}).get("buckets", []))
+        if new_buckets is not None and len(new_buckets):
+            bucket_files.append(f"index/buckets-{name}.parquet")
+            new_buckets.to_parquet(corpus_dir / bucket_files[-1], index=False, compression="zstd")
+        os.replace(tmp, corpus_dir / "versions" / name)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old_status_file = (state or {}).get("status")
+    entry = {"name": name, "version": version, "input": report["input"], "n_in": n_in, "n_kept": report["n_kept"],
+             "retracted": report["retracted"]["n"], "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    _write_state(corpus_dir, {"format": "llmwork-corpus/1", "versions": [*(state or {}).get("versions", []), entry],
+                              "status": status_file, "buckets": bucket_files})
+    if old_status_file: (corpus_dir / old_status_file).unlink(missing_ok=True)
+    return report
+
+def corpus_status(corpus_dir) -> pd.DataFrame:
+    "The index's row per document: id, version, hash, state (kept/removed), step, reason, duplicate_of, group."
+    corpus_dir = Path(corpus_dir)
+    return _read_status(corpus_dir, _read_state(corpus_dir))
+
+def corpus_documents(corpus_dir):
+    "The corpus's currently kept documents, over all versions, as a Dask DataFrame."
+    import dask.dataframe as dd
+    corpus_dir = Path(corpus_dir)
+    state = _read_state(corpus_dir)
+    if state is None: raise ValueError(f"{corpus_dir} is not an llmwork corpus (no {CORPUS_FILE}).")
+    kept = set(_read_status(corpus_dir, state).query("state == 'kept'")["id"])
+    ddf = dd.read_parquet(_version_files(corpus_dir, state, "kept"))
+    return ddf.map_partitions(lambda p: p[p["id"].isin(kept)], meta=ddf._meta)
