@@ -43,11 +43,13 @@ class SearchError(CorpusError):
 # %% ../nbs/06_search.ipynb #cell-007
 @dataclass
 class ScanStats:
-    "What the Parquet reader did for one query: files and row groups in the dataset and those actually read."
+    """What the Parquet reader did for one query: files and row groups in the dataset, those whose statistics could
+    match (read: their filter columns decoded), and those decoded in full because rows matched."""
     files_total: int = 0
     files_read: int = 0
     row_groups_total: int = 0
     row_groups_read: int = 0
+    row_groups_decoded: int = 0
     rows_read: int = 0
 
     def add(self, other: "ScanStats"):
@@ -153,16 +155,19 @@ def scan(dataset, flt=None, columns=None, stop_after: int | None = None, files=N
     columns = list(dict.fromkeys(columns or ds.columns))
     ds.check_columns(columns)
     pieces, stats = _row_group_pieces(ds, range(len(ds.files)) if files is None else files, flt)
-    tables, total = [], 0
+    tables, total, kept = [], 0, 0
     try:
         for piece in pieces:
-            if stop_after is None or total < stop_after:
+            # count first, decoding only the filter's columns; decode the others (the text) only where rows match
+            n = piece.count_rows(filter=flt) if flt is not None and len(pieces) > 1 else piece.row_groups[0].num_rows
+            total += n
+            if n and (stop_after is None or kept < stop_after):
                 t = piece.to_table(filter=flt, columns=columns, schema=ds.schema)
+                stats.row_groups_decoded += 1
                 stats.rows_read += piece.row_groups[0].num_rows
                 tables.append(t)
-                total += t.num_rows
-            else:  # enough rows kept: only count the rest, reading just the filter's columns
-                total += piece.count_rows(filter=flt)
+                kept += t.num_rows
+                if len(pieces) == 1: total = t.num_rows  # a single candidate is read at once, not counted first
     except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError) as e:
         raise _arrow_error(e, ds, flt) from None
     table = pa.concat_tables(tables) if tables else ds.schema.empty_table().select(columns)
