@@ -497,11 +497,18 @@ class ShingleSets:
         "Exact Jaccard similarity of the rows `left[k]` and `right[k]`."
         return _pair_jaccard(self.offsets, self.values, np.asarray(left, np.int64), np.asarray(right, np.int64))
 
-def shingle_sets(texts, preset="nemo") -> ShingleSets:
+def shingle_sets(texts, preset="nemo", chunk_rows: int = 4096) -> ShingleSets:
     "The set of shingles (as 64-bit hashes) of every row, shingled as the preset shingles it for MinHash."
     preset = get_preset(preset)
-    spans = shingle_spans(preset_input(to_pandas(texts), preset), preset.width, preset.words)
-    return ShingleSets(*_shingle_sets(spans.data, spans.row_offsets, spans.starts, spans.ends))
+    arr = _to_arrow(preset_input(to_pandas(texts), preset), preset.words)
+    offsets, values, base = [np.zeros(1, np.int64)], [], 0
+    for first in range(0, len(arr), chunk_rows):  # chunks bound the span arrays, as in `minhash_array`
+        spans = _arrow_spans(arr.slice(first, chunk_rows), preset.width, preset.words)
+        o, v = _shingle_sets(spans.data, spans.row_offsets, spans.starts, spans.ends)
+        offsets.append(o[1:] + base)
+        values.append(v)
+        base += len(v)
+    return ShingleSets(np.concatenate(offsets), np.concatenate(values) if values else np.zeros(0, np.uint64))
 
 # %% ../nbs/03_fuzzy.ipynb #cell-048
 _DOC_BITS = 32
