@@ -5,6 +5,7 @@
 # %% ../nbs/02_clean.ipynb #cell-003
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import json
 import os
@@ -33,12 +34,13 @@ __all__ = ['STEPS', 'REMOVED_COLUMNS', 'DEFAULT_BOILERPLATE', 'SYMBOL_CHARS', 'T
            'STOP_WORDS', 'POLICY_SUBSTRINGS', 'register_step', 'Step', 'step_from_config', 'frame_namespace',
            'null_strings', 'mark_removed', 'PartitionStep', 'Filter', 'Normalizer', 'apply_partition_steps',
            'run_partition_steps', 'combine_step_stats', 'first_reason', 'Validate', 'unicode_normalize',
-           'UnicodeNormalize', 'CleanWhitespace', 'StripBoilerplate', 'text_hash', 'as_arrow_strings', 'string_series',
-           'replace_backrefs', 'explode_split', 'extract_groups', 'split_chunk', 'word_tokens', 'char_class',
-           'regex_escape', 'per_row', 'split_lines', 'GopherQuality', 'find_duplicates', 'ngram_table',
-           'top_ngram_chars', 'duplicate_ngram_chars', 'GopherRepetition', 'sentence_counts', 'C4Quality',
-           'FineWebQuality', 'LengthFilter', 'NonTextFilter', 'ExactDedup', 'Pipeline', 'default_steps',
-           'default_pipeline', 'format_funnel', 'load_pipeline', 'clean_corpus', 'clean_command', 'add_commands']
+           'UnicodeNormalize', 'CleanWhitespace', 'as_arrow_strings', 'string_series', 'replace_backrefs',
+           'replace_with_flags', 'StripBoilerplate', 'text_hash', 'explode_split', 'extract_groups', 'split_chunk',
+           'word_tokens', 'document_tokens', 'char_class', 'regex_escape', 'per_row', 'split_lines', 'GopherQuality',
+           'find_duplicates', 'ngram_table', 'top_ngram_chars', 'duplicate_ngram_chars', 'GopherRepetition',
+           'sentence_counts', 'C4Quality', 'FineWebQuality', 'LengthFilter', 'NonTextFilter', 'ExactDedup', 'Pipeline',
+           'default_steps', 'default_pipeline', 'format_funnel', 'load_pipeline', 'clean_corpus', 'clean_command',
+           'add_commands']
 
 # %% ../nbs/02_clean.ipynb #cell-006
 STEPS: dict[str, type] = {}
@@ -154,22 +156,31 @@ class Normalizer(PartitionStep):
     def apply(self, df):
         return df.assign(text=self.normalize(df["text"])), None
 
+# words computed by one filter of a pass, for the next (see `document_tokens`)
+_TOKEN_CACHE = contextvars.ContextVar("llmwork_clean_tokens", default=None)
+
 def apply_partition_steps(df, steps):
     "Run `steps` over one partition: `(kept, removed, stats)` with one stats dict per step."
     removed, stats = [], []
     removed_like = mark_removed(df.iloc[:0], "", None)
-    for step in steps:
-        n_in, chars_in = len(df), _chars(df["text"])
-        df, reason = step.apply(df)
-        counts = {}
-        if reason is not None:
-            drop = reason.notna()
-            if len(df) and bool(drop.any()):
-                gone = mark_removed(df[drop], step.name, reason[drop])
-                counts = _reason_counts(gone["reason"])
-                removed.append(gone)
-                df = df[~drop]
-        stats.append(_step_stats(step.name, n_in, chars_in, len(df), _chars(df["text"]), counts))
+    cache = {}
+    token = _TOKEN_CACHE.set(cache)
+    try:
+        for step in steps:
+            n_in, chars_in = len(df), _chars(df["text"])
+            if isinstance(step, Normalizer): cache.clear()  # rewritten text, new words
+            df, reason = step.apply(df)
+            counts = {}
+            if reason is not None:
+                drop = reason.notna()
+                if len(df) and bool(drop.any()):
+                    gone = mark_removed(df[drop], step.name, reason[drop])
+                    counts = _reason_counts(gone["reason"])
+                    removed.append(gone)
+                    df = df[~drop]
+            stats.append(_step_stats(step.name, n_in, chars_in, len(df), _chars(df["text"]), counts))
+    finally:
+        _TOKEN_CACHE.reset(token)
     removed = _concat(removed, removed_like)
     # `read_error` only says why a row is unreadable; once validation has moved such rows to removed/ (with that
     # reason) the column is all null, so neither output keeps it
@@ -257,6 +268,30 @@ class CleanWhitespace(Normalizer):
         return text.str.strip()
 
 # %% ../nbs/02_clean.ipynb #cell-022
+def as_arrow_strings(text):
+    "pandas: the Series as `ArrowDtype(string)` so that `.str.split` returns Arrow lists (no Python lists); cuDF: as is."
+    if is_gpu_frame(text): return text
+    return text.astype(pd.ArrowDtype(pa.string()))
+
+def string_series(text):
+    "pandas: the Series as pandas' Arrow-backed `string` dtype, whose `.str` methods run in Arrow (RE2); cuDF: as is."
+    if is_gpu_frame(text) or (isinstance(text.dtype, pd.StringDtype) and text.dtype.storage == "pyarrow"): return text
+    return text.astype(pd.StringDtype("pyarrow"))
+
+def replace_backrefs(text, pattern, replacement):
+    "Regex replace with `\\1`-style back references (cuDF names this `replace_with_backrefs`)."
+    if is_gpu_frame(text): return text.str.replace_with_backrefs(pattern, replacement)
+    return text.str.replace(pattern, replacement, regex=True)
+
+
+def replace_with_flags(text, pattern: str, replacement: str, flags: str):
+    "Regex replace with flags given as letters (`i` ignore case, `m` multiline): inline for Arrow's RE2, `flags=` for cuDF."
+    if is_gpu_frame(text):
+        value = (re.IGNORECASE if "i" in flags else 0) | (re.MULTILINE if "m" in flags else 0)
+        return text.str.replace(pattern, replacement, regex=True, flags=value)
+    # the flags= argument would send pandas down a Python-regex loop; RE2 reads them inline and stays vectorized
+    return string_series(text).str.replace(f"(?{flags}){pattern}", replacement, regex=True)
+
 DEFAULT_BOILERPLATE = (r"^(share|tweet|pin|email|print)( (this|on|it))?\b.{0,30}$", r"all rights reserved",
                        r"^click here\b", r"^(posted|last updated|updated) (on|at)\b.{0,40}$",
                        r"^(subscribe|sign up) (to|for) (our|the) newsletter")
@@ -279,7 +314,7 @@ class StripBoilerplate(Normalizer):
         # a whole line (with its newline) goes when any pattern matches it; ^/$ in a pattern anchor to the line
         line = rf"^[^\S\n]*(?:{body})[^\S\n]*(?:\n|$)" if all(p.startswith("^") and p.endswith("$") for p in self.patterns) else None
         pattern = line or "|".join(self._line_regex(p) for p in self.patterns)
-        return text.str.replace(pattern, "", regex=True, flags=re.IGNORECASE | re.MULTILINE).str.rstrip("\n")
+        return replace_with_flags(text, pattern, "", "im").str.rstrip("\n")
 
     @staticmethod
     def _line_regex(p):
@@ -315,21 +350,6 @@ def text_hash(text):
     "A 64-bit hash per string (pandas: `hash_pandas_object`; cuDF: xxhash64); equal strings, equal hashes."
     if is_gpu_frame(text): return text.hash_values(method="xxhash64")
     return pd.util.hash_pandas_object(text, index=False)
-
-def as_arrow_strings(text):
-    "pandas: the Series as `ArrowDtype(string)` so that `.str.split` returns Arrow lists (no Python lists); cuDF: as is."
-    if is_gpu_frame(text): return text
-    return text.astype(pd.ArrowDtype(pa.string()))
-
-def string_series(text):
-    "pandas: the Series as pandas' Arrow-backed `string` dtype, whose `.str` methods run in Arrow (RE2); cuDF: as is."
-    if is_gpu_frame(text) or (isinstance(text.dtype, pd.StringDtype) and text.dtype.storage == "pyarrow"): return text
-    return text.astype(pd.StringDtype("pyarrow"))
-
-def replace_backrefs(text, pattern, replacement):
-    "Regex replace with `\\1`-style back references (cuDF names this `replace_with_backrefs`)."
-    if is_gpu_frame(text): return text.str.replace_with_backrefs(pattern, replacement)
-    return text.str.replace(pattern, replacement, regex=True)
 
 def explode_split(text, pattern=None, regex=False, drop_empty=False):
     "Split each string and explode: a frame with `row` (position of the source string), `pos` (index within it), `part`."
@@ -372,7 +392,7 @@ def split_chunk(chunks):
     return pre + " " + core + " " + suf
 
 def word_tokens(text):
-    "One row per word of each string in `text`, split like spaCy's English tokenizer: `row`, `line`, `pos`, `token`."
+    "One row per word of each string in `text`, split like spaCy's English tokenizer: `row`, `line`, `pos`, `token`, `hash`."
     lines = explode_split(text, "\n")
     chunks = explode_split(lines["part"], drop_empty=True)
     tokens = explode_split(split_chunk(chunks["part"]), drop_empty=True)
@@ -380,9 +400,25 @@ def word_tokens(text):
     return frame_namespace(tokens).DataFrame({
         "row": lines["row"].take(chunk_line).reset_index(drop=True),
         "line": lines["pos"].take(chunk_line).reset_index(drop=True),
-        "token": tokens["part"]}).assign(pos=lambda d: d.groupby("row").cumcount())
+        "token": tokens["part"]}).assign(pos=lambda d: d.groupby("row").cumcount(), hash=lambda d: text_hash(d["token"]))
 
 # %% ../nbs/02_clean.ipynb #cell-027
+def document_tokens(df):
+    "`word_tokens` of `df`'s text, reusing the tokens of the partition computed by an earlier step of the same pass."
+    cache = _TOKEN_CACHE.get()
+    if cache is None: return word_tokens(_rows(df))
+    if "tokens" not in cache:
+        cache["tokens"], cache["ids"] = word_tokens(_rows(df)), df["id"].reset_index(drop=True)
+        return cache["tokens"]
+    tokens, ids = cache["tokens"], cache["ids"]
+    present = ids.isin(df["id"])
+    if int(present.sum()) == len(ids): return tokens
+    new_row = present.astype("int64").cumsum() - 1
+    kept = tokens[present.take(tokens["row"]).to_numpy() if not is_gpu_frame(tokens) else present.take(tokens["row"]).values]
+    kept = kept.reset_index(drop=True)
+    return kept.assign(row=new_row.take(kept["row"]).reset_index(drop=True))
+
+# %% ../nbs/02_clean.ipynb #cell-029
 # datatrove 0.10.1's PUNCTUATION_SET (utils/text.py): a word made only of these is a symbol, not a word
 SYMBOL_CHARS = ("\x00\x01\x02\x03\x04\x05\x06\x07\x08\x0b\x0c\r\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a"
     "\x1b\x1c\x1d\x1e\x1f!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~\x7f\x80\x81\x82\x83\x84\x85\x86\x87\x88\x89"
@@ -442,7 +478,7 @@ def regex_escape(text: str) -> str:
     "`text` as a literal in a regex both RE2 and cuDF read (Python's re.escape also escapes spaces, which RE2 rejects)."
     return re.sub(r"([\\^$.|?*+()\[\]{}])", r"\\\1", text)
 
-# %% ../nbs/02_clean.ipynb #cell-030
+# %% ../nbs/02_clean.ipynb #cell-032
 def per_row(values, rows, n: int, how: str = "sum"):
     "Aggregate `values` by row number into a Series indexed 0..n-1 (0 for rows with no values)."
     out = values.groupby(rows).agg(how)
@@ -463,7 +499,7 @@ def split_lines(text):
     n_lines = per_row(lines["pos"] * 0 + 1, lines["row"], len(text)) - text.str.contains(f"(?:{_LINE_BREAK})$").astype("int64")
     return lines, n_lines
 
-# %% ../nbs/02_clean.ipynb #cell-032
+# %% ../nbs/02_clean.ipynb #cell-034
 @register_step
 @dataclass
 class GopherQuality(Filter):
@@ -483,7 +519,7 @@ class GopherQuality(Filter):
     def reasons(self, df):
         text = _rows(df)
         n = len(text)
-        tok = word_tokens(text)
+        tok = document_tokens(df)
         word, row = tok["token"], tok["row"]
         one = row * 0 + 1
         nonsym = word.str.contains(char_class(SYMBOL_CHARS, negate=True))
@@ -514,7 +550,7 @@ class GopherQuality(Filter):
         if self.min_stop_words: rules.append((n_stop < self.min_stop_words, "gopher_enough_stop_words"))
         return _reasons_for(df, text, rules)
 
-# %% ../nbs/02_clean.ipynb #cell-034
+# %% ../nbs/02_clean.ipynb #cell-036
 _MULTIPLIERS = tuple(np.uint64(m) for m in (1, 0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9,
                                             0x27D4EB2F165667C5, 0x94D049BB133111EB, 0xBF58476D1CE4E5B9,
                                             0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53, 0x2545F4914F6CDD1D))
@@ -526,24 +562,32 @@ def find_duplicates(parts, n: int):
 
 def ngram_table(tok, n: int):
     "Each n-gram of each row: `row`, `pos`, `gram` (64-bit hash), `chars` (letters without spaces)."
-    h, length, row = text_hash(tok["token"]).astype("uint64"), tok["token"].str.len().astype("int64"), tok["row"]
+    h, length, row = tok["hash"].astype("uint64"), tok["token"].str.len().astype("int64"), tok["row"]
     gram, chars, valid = h * _MULTIPLIERS[0], length, row == row
     for k in range(1, n):
         gram = gram + h.shift(-k, fill_value=0).astype("uint64") * _MULTIPLIERS[k]
         chars = chars + length.shift(-k, fill_value=0)
         valid = valid & (row.shift(-k) == row).fillna(False).astype(bool)
-    return frame_namespace(tok).DataFrame({"row": row, "pos": tok["pos"], "gram": gram, "chars": chars})[valid]
+    return frame_namespace(tok).DataFrame({"row": row, "pos": tok["pos"], "gram": gram, "chars": chars})[valid].reset_index(drop=True)
 
 def top_ngram_chars(grams, n: int, n_rows: int):
     "Per row: characters covered by the most frequent n-gram (datatrove joins words with spaces), first seen wins ties."
-    stats = grams.groupby(["row", "gram"]).agg(count=("pos", "size"), first=("pos", "min"), chars=("chars", "first")).reset_index()
-    top = stats.sort_values(["row", "count", "first"], ascending=[True, False, True]).drop_duplicates("row")
-    return per_row((top["count"] * (top["chars"] + n - 1)).astype("int64"), top["row"], n_rows)
+    repeats = grams.duplicated(subset=["row", "gram"])
+    has_repeat = per_row(repeats.astype("int64"), grams["row"], n_rows) > 0
+    # without a repeated n-gram the first one wins the tie between all of them
+    first = grams[grams["pos"] == 0]
+    out = per_row(first["chars"] + n - 1, first["row"], n_rows)
+    rows_with_repeats = has_repeat[has_repeat].index
+    if len(rows_with_repeats):
+        grams = grams[grams["row"].isin(rows_with_repeats)]
+        stats = grams.groupby(["row", "gram"]).agg(count=("pos", "size"), first=("pos", "min"), chars=("chars", "first")).reset_index()
+        top = stats.sort_values(["row", "count", "first"], ascending=[True, False, True]).drop_duplicates("row")
+        out = out.mask(has_repeat, per_row((top["count"] * (top["chars"] + n - 1)).astype("int64"), top["row"], n_rows))
+    return out
 
 def duplicate_ngram_chars(grams, n: int, n_rows: int):
     "Per row: characters in repeated n-grams, counted every n positions along each run of repeats (datatrove's jump)."
-    grams = grams.reset_index(drop=True)
-    dup = grams.groupby(["row", "gram"]).cumcount() > 0
+    dup = grams.duplicated(subset=["row", "gram"])
     prev_dup = dup.shift(1, fill_value=False).astype(bool) & (grams["row"].shift(1) == grams["row"]).fillna(False).astype(bool)
     start = dup & ~prev_dup
     run_start = grams["pos"].where(start).ffill()
@@ -576,14 +620,20 @@ class GopherRepetition(Filter):
         line_dups, line_chars = find_duplicates(lines, n)
         if self.dup_line_frac: rules.append((line_dups / n_lines > self.dup_line_frac, "dup_line_frac"))
         if self.dup_line_char_frac: rules.append((line_chars / length > self.dup_line_char_frac, "dup_line_char_frac"))
-        tok = word_tokens(text)
+        tok = document_tokens(df)
         for size, fraction in self.top_n_grams:
             rules.append((top_ngram_chars(ngram_table(tok, size), size, n) / length > fraction, f"top_{size}_gram"))
+        # a repeated n-gram contains a repeated shorter one: rows with no repeat at the smallest size have none at all
+        repeated, candidates = {}, None
+        for size in sorted(size for size, _ in self.dup_n_grams):
+            subset = tok if candidates is None else tok[tok["row"].isin(candidates)]
+            repeated[size] = duplicate_ngram_chars(ngram_table(subset, size), size, n)
+            if candidates is None: candidates = repeated[size][repeated[size] > 0].index
         for size, fraction in self.dup_n_grams:
-            rules.append((duplicate_ngram_chars(ngram_table(tok, size), size, n) / length > fraction, f"duplicated_{size}_n_grams"))
+            rules.append((repeated[size] / length > fraction, f"duplicated_{size}_n_grams"))
         return _reasons_for(df, text, rules)
 
-# %% ../nbs/02_clean.ipynb #cell-036
+# %% ../nbs/02_clean.ipynb #cell-038
 POLICY_SUBSTRINGS = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
 _CITATION = r"\[\p{Nd}*\]|\[edit\]|\[citation needed\]"
 
@@ -654,7 +704,7 @@ class C4Quality(Filter):
             rules.append((per_doc < self.min_num_sentences, "too_few_sentences"))
         return _reasons_for(df, text, rules)
 
-# %% ../nbs/02_clean.ipynb #cell-038
+# %% ../nbs/02_clean.ipynb #cell-040
 @register_step
 @dataclass
 class FineWebQuality(Filter):
@@ -677,7 +727,7 @@ class FineWebQuality(Filter):
         short = per_row((lines["part"].str.len() <= self.short_line_length).astype("int64"), lines["row"], n) / n_lines
         _, dup_chars = find_duplicates(lines, n)
         newlines = text.str.count("\n")
-        tok = word_tokens(text)
+        tok = document_tokens(df)
         n_words = per_row(tok["row"] * 0 + 1, tok["row"], n)
         low_punct = punct < self.line_punct_thr
         if self.line_punct_exclude_zero: low_punct = low_punct & (punct != 0)
@@ -686,7 +736,7 @@ class FineWebQuality(Filter):
             (dup_chars / (text.str.len() - newlines) > self.char_duplicates_ratio, "char_dup_ratio"),
             (newlines / n_words > self.new_line_ratio, "list_ratio")])
 
-# %% ../nbs/02_clean.ipynb #cell-040
+# %% ../nbs/02_clean.ipynb #cell-042
 @register_step
 @dataclass
 class LengthFilter(Filter):
@@ -716,7 +766,7 @@ class NonTextFilter(Filter):
         letters = text.str.count(r"[\pL\pM]")
         return _reasons_for(df, text, [(letters / visible < self.min_letter_fraction, "mostly_non_text")])
 
-# %% ../nbs/02_clean.ipynb #cell-042
+# %% ../nbs/02_clean.ipynb #cell-044
 def _mark_exact_duplicates(df):
     first = df.groupby("text", sort=False)["id"].transform("min") if len(df) else df["id"]
     dup = (first != df["id"]).fillna(False).astype(bool)
@@ -744,7 +794,7 @@ class ExactDedup(Step):
         removed = marked.map_partitions(_exact_removed, columns, self.name, meta=mark_removed(ddf._meta, "", None))
         return kept, removed
 
-# %% ../nbs/02_clean.ipynb #cell-045
+# %% ../nbs/02_clean.ipynb #cell-047
 def _lazy_frame_stats(ddf):
     "Lazy (rows, characters) of a corpus frame."
     return ddf.shape[0], ddf["text"].str.len().sum()
@@ -903,7 +953,7 @@ def _as_delayed(x):
     d = x.to_delayed()
     return dask.delayed(_counts_dict)(d) if isinstance(d, list) else d
 
-# %% ../nbs/02_clean.ipynb #cell-047
+# %% ../nbs/02_clean.ipynb #cell-049
 def default_steps() -> list[Step]:
     "The steps of the default cleaning pipeline, in order."
     return [UnicodeNormalize(), CleanWhitespace(), StripBoilerplate(), LengthFilter(), NonTextFilter(),
@@ -913,7 +963,7 @@ def default_pipeline() -> Pipeline:
     "The default cleaning pipeline (see `default_steps`)."
     return Pipeline(default_steps())
 
-# %% ../nbs/02_clean.ipynb #cell-050
+# %% ../nbs/02_clean.ipynb #cell-052
 def format_funnel(report: dict, top_reasons: int = 3) -> str:
     "A plain-text funnel table of a pipeline report."
     head = f"{'step':<20} {'in':>9} {'removed':>9} {'out':>9} {'removed%':>8} {'chars out':>12}  top reasons"
@@ -928,7 +978,7 @@ def format_funnel(report: dict, top_reasons: int = 3) -> str:
                 f"{report['chars_kept']:,} of {report['chars_in']:,} characters")
     return "\n".join(rows)
 
-# %% ../nbs/02_clean.ipynb #cell-054
+# %% ../nbs/02_clean.ipynb #cell-056
 def load_pipeline(config=None) -> Pipeline:
     "A `Pipeline` from a YAML/JSON file path, a config dict or list, an existing `Pipeline`, or the default (None)."
     if config is None: return default_pipeline()
@@ -946,7 +996,7 @@ def clean_corpus(input, output, config=None, client=None, overwrite: bool = Fals
     ddf = read_corpus(input, text_col=text_col, id_col=id_col, on_error="skip", backend=backend)
     return pipeline.run(ddf, output, overwrite=overwrite, client=client, progress=progress)
 
-# %% ../nbs/02_clean.ipynb #cell-057
+# %% ../nbs/02_clean.ipynb #cell-059
 def clean_command(args) -> int:
     if args.print_config:
         print(yaml.safe_dump(load_pipeline(args.config).config(), sort_keys=False), end="")
