@@ -22,13 +22,14 @@ from torch import nn
 log = logging.getLogger("llmwork")
 
 # %% auto #0
-__all__ = ['log', 'INT8_ENGINES', 'CORPUS_FILE', 'DEDUP_STEPS', 'linear_layers', 'prune_linear', 'weight_sparsity',
-           'quantize_int8_torchao', 'quantize_int8_torch_dynamic', 'quantize_int8', 'lm_eval_loss', 'generation_speed',
-           'classification_eval', 'load_model', 'load_compressed', 'compress', 'suggest', 'journal_storage',
-           'TuneResult', 'tune', 'adaptive_settings', 'elastic_client', 'worker_count', 'wait_for_worker_count',
-           'WorkerTrace', 'average_parameters', 'average_optimizer_state', 'AveragingStrategy', 'LocalSGD', 'FedAvg',
-           'AveragedTraining', 'make_strategy', 'launch_averaged', 'split_token_shards', 'ingest', 'corpus_status',
-           'corpus_documents']
+__all__ = ['log', 'INT8_ENGINES', 'CORPUS_FILE', 'DEDUP_STEPS', 'MODEL_FIELDS', 'linear_layers', 'prune_linear',
+           'weight_sparsity', 'quantize_int8_torchao', 'quantize_int8_torch_dynamic', 'quantize_int8', 'lm_eval_loss',
+           'generation_speed', 'classification_eval', 'load_model', 'load_compressed', 'compress', 'suggest',
+           'journal_storage', 'TuneResult', 'tune', 'adaptive_settings', 'elastic_client', 'worker_count',
+           'wait_for_worker_count', 'WorkerTrace', 'average_parameters', 'average_optimizer_state', 'AveragingStrategy',
+           'LocalSGD', 'FedAvg', 'AveragedTraining', 'make_strategy', 'launch_averaged', 'split_token_shards', 'ingest',
+           'corpus_status', 'corpus_documents', 'watch', 'gpt_trial', 'read_tune_config', 'tune_command',
+           'compress_command', 'ingest_command', 'add_commands']
 
 # %% ../nbs/11_platform.ipynb #cell-006
 def linear_layers(model: nn.Module) -> list:
@@ -303,7 +304,8 @@ class TuneResult:
     def __repr__(self): return f"TuneResult(trials={len(self.study.trials)}, best_loss={self.best_loss:.4g}, best_params={self.best_params})"
 
 def tune(train_fn, space: dict, n_trials: int, client=None, storage=None, study_name: str = "llmwork-tune",
-         seed: int | None = 0, min_resource: int = 1, reduction_factor: int = 3, n_parallel: int | None = None) -> TuneResult:
+         seed: int | None = 0, min_resource: int = 1, reduction_factor: int = 3, n_parallel: int | None = None,
+         fixed: dict | None = None) -> TuneResult:
     "Search `space` with `n_trials` runs of `train_fn(params, report) -> loss` as parallel Dask tasks; resumable from `storage`."
     optuna = _optuna()
     if n_trials < 1: raise ValueError(f"n_trials must be at least 1, got {n_trials}.")
@@ -325,7 +327,8 @@ def tune(train_fn, space: dict, n_trials: int, client=None, storage=None, study_
 
     def submit():
         trial = study.ask()
-        fut = client.submit(_run_trial, train_fn, storage, study_name, trial._trial_id, suggest(trial, space), pruner_kw, pure=False)
+        params = {**(fixed or {}), **suggest(trial, space)}
+        fut = client.submit(_run_trial, train_fn, storage, study_name, trial._trial_id, params, pruner_kw, pure=False)
         running[fut.key] = trial.number
         return fut
 
@@ -935,3 +938,179 @@ def corpus_documents(corpus_dir):
     kept = set(_read_status(corpus_dir, state).query("state == 'kept'")["id"])
     ddf = dd.read_parquet(_version_files(corpus_dir, state, "kept"))
     return ddf.map_partitions(lambda p: p[p["id"].isin(kept)], meta=ddf._meta)
+
+# %% ../nbs/11_platform.ipynb #cell-056
+def _ingested_inputs(corpus_dir: Path) -> set:
+    return {str(Path(p).resolve()) for v in (_read_state(Path(corpus_dir)) or {}).get("versions", []) for p in v.get("input", [])}
+
+def watch(watch_dir, corpus_dir, pipeline=None, poll: float = 2.0, stop=None, max_batches: int | None = None,
+          print_fn=print, **ingest_kw) -> list:
+    "Ingest every new data file appearing in `watch_dir` into `corpus_dir` until `stop()` is true or `max_batches` were added."
+    from llmwork.io import file_format, CorpusError
+    watch_dir, corpus_dir = Path(watch_dir), Path(corpus_dir)
+    if not watch_dir.is_dir(): raise ValueError(f"--watch {watch_dir}: not a directory.")
+    reports, sizes = [], {}
+    while True:
+        done = _ingested_inputs(corpus_dir)
+        for f in sorted(p for p in watch_dir.iterdir() if p.is_file() and not p.name.startswith((".", "_"))):
+            key = str(f.resolve())
+            try: file_format(f.name)
+            except CorpusError: continue
+            if key in done: continue
+            size = f.stat().st_size
+            if sizes.get(key) != size:  # new or still growing: look again at the next poll
+                sizes[key] = size
+                continue
+            rep = ingest(key, corpus_dir, pipeline=pipeline if _read_state(corpus_dir) is None else None, **ingest_kw)
+            reports.append(rep)
+            print_fn(_ingest_summary(rep, corpus_dir))
+            if max_batches and len(reports) >= max_batches: return reports
+        if stop and stop(): return reports
+        time.sleep(poll)
+
+def _ingest_summary(rep: dict, corpus_dir) -> str:
+    steps = ", ".join(f"{s['name']} -{s['n_removed']}" for s in rep["steps"] if s["n_removed"])
+    return (f"v{rep['version']:04d} {', '.join(Path(p).name for p in rep['input'])}: {rep['n_in']:,} in, {rep['n_kept']:,} kept"
+            f" ({steps or 'nothing removed'}); {rep['retracted']['n']:,} earlier documents retracted; "
+            f"{corpus_dir} now keeps {rep['corpus_kept_after']:,}")
+
+# %% ../nbs/11_platform.ipynb #cell-059
+MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "dropout")
+
+def gpt_trial(params: dict, report) -> float:
+    "Train a GPT with `params` (TrainConfig fields + model shape fields; `data` required), reporting eval losses; the final eval loss."
+    import tempfile
+    from dataclasses import fields
+    from llmwork.train import RankContext, TrainConfig, train
+    params = dict(params)
+    if "data" not in params: raise ValueError("gpt_trial needs 'data': a token-shard directory (under 'fixed' in the tune config).")
+    overrides = {k: params.pop(k) for k in MODEL_FIELDS if k in params}
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(params) - known)
+    if unknown: raise ValueError(f"gpt_trial: unknown parameters {unknown}; use TrainConfig fields or {', '.join(MODEL_FIELDS)}.")
+    steps = int(params.get("steps", 200))
+    with tempfile.TemporaryDirectory(prefix="llmwork-trial-") as out:
+        base = dict(out_dir=out, device="cpu", threads=1, checkpoint_every=0, eval_every=max(1, steps // 4),
+                    warmup_steps=max(1, steps // 20))
+        config = TrainConfig(**{**base, **params, "model_overrides": {**params.get("model_overrides", {}), **overrides}})
+        def on_metrics(m):
+            if "eval_loss" in m: report(m["step"], m["eval_loss"])
+        return float(train(config, RankContext(report=on_metrics))["eval_loss"])
+
+# %% ../nbs/11_platform.ipynb #cell-061
+def _import_function(spec: str):
+    import importlib
+    module, _, name = spec.partition(":")
+    if not module or not name: raise ValueError(f"train must be 'module:function', got {spec!r}.")
+    try: return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e: raise ValueError(f"Cannot load the training function {spec!r}: {e}.") from None
+
+def read_tune_config(path) -> dict:
+    "A tune config file (YAML or JSON), checked: train, space, n_trials, storage, fixed, seed, study_name, reduction_factor."
+    import yaml
+    try: config = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as e: raise ValueError(f"Cannot read tune config {path}: {e.strerror}.") from None
+    except yaml.YAMLError as e: raise ValueError(f"Tune config {path} is not valid YAML/JSON: {e}") from None
+    if not isinstance(config, dict) or not isinstance(config.get("space"), dict):
+        raise ValueError(f"Tune config {path} needs a 'space' mapping of parameter -> {{low, high}} or {{choices}}.")
+    allowed = {"train", "space", "n_trials", "storage", "fixed", "seed", "study_name", "reduction_factor", "min_resource"}
+    unknown = sorted(set(config) - allowed)
+    if unknown: raise ValueError(f"Tune config {path}: unknown keys {unknown}; allowed: {sorted(allowed)}.")
+    storage = config.get("storage") or str(Path(path).with_suffix(".journal"))
+    return {"train": config.get("train", "llmwork.platform:gpt_trial"), "space": config["space"],
+            "n_trials": int(config.get("n_trials", 10)), "storage": storage, "fixed": config.get("fixed") or {},
+            "seed": config.get("seed", 0), "study_name": config.get("study_name", "llmwork-tune"),
+            "reduction_factor": int(config.get("reduction_factor", 3)), "min_resource": int(config.get("min_resource", 1))}
+
+def tune_command(args) -> int:
+    "`llmwork tune CONFIG`: run (or resume) a search and print and save its table and figure."
+    from llmwork.backend import get_client
+    cfg = read_tune_config(args.config)
+    train_fn = _import_function(cfg["train"])
+    client = get_client(args.backend, scheduler=args.scheduler, n_workers=args.workers, dashboard_address=None)
+    try:
+        print(f"{cfg['n_trials']} trials of {cfg['train']} on {len(client.nthreads())} workers; study {cfg['storage']}", flush=True)
+        res = tune(train_fn, cfg["space"], cfg["n_trials"], client, storage=cfg["storage"], study_name=cfg["study_name"],
+                   seed=cfg["seed"], reduction_factor=cfg["reduction_factor"], min_resource=cfg["min_resource"], fixed=cfg["fixed"])
+    finally:
+        cluster = getattr(client, "cluster", None)
+        client.close()
+        if cluster is not None and not args.scheduler: cluster.close()
+    table = res.table
+    stem = Path(cfg["storage"]).with_suffix("")
+    table.to_csv(f"{stem}-trials.csv", index=False)
+    res.figure().write_html(f"{stem}-parcoords.html", include_plotlyjs=True)
+    print(table.drop(columns=[c for c in ("worker", "duration", "data") if c in table.columns]).to_string(index=False))
+    print(f"best loss {res.best_loss:.4f} with {res.best_params}\ntable: {stem}-trials.csv, figure: {stem}-parcoords.html")
+    return 0
+
+# %% ../nbs/11_platform.ipynb #cell-062
+def _eval_tokens_for(checkpoint, eval_data=None, n_batches: int = 4, batch_size: int = 8):
+    "Held-out token windows for a GPT checkpoint: from `eval_data`, else the token shards it was trained on."
+    from llmwork.train import TokenBatches, load_checkpoint
+    path = Path(checkpoint)
+    data = eval_data
+    if data is None and path.exists() and not path.is_dir():
+        try: data = (load_checkpoint(path).get("train_config") or {}).get("data")
+        except ValueError: data = None
+    if not data or not (Path(data) / "index.json").exists(): return None
+    model = load_model(checkpoint)
+    block = _context_length(model)
+    batches = TokenBatches(str(data), batch_size, block, seed=0, eval_batches=n_batches)
+    return torch.cat([torch.cat([b["input_ids"], b["labels"][:, -1:]], 1) for b in batches.eval_iter(0, 1)])
+
+def compress_command(args) -> int:
+    "`llmwork compress CHECKPOINT OUT [--int8] [--prune 0.3]`: compress and print the report."
+    if not args.int8 and not args.prune: raise ValueError("Nothing to do: give --int8 and/or --prune FRACTION.")
+    tokens = _eval_tokens_for(args.checkpoint, args.eval_data)
+    if tokens is None: print("No eval token shards found (--eval-data TOKENS): reporting size and sparsity only.")
+    rep = compress(args.checkpoint, args.out, int8=args.int8, prune=args.prune or 0.0, engine=args.engine, eval_tokens=tokens)
+    mb = lambda b: f"{b / 1e6:.2f} MB"
+    print(f"size: {mb(rep['size_bytes']['original'])} -> {mb(rep['size_bytes']['compressed'])} "
+          f"(zstd {mb(rep['size_zstd_bytes']['original'])} -> {mb(rep['size_zstd_bytes']['compressed'])}); sparsity {rep['sparsity']:.2f}")
+    if "eval_loss" in rep.get("original", {}):
+        o, c = rep["original"], rep["compressed"]
+        print(f"eval loss {o['eval_loss']:.4f} -> {c['eval_loss']:.4f} (perplexity {o['perplexity']:.2f} -> {c['perplexity']:.2f}); "
+              f"generation {o['tokens_per_s']:.0f} -> {c['tokens_per_s']:.0f} tokens/s on CPU")
+    print(f"wrote {args.out}")
+    return 0
+
+def ingest_command(args) -> int:
+    "`llmwork ingest NEW_INPUT CORPUS_DIR [--pipeline CONFIG] [--watch DIR]`."
+    if args.new_input != "-":
+        rep = ingest(args.new_input, args.corpus_dir, pipeline=args.pipeline)
+        print(_ingest_summary(rep, args.corpus_dir), flush=True)
+    if args.watch:
+        print(f"watching {args.watch} (Ctrl-C to stop)", flush=True)
+        try: watch(args.watch, args.corpus_dir, pipeline=args.pipeline, poll=args.poll, print_fn=lambda s: print(s, flush=True))
+        except KeyboardInterrupt: print("stopped watching")
+    return 0
+
+def add_commands(subparsers) -> None:
+    "Add `ingest`, `tune` and `compress` to the `llmwork` command line."
+    p = subparsers.add_parser("ingest", help="add a batch of documents to a cleaned, deduplicated corpus",
+                              description="Clean NEW_INPUT with CORPUS_DIR's saved pipeline, deduplicate it (exact and near) "
+                              "against everything already there using the corpus's on-disk index, and add it atomically as a new version.")
+    p.add_argument("new_input", help="JSONL/Parquet/CSV file, folder or glob to add ('-' for none, with --watch)")
+    p.add_argument("corpus_dir", help="the versioned corpus folder (created by the first ingest)")
+    p.add_argument("--pipeline", help="pipeline config (YAML/JSON) for the first batch of a new corpus")
+    p.add_argument("--watch", metavar="DIR", help="then keep ingesting new files appearing in DIR")
+    p.add_argument("--poll", type=float, default=2.0, help="seconds between looks at --watch DIR (default 2)")
+    p.set_defaults(func=ingest_command)
+    p = subparsers.add_parser("tune", help="parallel hyperparameter search (Optuna, successive halving) on a Dask cluster",
+                              description="Run or resume the search described by CONFIG (YAML/JSON: train, space, fixed, n_trials, storage).")
+    p.add_argument("config", help="tune config file")
+    p.add_argument("--workers", type=int, default=2, help="local Dask workers = trials in parallel (default 2)")
+    p.add_argument("--backend", choices=["cpu", "gpu", "auto"], help="engine (default: $LLMWORK_BACKEND or auto)")
+    p.add_argument("--scheduler", help="address of an existing Dask scheduler instead of a local cluster")
+    p.set_defaults(func=tune_command)
+    p = subparsers.add_parser("compress", help="int8-quantize and/or prune a trained model and report size, speed and quality",
+                              description="Compress CHECKPOINT (a training checkpoint or run folder) into OUT and compare it with the "
+                              "original on held-out tokens: size on disk, CPU generation speed, eval loss and perplexity.")
+    p.add_argument("checkpoint", help="training checkpoint (.pt) or run folder")
+    p.add_argument("out", help="file to write the compressed model to")
+    p.add_argument("--int8", action="store_true", help="int8 quantization of the linear layers")
+    p.add_argument("--prune", type=float, default=0.0, help="fraction of linear weights to zero by magnitude (e.g. 0.3)")
+    p.add_argument("--engine", choices=list(INT8_ENGINES), default="torchao", help="int8 implementation (default torchao)")
+    p.add_argument("--eval-data", help="token shards to evaluate on (default: the ones the checkpoint was trained on)")
+    p.set_defaults(func=compress_command)
