@@ -15,6 +15,7 @@ import re
 import sys
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 
@@ -30,11 +31,11 @@ from .backend import resolve_backend, is_gpu_frame, to_pandas
 from .io import CorpusError
 
 # %% auto #0
-__all__ = ['SNIPPET_CHARS', 'WHERE_EXAMPLES', 'PROVENANCE_FIELDS', 'SEARCH_KINDS', 'SearchError', 'ScanStats', 'StoredDataset',
-           'open_dataset', 'scan', 'snippet', 'match_context', 'find_ids', 'parse_where', 'find_where',
-           'grep_partition', 'grep', 'as_vectors', 'exact_topk', 'InvertedFileIndex', 'VectorIndex', 'nearest',
-           'provenance', 'duplicates_of', 'load_index', 'search', 'search_command', 'add_commands', 'SearchBox',
-           'search_box']
+__all__ = ['SNIPPET_CHARS', 'WHERE_EXAMPLES', 'GREP_PARTITION_ROWS', 'PROVENANCE_FIELDS', 'SEARCH_KINDS', 'SearchError',
+           'ScanStats', 'StoredDataset', 'open_dataset', 'scan', 'snippet', 'match_context', 'find_ids', 'parse_where',
+           'find_where', 'grep_partition', 'grep', 'as_vectors', 'exact_topk', 'InvertedFileIndex', 'VectorIndex',
+           'nearest', 'provenance', 'duplicates_of', 'load_index', 'search', 'search_command', 'add_commands',
+           'SearchBox', 'search_box']
 
 # %% ../nbs/06_search.ipynb #cell-006
 class SearchError(CorpusError):
@@ -365,6 +366,19 @@ def grep_partition(frame, text_col: str, pattern: str, regex: bool = True, case:
     mask = mask.fillna(False).astype(bool)
     return int(mask.sum()), to_pandas(frame[mask].head(limit))
 
+GREP_PARTITION_ROWS = 250_000
+
+def _partitions(ds: StoredDataset, max_rows: int) -> list[tuple[int, list[int]]]:
+    "(file, row groups) runs of at most about `max_rows` rows, in storage order."
+    parts = []
+    for i in range(len(ds.files)):
+        groups, rows = [], 0
+        for rg in ds.fragment(i).row_groups:
+            if groups and rows + rg.num_rows > max_rows: parts.append((i, groups)); groups, rows = [], 0
+            groups.append(rg.id); rows += rg.num_rows
+        if groups: parts.append((i, groups))
+    return parts
+
 def grep(dataset, pattern: str, regex: bool = True, case: bool = True, columns=None, limit: int = 20,
          context: int = 40, backend=None) -> pd.DataFrame:
     "Documents whose text matches `pattern` (first `limit`, with context), with `attrs['total']` the number of matches."
@@ -374,17 +388,28 @@ def grep(dataset, pattern: str, regex: bool = True, case: bool = True, columns=N
     compiled = _compile_pattern(pattern, regex, case)
     b = resolve_backend(backend)
     read = list(dict.fromkeys([ds.id_col, ds.text_col, *columns]))
-    pieces, stats = _row_group_pieces(ds, range(len(ds.files)), None)
-    total, hits = 0, []
-    for piece in pieces:
-        table = piece.to_table(columns=read, schema=ds.schema)
-        stats.rows_read += table.num_rows
-        try: n, head = grep_partition(_engine_frame(table, b), ds.text_col, pattern, regex, case, max(0, limit - sum(map(len, hits))))
+    _, stats = _row_group_pieces(ds, range(len(ds.files)), None)
+
+    def one_part(part):  # a partition is a run of row groups of one file: few large reads, one vectorized match each
+        i, groups = part
+        table = ds.fragment(i).subset(row_group_ids=groups).to_table(columns=read, schema=ds.schema)
+        try: n, head = grep_partition(_engine_frame(table, b), ds.text_col, pattern, regex, case, limit)
         except (pa.ArrowInvalid, re.error, RuntimeError, ValueError) as e:
             raise SearchError(f"The pattern {pattern!r} is not supported by the {b.name} engine's regular expressions "
                               f"({str(e).splitlines()[0]}); avoid back-references and look-arounds.") from None
-        total += n
-        if len(head): hits.append(head)
+        return table.num_rows, n, head
+
+    # Arrow decodes and matches (RE2) outside the GIL, so two files at a time use two cores
+    with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
+        results = list(pool.map(one_part, _partitions(ds, GREP_PARTITION_ROWS)))
+    stats.rows_read = sum(r[0] for r in results)
+    stats.row_groups_decoded = stats.row_groups_read
+    total = sum(r[1] for r in results)
+    hits, kept = [], 0
+    for _, _, head in results:  # the first `limit` hits in storage order
+        if kept >= limit: break
+        hits.append(head.head(limit - kept))
+        kept += len(hits[-1])
     found = pd.concat(hits, ignore_index=True) if hits else pd.DataFrame({c: pd.Series([], dtype="str") for c in read})
     out = _result_frame(pa.Table.from_pandas(found, preserve_index=False), ds, columns,
                         snippets=[match_context(t, compiled, context) for t in found[ds.text_col]])

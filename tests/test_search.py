@@ -248,3 +248,12 @@ def test_search_box(stored):
     box.query.value = "debian:nope"
     box.button.click()
     assert "No document with id" in box.status.value and box.detail.value == ""
+
+
+def test_grep_in_smaller_partitions_gives_the_same_answer(stored, monkeypatch):
+    import llmwork.search as search_module
+    whole = grep(stored["unsorted"], "python", limit=30)
+    monkeypatch.setattr(search_module, "GREP_PARTITION_ROWS", 10_000)
+    assert len(search_module._partitions(open_dataset(stored["unsorted"]), 10_000)) > 3
+    parts = grep(stored["unsorted"], "python", limit=30)
+    assert parts.attrs["total"] == whole.attrs["total"] and parts["id"].tolist() == whole["id"].tolist()
