@@ -38,9 +38,9 @@ __all__ = ['STEPS', 'REMOVED_COLUMNS', 'DEFAULT_BOILERPLATE', 'SYMBOL_CHARS', 'T
            'replace_with_flags', 'StripBoilerplate', 'text_hash', 'explode_split', 'extract_groups', 'split_chunk',
            'word_tokens', 'document_tokens', 'char_class', 'regex_escape', 'per_row', 'split_lines', 'GopherQuality',
            'find_duplicates', 'ngram_table', 'top_ngram_chars', 'duplicate_ngram_chars', 'GopherRepetition',
-           'sentence_counts', 'C4Quality', 'FineWebQuality', 'LengthFilter', 'NonTextFilter', 'ExactDedup', 'Pipeline',
-           'default_steps', 'default_pipeline', 'format_funnel', 'load_pipeline', 'clean_corpus', 'clean_command',
-           'add_commands']
+           'count_sentences', 'sentence_counts', 'line_sentence_counts', 'C4Quality', 'FineWebQuality', 'LengthFilter',
+           'NonTextFilter', 'ExactDedup', 'Pipeline', 'default_steps', 'default_pipeline', 'format_funnel',
+           'load_pipeline', 'clean_corpus', 'clean_command', 'add_commands']
 
 # %% ../nbs/02_clean.ipynb #cell-006
 STEPS: dict[str, type] = {}
@@ -323,6 +323,9 @@ class StripBoilerplate(Normalizer):
         return rf"^{start}(?:{p.removeprefix('^').removesuffix('$')}){end}(?:\n|$)"
 
 # %% ../nbs/02_clean.ipynb #cell-025
+# what Python's str.isspace() calls whitespace (strip, split and splitlines use it); RE2's \s is ASCII only
+_WS = r"\s\pZ\x{0b}\x{1c}-\x{1f}\x{85}"
+_LINE_BREAK = r"\r\n|[\n\r\x{0b}\x{0c}\x{1c}-\x{1e}\x{85}\x{2028}\x{2029}]"
 _LETTER, _ALNUM = r"\pL\pM", r"\pL\pM\pN"
 # spaCy's prefix and suffix punctuation (LIST_PUNCT, LIST_QUOTES, currency and a few dashes), as one class
 _EDGE = r"""…,:;¿؟¡<>_#&。？！，、；：～·।،۔؛٪!?()\[\]{}*'"”“`‘´’‚„»«「」『』（）〔〕【】《》〈〉⟦⟧§%=—–$£€¥฿₽₴₹₩"""
@@ -331,7 +334,7 @@ _SUFFIX_RUN = rf"(?:['’][sS]|\.\.+|[{_EDGE}.])*"
 _CHUNK = rf"^(?P<pre>{_PREFIX_RUN})(?P<core>.*?)(?P<suf>{_SUFFIX_RUN})$"
 # a final period splits off after a lowercase letter, digit, punctuation, or two capitals ("etc." "v1.0." "USA.")
 _DOT_SPLITS_AFTER = rf"(?:[\p{{Ll}}\pN%²+\-{_EDGE}]|\p{{Lu}}\p{{Lu}})$"
-_ABBREVIATION = r"^(?:(?:\pL\.)+\pL|Mr|Mrs|Ms|Dr|St|Jr|Sr|Inc|Ltd|Co|Corp|vs|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec|Mt|Gov|Gen|Rep|Sen|Rev|Prof)$"
+_ABBREVIATION = r"^(?:e\.g|i\.e|a\.m|p\.m|Mr|Mrs|Ms|Dr|St|Jr|Sr|Inc|Ltd|Co|Corp|vs|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec|Mt|Gov|Gen|Rep|Sen|Rev|Prof)$"
 _URL = r"^(?:and/or|w/o|[a-zA-Z][a-zA-Z0-9+.-]*://\S+|www\.\S+|[\pL\pN_.+-]+@[\pL\pN-]+(?:\.[\pL\pN-]+)+|[\pL\pN-]+(?:\.[\pL\pN-]+)*\.[a-z]{2,}(?:/\S*)?)$"
 _INFIXES = (  # (pattern, replacement): spaCy's English infixes, applied twice to catch overlapping matches
     (r"(\pN)([+\-*^])(\pN|-)", r"\1 \2 \3"),
@@ -393,7 +396,7 @@ def split_chunk(chunks):
 
 def word_tokens(text):
     "One row per word of each string in `text`, split like spaCy's English tokenizer: `row`, `line`, `pos`, `token`, `hash`."
-    lines = explode_split(text, "\n")
+    lines = explode_split(text, _LINE_BREAK, regex=True)
     chunks = explode_split(lines["part"], drop_empty=True)
     tokens = explode_split(split_chunk(chunks["part"]), drop_empty=True)
     chunk_line = chunks["row"].take(tokens["row"]).reset_index(drop=True)
@@ -466,9 +469,6 @@ SENTENCE_END_CHARS = ("!.?\u0589\u061f\u06d4\u0700\u0701\u0702\u07f9\u0964\u0965
     "\U0001da88")
 
 STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
-# what Python's str.isspace() calls whitespace (strip, split and splitlines use it); RE2's \s is ASCII only
-_WS = r"\s\pZ\x{0b}\x{1c}-\x{1f}\x{85}"
-_LINE_BREAK = r"\r\n|[\n\r\x{0b}\x{0c}\x{1c}-\x{1e}\x{85}\x{2028}\x{2029}]"
 
 def char_class(chars, negate: bool = False) -> str:
     "A regex character class matching any one of `chars` (or none of them), each spelled `\\x{HEX}`."
@@ -637,18 +637,30 @@ class GopherRepetition(Filter):
 POLICY_SUBSTRINGS = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
 _CITATION = r"\[\p{Nd}*\]|\[edit\]|\[citation needed\]"
 
-def sentence_counts(text):
-    "Sentences per string as spaCy's sentencizer splits them: one more than the sentence ends followed by a word."
-    tok = word_tokens(text)
-    word, row = tok["token"], tok["row"]
+def count_sentences(tok, group, n_groups: int):
+    "Sentences per group of tokens (spaCy's sentencizer): one more than the sentence ends followed by a word."
+    word = tok["token"]
     ends = word.isin(list(SENTENCE_END_CHARS))
     is_word = ~ends & ~word.str.contains(r"^\pP+$")
-    ends_so_far = ends.astype("int64").groupby(row).cumsum()
-    at_words = frame_namespace(tok).DataFrame({"row": row[is_word], "ends": ends_so_far[is_word]})
-    before = at_words.groupby("row")["ends"].shift(1, fill_value=0)
-    boundaries = per_row((at_words["ends"] > before).astype("int64"), at_words["row"], len(text))
-    has_tokens = per_row(row * 0 + 1, row, len(text)) > 0
+    ends_so_far = ends.astype("int64").groupby(group).cumsum()
+    at_words = frame_namespace(tok).DataFrame({"group": group[is_word], "ends": ends_so_far[is_word]})
+    before = at_words.groupby("group")["ends"].shift(1, fill_value=0)
+    boundaries = per_row((at_words["ends"] > before).astype("int64"), at_words["group"], n_groups)
+    has_tokens = per_row(group * 0 + 1, group, n_groups) > 0
     return (boundaries + 1) * has_tokens.astype("int64")
+
+def sentence_counts(text):
+    "Sentences per string as spaCy's sentencizer splits them."
+    tok = word_tokens(text)
+    return count_sentences(tok, tok["row"], len(text))
+
+def line_sentence_counts(df, lines, n_rows: int):
+    "Sentences per line of `lines` (from `split_lines`), from the words of the documents (shared with other filters)."
+    tok = document_tokens(df)
+    per_doc = per_row(lines["pos"] * 0 + 1, lines["row"], n_rows)
+    first_line = per_doc.cumsum() - per_doc
+    line_index = first_line.take(tok["row"]).reset_index(drop=True) + tok["line"].reset_index(drop=True)
+    return count_sentences(tok.reset_index(drop=True), line_index, len(lines))
 
 @register_step
 @dataclass
@@ -680,6 +692,7 @@ class C4Quality(Filter):
                 too_long = per_row(words["part"].str.len(), words["row"], len(long_lines), "max") > self.max_word_length
                 too_long.index = long_lines.index
                 keep = keep & ~too_long.reindex(line.index, fill_value=False).astype(bool)
+        cited = line.str.contains(_CITATION) if self.remove_citations else line != line
         if self.remove_citations: line = line.str.replace(_CITATION, "", regex=True)
         if self.filter_no_terminal_punct:
             keep = keep & line.str.contains("[.?!\"']$") & ~line.str.endswith("...")
@@ -698,9 +711,14 @@ class C4Quality(Filter):
         first_fatal = per_row(fatal["code"], fatal["row"], n)
         rules = [(first_fatal == 1, "lorem_ipsum"), (first_fatal == 2, "curly_bracket")]
         if self.min_num_sentences != -1:
-            kept = line[keep]
-            sentences = sentence_counts(kept.reset_index(drop=True))
-            per_doc = per_row(sentences, lines["row"][keep].reset_index(drop=True), n)
+            sentences = line_sentence_counts(df, lines, n)
+            if self.remove_citations:  # a removed citation can change a line's sentences: count those lines again
+                recount = keep & cited
+                if bool(recount.any()):
+                    again = sentence_counts(line[recount].reset_index(drop=True))
+                    again.index = line[recount].index
+                    sentences = sentences.mask(recount, again.reindex(sentences.index, fill_value=0))
+            per_doc = per_row(sentences.where(keep, 0), lines["row"], n)
             rules.append((per_doc < self.min_num_sentences, "too_few_sentences"))
         return _reasons_for(df, text, rules)
 
@@ -768,9 +786,14 @@ class NonTextFilter(Filter):
 
 # %% ../nbs/02_clean.ipynb #cell-044
 def _mark_exact_duplicates(df):
-    first = df.groupby("text", sort=False)["id"].transform("min") if len(df) else df["id"]
-    dup = (first != df["id"]).fillna(False).astype(bool)
-    return df.assign(duplicate_of=first.where(dup).astype(df["id"].dtype))
+    # sorted by (hash, id), the first row of each hash has the smallest id; a later row is its duplicate only if
+    # its text is equal too, so a 64-bit hash collision keeps both documents instead of merging different texts
+    df = df.sort_values(["_text_hash", "id"])
+    first_of_hash = ~df["_text_hash"].duplicated()
+    first_id = df["id"].where(first_of_hash).ffill()
+    first_text = df["text"].where(first_of_hash).ffill()
+    dup = ~first_of_hash & (df["text"] == first_text).fillna(False).astype(bool)
+    return df.assign(duplicate_of=first_id.where(dup).astype(df["id"].dtype))
 
 def _exact_kept(df, columns):
     return df[df["duplicate_of"].isna()][columns]
