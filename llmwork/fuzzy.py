@@ -766,7 +766,7 @@ def score_dedup(corpus: pd.DataFrame, duplicates: pd.DataFrame, preset="nemo", t
             "reported_pairs": len(duplicates), "correct_reported": int((reported >= threshold).sum()),
             "precision": float((reported >= threshold).mean()) if len(duplicates) else 1.0}
 
-# %% ../nbs/03_fuzzy.ipynb #cell-062
+# %% ../nbs/03_fuzzy.ipynb #cell-063
 def _tqdm_progress(desc: str):
     from tqdm.auto import tqdm
     bar = None
