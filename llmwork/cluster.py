@@ -16,10 +16,11 @@ from .backend import resolve_backend, is_gpu_frame, to_pandas
 from .embed import series_to_vectors
 
 # %% auto #0
-__all__ = ['CHUNK_BYTES', 'CPU_CHUNK_BYTES', 'nearest_centers', 'chunk_rows', 'cpu_threads', 'map_chunks', 'LloydStatistics',
-           'lloyd_statistics', 'FarthestRows', 'farthest_rows', 'update_centers', 'kmeans_plusplus', 'random_rows',
-           'absolute_tolerance', 'lloyd', 'exact_assignment', 'KMeans', 'vector_blocks', 'DaskKMeans',
-           'assign_clusters', 'cluster_corpus', 'semantic_duplicates', 'find_semantic_duplicates', 'SemanticDedup']
+__all__ = ['CHUNK_BYTES', 'CPU_CHUNK_BYTES', 'TERM_PATTERN', 'nearest_centers', 'chunk_rows', 'cpu_threads', 'map_chunks',
+           'LloydStatistics', 'lloyd_statistics', 'FarthestRows', 'farthest_rows', 'update_centers', 'kmeans_plusplus',
+           'random_rows', 'absolute_tolerance', 'lloyd', 'exact_assignment', 'KMeans', 'vector_blocks', 'DaskKMeans',
+           'assign_clusters', 'cluster_corpus', 'semantic_duplicates', 'find_semantic_duplicates', 'SemanticDedup',
+           'distinguishing_terms', 'cluster_summaries']
 
 # %% ../nbs/05_cluster.ipynb #cell-006
 def _unit_rows(x: torch.Tensor) -> torch.Tensor:
@@ -460,17 +461,15 @@ def semantic_duplicates(ids, vectors: np.ndarray, threshold: float, block_rows: 
     order = np.argsort(ids.astype(str), kind="stable")
     x = _unit_rows(torch.from_numpy(np.ascontiguousarray(vectors[order], dtype=np.float32)).to(_device(device)))
     removed = np.zeros(n, dtype=bool)
+    block_rows = max(1, min(block_rows, 2**25 // n))  # the block's similarities stay under 128 MiB
     for start in range(0, n, block_rows):
         similar = ((x[start:start + block_rows] @ x.T) > threshold).cpu().numpy()
-        rows, cols = np.nonzero(similar)
-        later = cols > rows + start
-        rows, cols = rows[later] + start, cols[later]
-        for row in np.unique(rows):  # only documents with a later near-copy can remove anything
-            if removed[row]: continue
-            covered = cols[rows == row]
-            covered = covered[~removed[covered]]
+        later = np.triu(similar, k=start + 1)  # row start+i against documents after it in id order
+        for i in np.flatnonzero(later.any(axis=1)):  # only documents with a later near-copy can remove anything
+            if removed[start + i]: continue
+            covered = np.flatnonzero(later[i] & ~removed)
             removed[covered] = True
-            duplicate_of[covered] = row
+            duplicate_of[covered] = start + i
     result = np.full(n, -1, dtype=np.int64)
     result[order] = np.where(duplicate_of >= 0, order[np.maximum(duplicate_of, 0)], -1)
     return result
@@ -550,3 +549,74 @@ class SemanticDedup(Step):
         removed = ddf.map_partitions(_split_partition, duplicates, False, self.name, columns,
                                      meta=mark_removed(ddf._meta, self.name, "semantic_duplicate"))
         return kept, removed
+
+# %% ../nbs/05_cluster.ipynb #cell-051
+TERM_PATTERN = r"(?u)\b[a-zA-Z][a-zA-Z0-9+\-]{2,}\b"
+
+def _materialize(frame, columns: list, max_docs: int | None = None, seed: int = 0) -> pd.DataFrame:
+    "A pandas frame of `columns`, sampled down to about `max_docs` rows when it is a larger Dask frame."
+    frame = frame[columns]
+    if hasattr(frame, "compute"):
+        if max_docs is not None:
+            n = int(frame.shape[0].compute())
+            if n > max_docs: frame = frame.sample(frac=max_docs / n, random_state=seed)
+        frame = frame.compute()
+    return to_pandas(frame) if is_gpu_frame(frame) else frame
+
+def distinguishing_terms(texts, labels, n_terms: int = 8) -> dict:
+    "Top `n_terms` class-based TF-IDF terms per label: `{label: [term, ...]}`."
+    import scipy.sparse as sp
+    from sklearn.feature_extraction.text import CountVectorizer
+    texts = pd.Series(texts).fillna("").astype(str).tolist()
+    labels = np.asarray(labels)
+    classes, class_index = np.unique(labels, return_inverse=True)
+    vectorizer = CountVectorizer(stop_words="english", token_pattern=TERM_PATTERN, lowercase=True)
+    try:
+        counts = vectorizer.fit_transform(texts)
+    except ValueError:  # no words at all
+        return {c: [] for c in classes}
+    membership = sp.csr_matrix((np.ones(len(labels)), (class_index, np.arange(len(labels)))), shape=(len(classes), len(labels)))
+    per_class = np.asarray((membership @ counts).todense(), dtype=np.float64)
+    words_per_class = per_class.sum(axis=1, keepdims=True)
+    frequency = np.maximum(per_class.sum(axis=0), 1)
+    scores = per_class / np.maximum(words_per_class, 1) * np.log(1 + words_per_class.mean() / frequency)
+    vocabulary = vectorizer.get_feature_names_out()
+    top = {}
+    for i, c in enumerate(classes):
+        order = np.lexsort((vocabulary, -scores[i]))[:n_terms]  # ties by alphabet, for determinism
+        top[c] = [str(vocabulary[j]) for j in order if scores[i, j] > 0]
+    return top
+
+def cluster_summaries(clustered, label_col: str = "cluster", text_col: str = "text", removed=None, n_terms: int = 8,
+                      n_samples: int = 3, sample_chars: int = 300, max_docs: int = 200_000, seed: int = 0) -> pd.DataFrame:
+    """One row per cluster of a clustered corpus (pandas or Dask): `cluster`, `size`, `share`, `mean_chars`, `mean_words`,
+    `top_terms`, `samples`, and, when `removed` (with `step` and `label_col` columns) is given, `removed_share_<step>` columns."""
+    for name, frame in (("clustered", clustered), ("removed", removed)):
+        if frame is None: continue
+        needed = [label_col, text_col] + (["step"] if name == "removed" else [])
+        missing = [c for c in needed if c not in frame.columns]
+        if missing:
+            tip = " Assign clusters to removed documents with assign_clusters(embed_corpus(removed, embedder), model)." if name == "removed" else ""
+            raise ValueError(f"cluster_summaries: the {name} frame lacks column(s) {missing} (it has {list(frame.columns)}).{tip}")
+    lengths = clustered[[label_col, text_col]].assign(
+        chars=clustered[text_col].fillna("").str.len(),
+        words=clustered[text_col].fillna("").str.count(r"\S+"))
+    stats = lengths.groupby(label_col).agg(size=("chars", "size"), mean_chars=("chars", "mean"), mean_words=("words", "mean"))
+    stats = _materialize(stats.reset_index(), [label_col, "size", "mean_chars", "mean_words"])
+    stats = stats.sort_values(label_col, ignore_index=True)
+    stats["share"] = stats["size"] / stats["size"].sum()
+    docs = _materialize(clustered, [label_col, text_col], max_docs, seed)
+    terms = distinguishing_terms(docs[text_col], docs[label_col], n_terms)
+    stats["top_terms"] = [terms.get(c, []) for c in stats[label_col]]
+    picked = docs.sample(frac=1, random_state=seed).groupby(label_col).head(n_samples)
+    samples = picked.groupby(label_col)[text_col].agg(lambda s: [str(t)[:sample_chars] for t in s])
+    stats["samples"] = [samples.get(c, []) for c in stats[label_col]]
+    if removed is not None:
+        gone = _materialize(removed, [label_col, "step"])
+        by_step = gone.groupby([label_col, "step"]).size().unstack(fill_value=0)
+        total = stats.set_index(label_col)["size"].add(by_step.sum(axis=1), fill_value=0)
+        for step_name in sorted(by_step.columns):
+            share = by_step[step_name] / total
+            stats[f"removed_share_{step_name}"] = stats[label_col].map(share).fillna(0.0).to_numpy()
+    columns = [label_col, "size", "share", "mean_chars", "mean_words", "top_terms", "samples"]
+    return stats[columns + [c for c in stats.columns if c.startswith("removed_share_")]].rename(columns={label_col: "cluster"})

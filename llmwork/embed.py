@@ -21,7 +21,7 @@ from sklearn.feature_extraction.text import HashingVectorizer
 from .backend import is_gpu_frame, resolve_backend
 
 # %% auto #0
-__all__ = ['EMBEDDERS', 'register_embedder', 'Embedder', 'load_embedder', 'HashedTfidf', 'HashedTfidfEmbedder',
+__all__ = ['EMBEDDERS', 'register_embedder', 'Embedder', 'load_embedder', 'HashedTfidf', 'randomized_pca', 'HashedTfidfEmbedder',
            'vectors_to_series', 'series_to_vectors', 'embed_partition', 'embed_corpus', 'write_embeddings',
            'read_embeddings', 'sample_texts', 'fit_embedder']
 
@@ -123,10 +123,28 @@ class HashedTfidf:
         return sp.hstack(halves, format="csr", dtype=np.float32) * np.float32(1 / np.sqrt(2))
 
 # %% ../nbs/04_embed.ipynb #cell-012
-def _torch_sparse(matrix: sp.csr_matrix, device) -> torch.Tensor:
-    coo = matrix.tocoo()
-    indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
-    return torch.sparse_coo_tensor(indices, torch.from_numpy(coo.data.astype(np.float32)), coo.shape, device=device, check_invariants=False).coalesce()
+def _torch_csr(matrix: sp.csr_matrix, device) -> torch.Tensor:
+    matrix = sp.csr_matrix(matrix, dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(torch.from_numpy(matrix.indptr.astype(np.int64)), torch.from_numpy(matrix.indices.astype(np.int64)),
+                                       torch.from_numpy(matrix.data), size=matrix.shape, device=device, check_invariants=False)
+
+def randomized_pca(matrix: sp.csr_matrix, n_components: int, niter: int = 4, seed: int = 0, device="cpu",
+                   oversample: int = 16) -> tuple:
+    "`(components (n_features, n_components), mean (n_features,))` of a sparse matrix's PCA, without densifying it."
+    m, n = matrix.shape
+    width = min(n_components + oversample, m, n)
+    a, a_t = _torch_csr(matrix, device), _torch_csr(matrix.T.tocsr(), device)
+    mean = torch.from_numpy(np.asarray(matrix.mean(axis=0), dtype=np.float32).ravel()).to(device)
+    times = lambda b: a @ b - (mean @ b).unsqueeze(0)                        # (A - 1 mean) @ b
+    times_t = lambda c: a_t @ c - mean.unsqueeze(1) * c.sum(dim=0, keepdim=True)  # (A - 1 mean)^T @ c
+    start = torch.randn(n, width, generator=torch.Generator().manual_seed(seed)).to(device)
+    basis = torch.linalg.qr(times(start)).Q
+    for _ in range(niter):
+        basis = torch.linalg.qr(times(torch.linalg.qr(times_t(basis)).Q)).Q
+    _, _, vt = torch.linalg.svd(times_t(basis).T, full_matrices=False)
+    return vt[:n_components].T, mean
 
 def _fix_signs(components: np.ndarray) -> np.ndarray:
     "Flip each column so its largest-magnitude loading is positive (the sign of a PCA component is arbitrary)."
@@ -160,15 +178,9 @@ class HashedTfidfEmbedder(Embedder):
         features = self.tfidf.fit(texts).transform(texts)
         self.columns = np.unique(features.indices).astype(np.int64)
         used = features[:, self.columns]
-        with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Sparse invariant checks")
-            torch.manual_seed(self.seed)
-            device = self.torch_device
-            if device.startswith("cuda"): torch.cuda.manual_seed(self.seed)
-            _, _, v = torch.pca_lowrank(_torch_sparse(used, device), q=self.dim, center=True, niter=self.niter)
-        self.components = _fix_signs(v.cpu().numpy().astype(np.float32))
-        mean = np.asarray(used.mean(axis=0)).ravel().astype(np.float32)
-        self.offset = mean @ self.components
+        components, mean = randomized_pca(used, self.dim, self.niter, self.seed, self.torch_device)
+        self.components = _fix_signs(components.cpu().numpy().astype(np.float32))
+        self.offset = mean.cpu().numpy() @ self.components
         return self
 
     def transform(self, texts) -> np.ndarray:
@@ -186,7 +198,7 @@ class HashedTfidfEmbedder(Embedder):
         self.tfidf.idfs = [arrays["word_idf"], arrays["char_idf"]]
         self.columns, self.components, self.offset = arrays["columns"], arrays["components"], arrays["offset"]
 
-# %% ../nbs/04_embed.ipynb #cell-019
+# %% ../nbs/04_embed.ipynb #cell-021
 def vectors_to_series(matrix: np.ndarray, index=None, name: str = "embedding") -> pd.Series:
     "A pandas Series holding one float32 row of `matrix` per element (object dtype)."
     matrix = np.ascontiguousarray(matrix, dtype=np.float32)
@@ -225,7 +237,7 @@ def embed_corpus(ddf, embedder: Embedder, text_col: str = "text", column: str = 
     meta[column] = pd.Series([], dtype=object)
     return ddf.map_partitions(embed_partition, dask.delayed(embedder, pure=False), text_col, column, meta=meta)
 
-# %% ../nbs/04_embed.ipynb #cell-022
+# %% ../nbs/04_embed.ipynb #cell-024
 def _write_partition(frame, directory: str, index: int, fmt: str, column: str) -> int:
     import pyarrow as pa, pyarrow.parquet as pq
     if is_gpu_frame(frame): frame = frame.to_pandas()
@@ -285,7 +297,7 @@ def read_embeddings(path, mmap: bool = False) -> tuple:
     vectors = np.concatenate(blocks).astype(np.float32, copy=False) if blocks else np.zeros((0, info["dim"]), np.float32)
     return np.array(ids, dtype=object), vectors
 
-# %% ../nbs/04_embed.ipynb #cell-025
+# %% ../nbs/04_embed.ipynb #cell-027
 def sample_texts(ddf, sample_size: int = 20_000, text_col: str = "text", seed: int = 0) -> list:
     "A reproducible sample of at most about `sample_size` texts from a Dask corpus (all of them when it is smaller)."
     n = int(ddf.shape[0].compute()) if hasattr(ddf.shape[0], "compute") else len(ddf)

@@ -143,3 +143,114 @@ def test_bad_input():
         KMeans(2).fit(np.zeros(4))
     with pytest.raises(ValueError, match="Dask DataFrame with a vector column or a 2-D Dask array"):
         DaskKMeans(2).fit(x)
+
+
+# ---- semantic deduplication -------------------------------------------------------------------------------
+
+def _greedy_reference(ids, vectors, threshold):
+    "Plain-Python SemDeDup: visit in id order, drop a document if a kept one is more similar than threshold."
+    order = sorted(range(len(ids)), key=lambda i: ids[i])
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    kept, covering = [], {}
+    for i in order:
+        for j in kept:
+            if float(unit[i] @ unit[j]) > threshold:
+                covering[i] = j
+                break
+        else:
+            kept.append(i)
+    return [covering.get(i, -1) for i in range(len(ids))]
+
+
+def test_semantic_duplicates_match_a_plain_python_reference():
+    from llmwork.cluster import semantic_duplicates
+    rng = np.random.default_rng(3)
+    base = rng.normal(size=(60, 16)).astype(np.float32)
+    # plant near-copies and chains of near-copies
+    copies = base[rng.integers(0, 60, 90)] + rng.normal(scale=0.08, size=(90, 16)).astype(np.float32)
+    vectors = np.vstack([base, copies])
+    ids = [f"doc{int(i):04d}" for i in rng.permutation(len(vectors))]
+    for threshold in (0.99, 0.97, 0.9):
+        ours = semantic_duplicates(ids, vectors, threshold, block_rows=17).tolist()
+        reference = _greedy_reference(ids, vectors, threshold)
+        # the reference takes the first kept document in id order; so does ours
+        assert ours == reference, threshold
+    assert sum(c >= 0 for c in ours) > 50
+
+
+def _corpus(n=1200):
+    import llmwork
+    from pathlib import Path
+    import pandas as pd
+    return pd.read_json(Path(llmwork.__file__).parent / "data" / "debian_descriptions.jsonl.gz", lines=True, nrows=n)
+
+
+def test_semantic_dedup_step_in_a_pipeline(tmp_path):
+    import json
+    import dask.dataframe as dd
+    import pandas as pd
+    from llmwork.clean import ExactDedup, Pipeline, step_from_config
+    from llmwork.cluster import SemanticDedup
+    docs = _corpus()
+    step = step_from_config({"step": "semantic_dedup", "eps": 0.03, "n_clusters": 12, "dim": 32, "seed": 0})
+    assert isinstance(step, SemanticDedup) and step.eps == 0.03
+    with dask.config.set(scheduler="synchronous"):
+        report = Pipeline([ExactDedup(), step]).run(dd.from_pandas(docs, npartitions=3), tmp_path / "out")
+    read = lambda name: pd.concat([pd.read_parquet(f) for f in sorted((tmp_path / "out" / name).glob("*.parquet"))])
+    kept, removed = read("kept"), read("removed")
+    semantic = removed[removed.step == "semantic_dedup"]
+    assert report["n_in"] == 1200 and report["n_kept"] == len(kept) == 1200 - len(removed)
+    assert report["steps"][-1]["name"] == "semantic_dedup"
+    assert report["steps"][-1]["reasons"] == {"semantic_duplicate": len(semantic)} and len(semantic) > 0
+    assert set(semantic.duplicate_of) <= set(kept.id)
+    assert (semantic.duplicate_of < semantic.id).all()
+    assert json.loads(json.dumps(step.config())) == step.config()
+
+
+def test_semantic_dedup_is_deterministic_and_uses_an_existing_vector_column():
+    import dask.dataframe as dd
+    from llmwork.cluster import SemanticDedup
+    from llmwork.embed import HashedTfidfEmbedder, embed_corpus, series_to_vectors
+    docs = _corpus(800)
+    embedder = HashedTfidfEmbedder(dim=24, n_features=2**12, seed=0).fit(docs.text)
+    embedded = embed_corpus(dd.from_pandas(docs, npartitions=2), embedder)
+    with dask.config.set(scheduler="synchronous"):
+        runs = [SemanticDedup(eps=0.05, n_clusters=8).run(embedded) for _ in range(2)]
+        removed = [r[1].compute() for r in runs]
+        kept = runs[0][0].compute()
+    assert removed[0].id.tolist() == removed[1].id.tolist() and len(removed[0]) > 0
+    vectors = dict(zip(kept.id, series_to_vectors(kept.embedding)))
+    for _, row in removed[0].iterrows():
+        assert float(np.asarray(row.embedding) @ vectors[row.duplicate_of]) > 0.95 - 1e-5
+
+
+def test_semantic_dedup_bad_eps():
+    import dask.dataframe as dd
+    from llmwork.cluster import SemanticDedup
+    with pytest.raises(ValueError, match="eps must be between 0 and 1"):
+        SemanticDedup(eps=1.5).run(dd.from_pandas(_corpus(20), npartitions=1))
+
+
+# ---- cluster summaries ------------------------------------------------------------------------------------
+
+def test_cluster_summaries_exact_counts_and_removed_shares():
+    import pandas as pd
+    from llmwork.cluster import cluster_summaries
+    docs = pd.DataFrame({"id": [f"d{i}" for i in range(9)],
+                         "text": ["python module parsing", "python library bindings", "python module tests",
+                                  "kernel firmware driver", "kernel firmware blobs", "firmware loader kernel",
+                                  "game of chess", "chess engine game", "  "],
+                         "cluster": [0, 0, 0, 1, 1, 1, 2, 2, 2]})
+    removed = pd.DataFrame({"id": ["r1", "r2", "r3"], "text": ["a", "b", "c"], "cluster": [0, 0, 2],
+                            "step": ["exact_dedup", "gopher_quality", "exact_dedup"]})
+    s = cluster_summaries(docs, removed=removed, n_terms=2, n_samples=2).set_index("cluster")
+    assert s["size"].tolist() == [3, 3, 3]
+    assert s.loc[0, "top_terms"][0] == "python" and s.loc[1, "top_terms"][:2] == ["firmware", "kernel"]
+    assert s.loc[0, "removed_share_exact_dedup"] == pytest.approx(1 / 5)
+    assert s.loc[0, "removed_share_gopher_quality"] == pytest.approx(1 / 5)
+    assert s.loc[2, "removed_share_exact_dedup"] == pytest.approx(1 / 4)
+    assert s.loc[1, "removed_share_exact_dedup"] == 0
+    assert s.loc[2, "mean_words"] == pytest.approx((3 + 3 + 0) / 3)
+    assert all(len(x) == 2 for x in s.samples)
+    with pytest.raises(ValueError, match="lacks column"):
+        cluster_summaries(docs.drop(columns="cluster"))
