@@ -84,7 +84,7 @@ def _always_fails(params, report):
     raise RuntimeError("boom")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def threads_client():
     from distributed import Client, LocalCluster
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, Client(cluster) as client:
@@ -168,7 +168,7 @@ def test_elastic_cluster_grows_shrinks_and_output_is_unchanged(tmp_path):
     from llmwork.clean import Pipeline
     from llmwork.io import read_corpus
     src = _write_slice(tmp_path / "in")
-    with dask.config.set(scheduler="synchronous"):
+    with dask.config.set({"scheduler": "synchronous", "dataframe.shuffle.method": "tasks"}):
         ref = Pipeline(_steps()).run(read_corpus(str(src)), tmp_path / "ref")
     client = platform.elastic_client(0, 2, processes=False, protocol="tcp://", dashboard_address=None)
     retired = []
@@ -183,7 +183,8 @@ def test_elastic_cluster_grows_shrinks_and_output_is_unchanged(tmp_path):
         with platform.WorkerTrace(client, interval=0.02) as trace:
             assert platform.wait_for_worker_count(client, lambda n: n == 0, timeout=10) == 0
             leaver = threading.Thread(target=retire_one_when_two); leaver.start()
-            got = Pipeline(_steps()).run(read_corpus(str(src)), tmp_path / "elastic")
+            with client.as_current(), dask.config.set(scheduler=client):
+                got = Pipeline(_steps()).run(read_corpus(str(src)), tmp_path / "elastic")
             leaver.join(timeout=30)
             assert platform.wait_for_worker_count(client, lambda n: n == 0, timeout=30) == 0  # idle workers retired
     finally:
@@ -206,7 +207,7 @@ def token_dirs(tmp_path_factory):
     from llmwork.models import ByteTokenizer, pack_tokens
     root = tmp_path_factory.mktemp("tokens")
     docs = pd.read_json(sample_corpus_path(), lines=True, nrows=3000)[["text"]]
-    with dask.config.set(scheduler="synchronous"):
+    with dask.config.set({"scheduler": "synchronous", "dataframe.shuffle.method": "tasks"}):
         pack_tokens(dd.from_pandas(docs, npartitions=4), ByteTokenizer(), root / "all")
     return root / "all", platform.split_token_shards(root / "all", root / "local", 2)
 
@@ -291,7 +292,7 @@ def _one_run(all_file, out):
     import llmwork.fuzzy  # noqa: F401
     from llmwork.clean import Pipeline
     from llmwork.io import read_corpus
-    with dask.config.set(scheduler="synchronous"):
+    with dask.config.set({"scheduler": "synchronous", "dataframe.shuffle.method": "tasks"}):
         report = Pipeline.from_config(PIPELINE).run(read_corpus(str(all_file)), out)
     return report, _read_dataset(out / "kept").set_index("id"), _read_dataset(out / "removed").set_index("id")
 
