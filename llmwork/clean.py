@@ -421,7 +421,7 @@ def document_tokens(df):
     kept = kept.reset_index(drop=True)
     return kept.assign(row=new_row.take(kept["row"]).reset_index(drop=True))
 
-# %% ../nbs/02_clean.ipynb #cell-029
+# %% ../nbs/02_clean.ipynb #cell-030
 # datatrove 0.10.1's PUNCTUATION_SET (utils/text.py): a word made only of these is a symbol, not a word
 SYMBOL_CHARS = ("\x00\x01\x02\x03\x04\x05\x06\x07\x08\x0b\x0c\r\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a"
     "\x1b\x1c\x1d\x1e\x1f!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~\x7f\x80\x81\x82\x83\x84\x85\x86\x87\x88\x89"
@@ -478,7 +478,7 @@ def regex_escape(text: str) -> str:
     "`text` as a literal in a regex both RE2 and cuDF read (Python's re.escape also escapes spaces, which RE2 rejects)."
     return re.sub(r"([\\^$.|?*+()\[\]{}])", r"\\\1", text)
 
-# %% ../nbs/02_clean.ipynb #cell-032
+# %% ../nbs/02_clean.ipynb #cell-033
 def per_row(values, rows, n: int, how: str = "sum"):
     "Aggregate `values` by row number into a Series indexed 0..n-1 (0 for rows with no values)."
     out = values.groupby(rows).agg(how)
@@ -499,7 +499,7 @@ def split_lines(text):
     n_lines = per_row(lines["pos"] * 0 + 1, lines["row"], len(text)) - text.str.contains(f"(?:{_LINE_BREAK})$").astype("int64")
     return lines, n_lines
 
-# %% ../nbs/02_clean.ipynb #cell-034
+# %% ../nbs/02_clean.ipynb #cell-036
 @register_step
 @dataclass
 class GopherQuality(Filter):
@@ -550,7 +550,7 @@ class GopherQuality(Filter):
         if self.min_stop_words: rules.append((n_stop < self.min_stop_words, "gopher_enough_stop_words"))
         return _reasons_for(df, text, rules)
 
-# %% ../nbs/02_clean.ipynb #cell-036
+# %% ../nbs/02_clean.ipynb #cell-039
 _MULTIPLIERS = tuple(np.uint64(m) for m in (1, 0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9,
                                             0x27D4EB2F165667C5, 0x94D049BB133111EB, 0xBF58476D1CE4E5B9,
                                             0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53, 0x2545F4914F6CDD1D))
@@ -633,7 +633,7 @@ class GopherRepetition(Filter):
             rules.append((repeated[size] / length > fraction, f"duplicated_{size}_n_grams"))
         return _reasons_for(df, text, rules)
 
-# %% ../nbs/02_clean.ipynb #cell-038
+# %% ../nbs/02_clean.ipynb #cell-042
 POLICY_SUBSTRINGS = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
 _CITATION = r"\[\p{Nd}*\]|\[edit\]|\[citation needed\]"
 
@@ -722,7 +722,7 @@ class C4Quality(Filter):
             rules.append((per_doc < self.min_num_sentences, "too_few_sentences"))
         return _reasons_for(df, text, rules)
 
-# %% ../nbs/02_clean.ipynb #cell-040
+# %% ../nbs/02_clean.ipynb #cell-045
 @register_step
 @dataclass
 class FineWebQuality(Filter):
@@ -754,7 +754,7 @@ class FineWebQuality(Filter):
             (dup_chars / (text.str.len() - newlines) > self.char_duplicates_ratio, "char_dup_ratio"),
             (newlines / n_words > self.new_line_ratio, "list_ratio")])
 
-# %% ../nbs/02_clean.ipynb #cell-042
+# %% ../nbs/02_clean.ipynb #cell-048
 @register_step
 @dataclass
 class LengthFilter(Filter):
@@ -784,7 +784,7 @@ class NonTextFilter(Filter):
         letters = text.str.count(r"[\pL\pM]")
         return _reasons_for(df, text, [(letters / visible < self.min_letter_fraction, "mostly_non_text")])
 
-# %% ../nbs/02_clean.ipynb #cell-044
+# %% ../nbs/02_clean.ipynb #cell-051
 def _mark_exact_duplicates(df):
     # sorted by (hash, id), the first row of each hash has the smallest id; a later row is its duplicate only if
     # its text is equal too, so a 64-bit hash collision keeps both documents instead of merging different texts
@@ -817,7 +817,7 @@ class ExactDedup(Step):
         removed = marked.map_partitions(_exact_removed, columns, self.name, meta=mark_removed(ddf._meta, "", None))
         return kept, removed
 
-# %% ../nbs/02_clean.ipynb #cell-047
+# %% ../nbs/02_clean.ipynb #cell-054
 def _lazy_frame_stats(ddf):
     "Lazy (rows, characters) of a corpus frame."
     return ddf.shape[0], ddf["text"].str.len().sum()
@@ -976,7 +976,7 @@ def _as_delayed(x):
     d = x.to_delayed()
     return dask.delayed(_counts_dict)(d) if isinstance(d, list) else d
 
-# %% ../nbs/02_clean.ipynb #cell-049
+# %% ../nbs/02_clean.ipynb #cell-056
 def default_steps() -> list[Step]:
     "The steps of the default cleaning pipeline, in order."
     return [UnicodeNormalize(), CleanWhitespace(), StripBoilerplate(), LengthFilter(), NonTextFilter(),
@@ -986,7 +986,7 @@ def default_pipeline() -> Pipeline:
     "The default cleaning pipeline (see `default_steps`)."
     return Pipeline(default_steps())
 
-# %% ../nbs/02_clean.ipynb #cell-052
+# %% ../nbs/02_clean.ipynb #cell-059
 def format_funnel(report: dict, top_reasons: int = 3) -> str:
     "A plain-text funnel table of a pipeline report."
     head = f"{'step':<20} {'in':>9} {'removed':>9} {'out':>9} {'removed%':>8} {'chars out':>12}  top reasons"
@@ -1001,7 +1001,7 @@ def format_funnel(report: dict, top_reasons: int = 3) -> str:
                 f"{report['chars_kept']:,} of {report['chars_in']:,} characters")
     return "\n".join(rows)
 
-# %% ../nbs/02_clean.ipynb #cell-056
+# %% ../nbs/02_clean.ipynb #cell-063
 def load_pipeline(config=None) -> Pipeline:
     "A `Pipeline` from a YAML/JSON file path, a config dict or list, an existing `Pipeline`, or the default (None)."
     if config is None: return default_pipeline()
@@ -1019,7 +1019,7 @@ def clean_corpus(input, output, config=None, client=None, overwrite: bool = Fals
     ddf = read_corpus(input, text_col=text_col, id_col=id_col, on_error="skip", backend=backend)
     return pipeline.run(ddf, output, overwrite=overwrite, client=client, progress=progress)
 
-# %% ../nbs/02_clean.ipynb #cell-059
+# %% ../nbs/02_clean.ipynb #cell-066
 def clean_command(args) -> int:
     if args.print_config:
         print(yaml.safe_dump(load_pipeline(args.config).config(), sort_keys=False), end="")
