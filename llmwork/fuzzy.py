@@ -786,8 +786,9 @@ def _scheduler_context(scheduler: str | None, backend):
         return dask.config.set(scheduler=scheduler or "threads")
     client = get_client(backend, scheduler=None if scheduler == "local" else scheduler)
     stack = contextlib.ExitStack()
+    cluster = client.cluster if scheduler == "local" else None
+    if cluster is not None: stack.callback(cluster.close)  # callbacks run last-in first-out: client, then cluster
     stack.callback(client.close)
-    if scheduler == "local": stack.callback(lambda: client.cluster.close())
     return stack
 
 def format_dedup(report: dict) -> str:
