@@ -23,8 +23,8 @@ from . import viz
 
 # %% auto #0
 __all__ = ['log', 'PLAIN_ERRORS', 'DEFAULT_STEPS', 'DEFAULT_ON', 'TOKENIZERS', 'plain_error', 'status_html', 'Background',
-           'DaskProgress', 'Session', 'Panel', 'registered_steps', 'StepControl', 'CleanPanel', 'TrainingRun',
-           'prepare_tokens', 'TrainPanel', 'ClusterPanel', 'Workbench']
+           'DaskProgress', 'Session', 'Panel', 'registered_steps', 'step_defaults', 'StepControl', 'CleanPanel',
+           'TrainingRun', 'prepare_tokens', 'TrainPanel', 'ClusterPanel', 'Workbench']
 
 # %% ../nbs/12_panels.ipynb #cell-006
 log = logging.getLogger("llmwork")
@@ -234,11 +234,12 @@ DEFAULT_ON = ("unicode_normalize", "clean_whitespace", "gopher_quality", "exact_
 def registered_steps() -> dict:
     "Registered cleaning step classes by name (importing the modules that register steps), validation left out."
     import importlib
-    for module in ("llmwork.clean", "llmwork.fuzzy", "llmwork.cluster"):
+    for module in ("llmwork.clean", "llmwork.fuzzy", "llmwork.cluster", "llmwork.classify"):
         try: importlib.import_module(module)
         except ImportError: pass
     from llmwork.clean import STEPS
-    return {k: v for k, v in STEPS.items() if k != "validate"}
+    # validation always runs first; dedup of chosen clusters is added from the cluster tab, with its clustering
+    return {k: v for k, v in STEPS.items() if k not in ("validate", "semantic_dedup_clusters")}
 
 def _param_widget(name: str, value):
     style, layout = {"description_width": "initial"}, widgets.Layout(width="220px")
@@ -248,22 +249,39 @@ def _param_widget(name: str, value):
     if isinstance(value, str): return widgets.Text(value=value, description=name, style=style, layout=layout)
     return None  # lists and mappings keep their defaults; edit them in a YAML config
 
+def step_defaults(cls) -> dict:
+    "The parameters of a step class with their default values (None where a parameter has no default)."
+    import dataclasses
+    try:
+        config = cls().config()
+        config.pop("step")
+        return config
+    except Exception:  # a step that cannot be built without settings (say, the path of a model)
+        out = {}
+        for f in dataclasses.fields(cls):
+            if f.default is not dataclasses.MISSING: out[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING: out[f.name] = f.default_factory()
+            else: out[f.name] = None
+        return out
+
 class StepControl(widgets.HBox):
     "A checkbox for one cleaning step and a field for each of its scalar parameters."
     def __init__(self, name: str, cls, enabled: bool):
-        defaults = cls().config()
-        defaults.pop("step")
+        defaults = step_defaults(cls)
         self.name, self.defaults = name, defaults
         self.enabled = widgets.Checkbox(value=enabled, description=name, indent=False, layout=widgets.Layout(width="190px"),
                                         tooltip=(cls.__doc__ or "").strip())
-        self.params = {k: w for k, v in defaults.items() if (w := _param_widget(k, v)) is not None}
+        # an unset parameter (a model or file path) gets a text field; left empty it stays unset
+        self.params = {k: w for k, v in defaults.items() if (w := _param_widget(k, "" if v is None else v)) is not None}
+        self._unset = {k for k, v in defaults.items() if v is None}
         super().__init__([self.enabled, *self.params.values()], layout=widgets.Layout(flex_flow="row wrap"))
 
     def config(self) -> dict:
         "The step's config: its defaults with the edited parameters."
-        return {"step": self.name, **self.defaults, **{k: w.value for k, w in self.params.items()}}
+        edited = {k: (None if k in self._unset and w.value == "" else w.value) for k, w in self.params.items()}
+        return {"step": self.name, **self.defaults, **edited}
 
-# %% ../nbs/12_panels.ipynb #cell-019
+# %% ../nbs/12_panels.ipynb #cell-020
 class CleanPanel(Panel):
     "Pick a corpus, choose and tune cleaning steps, Run on the Dask cluster, then see the funnel and removed samples."
     def __init__(self, session: Session | None = None, steps=None, enabled=DEFAULT_ON):
@@ -356,7 +374,7 @@ class CleanPanel(Panel):
         self.removed.value = sample.to_html(index=False, escape=False, border=0, na_rep="",
                                             classes="llmwork-removed") if len(sample) else ""
 
-# %% ../nbs/12_panels.ipynb #cell-021
+# %% ../nbs/12_panels.ipynb #cell-022
 class TrainingRun:
     "A training run started from a panel: poll `new_metrics()`, `stop()` it, and read `result()` when `done`."
     def __init__(self, config, client=None, n_workers: int = 1):
@@ -412,7 +430,7 @@ def _launcher():
     except ImportError: return None
     return launch
 
-# %% ../nbs/12_panels.ipynb #cell-022
+# %% ../nbs/12_panels.ipynb #cell-023
 TOKENIZERS = ("byte", "bpe")
 
 def prepare_tokens(ddf, out_dir, tokenizer: str = "byte", vocab_size: int = 4096, sample_size: int = 20_000,
@@ -428,7 +446,7 @@ def prepare_tokens(ddf, out_dir, tokenizer: str = "byte", vocab_size: int = 4096
         tok = train_bpe_tokenizer(texts, vocab_size=vocab_size)
     return pack_tokens(ddf, tok, out_dir, overwrite=True)
 
-# %% ../nbs/12_panels.ipynb #cell-023
+# %% ../nbs/12_panels.ipynb #cell-024
 def _run_dirs(root: Path) -> list:
     return sorted(p for p in root.glob("run-*") if p.is_dir())
 
@@ -586,7 +604,7 @@ class TrainPanel(Panel):
         self.generated.value = status_html("Generating…")
         self.generator.start(work, done, failed)
 
-# %% ../nbs/12_panels.ipynb #cell-025
+# %% ../nbs/12_panels.ipynb #cell-026
 class ClusterPanel(Panel):
     "Choose k and the embedder, Run, then the cluster map, the cluster table and semantic dedup of chosen clusters."
     def __init__(self, session: Session | None = None, k: int = 20, sample_size: int = 20_000, max_points: int = 50_000):
@@ -624,28 +642,34 @@ class ClusterPanel(Panel):
                 return viz.cluster_corpus(ddf, k, embedder=EMBEDDERS[kind](), sample_size=self.sample_size)
         self.run_job(self.run_button, work, self._show)
 
+    @property
+    def clusters_dir(self) -> Path: return self.session.out_dir / "clusters"
+
     def _show(self, result):
+        import shutil
+        shutil.rmtree(self.clusters_dir, ignore_errors=True)
+        result.save(self.clusters_dir)  # the semantic dedup step reads the embedder and centers from here
         self.result = self.session.clusters = result
         self.map = go.FigureWidget(viz.cluster_map(result.vectors, result.labels, result.frame["text"],
                                                    ids=result.frame["id"], max_points=self.max_points))
-        self.table.value = viz.summary_table_html(result.summary)
+        self.table.value = viz.table_html(result.summary)
         self.selected.options = [(f"{c} ({n:,} docs)", int(c)) for c, n in zip(result.summary["cluster"], result.summary["size"])]
         self.add_button.disabled = False
         self.results.children = [self.map, self.table, widgets.HBox([self.selected, widgets.VBox([self.eps, self.add_button])])]
-        self.show(f"{len(result.labels):,} documents in {len(result.summary)} clusters.", "success")
+        self.show(f"{len(result.labels):,} documents in {len(result.summary)} clusters; saved in {self.clusters_dir}/.", "success")
         self.session.changed("clusters")
 
     def add_semantic_dedup(self) -> dict:
         "Add a semantic dedup step for the selected clusters (all when none is selected) to the session's pipeline."
         if self.result is None: raise ValueError("Run the clustering first.")
-        step = self.result.semantic_dedup_config(list(self.selected.value) or None, eps=self.eps.value)
+        step = self.result.semantic_dedup_config(list(self.selected.value), eps=self.eps.value)
         self.session.extra_steps = [s for s in self.session.extra_steps if s["step"] != step["step"]] + [step]
         chosen = ", ".join(map(str, self.selected.value)) or "all clusters"
         self.show(f"Added semantic dedup (eps {self.eps.value}) of {chosen} to the cleaning pipeline: run Clean again to apply it.", "success")
         self.session.changed("steps")
         return step
 
-# %% ../nbs/12_panels.ipynb #cell-027
+# %% ../nbs/12_panels.ipynb #cell-028
 class Workbench(widgets.VBox):
     "The clean, cluster and train panels as tabs sharing one Dask client and one corpus; the engine shown on top."
     def __init__(self, corpus: str | None = None, out_dir="llmwork-workbench", backend=None, client=None,

@@ -23,9 +23,9 @@ from plotly.subplots import make_subplots
 # %% auto #0
 __all__ = ['MAX_LEGEND_CLUSTERS', 'FIGURE_CONFIG', 'snippet', 'sample_indices', 'pca_2d', 'cluster_map', 'cluster_sizes',
            'read_report', 'cleaning_funnel', 'text_lengths', 'length_histogram', 'signal_histograms', 'loss_curve',
-           'extend_loss_curve', 'write_report', 'external_references', 'summarize_clusters', 'Clustering',
-           'cluster_corpus', 'basic_signals', 'parquet_dataset', 'steps_table', 'read_history', 'run_report',
-           'cluster_command', 'add_commands']
+           'extend_loss_curve', 'table_html', 'write_report', 'external_references', 'summarize_clusters', 'Clustering',
+           'cluster_corpus', 'SemanticDedupOfClusters', 'basic_signals', 'parquet_dataset', 'steps_table',
+           'read_history', 'run_report', 'cluster_command', 'add_commands']
 
 # %% ../nbs/07_viz.ipynb #cell-006
 def snippet(text, width: int = 200, line: int = 60) -> str:
@@ -241,7 +241,8 @@ table.dataframe tr:nth-child(even) {{ background: #f7f7f7; }}
 def _figure_html(fig) -> str:
     return go.Figure(fig).to_html(full_html=False, include_plotlyjs=False, config=FIGURE_CONFIG)
 
-def _table_html(df: pd.DataFrame, max_rows: int) -> str:
+def table_html(df: pd.DataFrame, max_rows: int = 200) -> str:
+    "The first `max_rows` rows of `df` as an escaped HTML table; list cells (top terms, samples) joined by commas."
     df = df.head(max_rows).copy()
     for c in df.columns:
         if df[c].map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any():
@@ -250,7 +251,7 @@ def _table_html(df: pd.DataFrame, max_rows: int) -> str:
 
 def _section(title, item, max_rows) -> str:
     if isinstance(item, go.Figure): content = _figure_html(item)
-    elif isinstance(item, pd.DataFrame): content = _table_html(item, max_rows)
+    elif isinstance(item, pd.DataFrame): content = table_html(item, max_rows)
     elif isinstance(item, str): content = "".join(f"<p>{html.escape(p)}</p>" for p in item.split("\n\n"))
     else: raise TypeError(f"write_report: section {title!r} is a {type(item).__name__}; give a Plotly figure, a DataFrame or text.")
     return f"<section><h2>{html.escape(title)}</h2>\n{content}\n</section>"
@@ -324,20 +325,26 @@ class Clustering:
     @property
     def labels(self) -> np.ndarray: return self.frame["cluster"].to_numpy()
 
-    def semantic_dedup_config(self, clusters=None, eps: float = 0.05) -> dict:
-        "The config of a `semantic_dedup` cleaning step restricted to `clusters` (all when None)."
-        config = {"step": "semantic_dedup", "eps": float(eps), "n_clusters": int(len(self.summary))}
-        if clusters is not None: config["clusters"] = [int(c) for c in clusters]
-        return config
+    saved_to: Path | None = None
 
     def save(self, out_dir) -> Path:
-        "Write clusters.parquet (id, cluster), summary.json, centers.npy and the embedder into `out_dir`."
+        "Write clusters.parquet (id, cluster), summary.json, centers.npy, kmeans.json and embedder.npz into `out_dir`."
         out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
         self.frame[["id", "cluster"]].to_parquet(out_dir / "clusters.parquet", index=False, compression="zstd")
         (out_dir / "summary.json").write_text(self.summary.to_json(orient="records", indent=1))
-        if self.kmeans is not None: np.save(out_dir / "centers.npy", self.kmeans.cluster_centers_)
+        if self.kmeans is not None:
+            np.save(out_dir / "centers.npy", self.kmeans.cluster_centers_)
+            (out_dir / "kmeans.json").write_text(json.dumps({"n_clusters": int(len(self.kmeans.cluster_centers_)),
+                                                             "spherical": bool(self.kmeans.spherical)}))
         if self.embedder is not None and hasattr(self.embedder, "save"): self.embedder.save(out_dir / "embedder.npz")
+        self.saved_to = out_dir
         return out_dir
+
+    def semantic_dedup_config(self, clusters=None, eps: float = 0.05) -> dict:
+        "The config of a `semantic_dedup_clusters` cleaning step for `clusters` (all when None) of this saved clustering."
+        if self.saved_to is None: raise ValueError("Save the clustering first (Clustering.save(folder)): the step reads its embedder and centers.")
+        return {"step": "semantic_dedup_clusters", "clustering": str(self.saved_to),
+                "clusters": [int(c) for c in clusters] if clusters else [], "eps": float(eps)}
 
 def cluster_corpus(ddf, k: int = 20, embedder=None, sample_size: int = 20_000, seed: int = 0, max_iter: int = 100,
                    n_init: int = 1, spherical: bool = True) -> Clustering:
@@ -358,6 +365,49 @@ def cluster_corpus(ddf, k: int = 20, embedder=None, sample_size: int = 20_000, s
     return Clustering(frame, vectors, summary, embedder, kmeans)
 
 # %% ../nbs/07_viz.ipynb #cell-042
+from typing import ClassVar
+from .clean import Step, register_step
+
+@register_step
+@dataclass
+class SemanticDedupOfClusters(Step):
+    "SemDeDup inside chosen clusters (all when `clusters` is empty) of a clustering saved by `llmwork cluster` or the cluster panel."
+    name: ClassVar[str] = "semantic_dedup_clusters"
+    clustering: str = ""
+    clusters: list = field(default_factory=list)
+    eps: float = 0.05
+
+    def model(self):
+        "The saved k-means centers as a `KMeans` ready to assign, and the saved embedder."
+        from llmwork.cluster import KMeans
+        from llmwork.embed import load_embedder
+        folder = Path(self.clustering)
+        if not (folder / "centers.npy").exists() or not (folder / "embedder.npz").exists():
+            raise ValueError(f"semantic_dedup_clusters: {folder} holds no saved clustering (centers.npy, embedder.npz); "
+                             "write one with `llmwork cluster` or the cluster panel.")
+        settings = json.loads((folder / "kmeans.json").read_text()) if (folder / "kmeans.json").exists() else {}
+        kmeans = KMeans(settings.get("n_clusters", 2), spherical=settings.get("spherical", True))
+        kmeans.cluster_centers_ = np.load(folder / "centers.npy")
+        return kmeans, load_embedder(folder / "embedder.npz")
+
+    def run(self, ddf):
+        import dask
+        from llmwork.clean import mark_removed
+        from llmwork.cluster import _split_partition, assign_clusters, find_semantic_duplicates
+        from llmwork.embed import embed_corpus
+        if not 0 < self.eps < 1: raise ValueError(f"semantic_dedup_clusters: eps must be between 0 and 1 (a cosine distance), got {self.eps}.")
+        kmeans, embedder = self.model()
+        columns = list(ddf.columns)
+        clustered = assign_clusters(embed_corpus(ddf[["id", "text"]], embedder), kmeans)
+        if self.clusters: clustered = clustered[clustered["cluster"].isin([int(c) for c in self.clusters])]
+        found = find_semantic_duplicates(clustered, self.eps)
+        duplicates = dask.delayed(found.set_index("id")["duplicate_of"], pure=False)
+        kept = ddf.map_partitions(_split_partition, duplicates, True, self.name, columns, meta=ddf._meta)
+        removed = ddf.map_partitions(_split_partition, duplicates, False, self.name, columns,
+                                     meta=mark_removed(ddf._meta, self.name, "semantic_duplicate"))
+        return kept, removed
+
+# %% ../nbs/07_viz.ipynb #cell-046
 def basic_signals(texts) -> pd.DataFrame:
     "Cheap per-document quality signals: words, mean word length, share of non-letter characters, upper-case share, lines."
     s = pd.Series(texts).fillna("").astype("str")
@@ -430,7 +480,7 @@ def run_report(out_dir, clean_dir=None, clustering: Clustering | None = None, hi
     if not sections: raise ValueError("Nothing to report: give a cleaning run folder, a clustering or a training history.")
     return write_report(out_dir, sections, title=title, overwrite=overwrite)
 
-# %% ../nbs/07_viz.ipynb #cell-045
+# %% ../nbs/07_viz.ipynb #cell-049
 def _corpus_and_run(path: str):
     "The corpus to read and the cleaning run folder, if `path` is one."
     p = Path(path)

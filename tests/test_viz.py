@@ -146,7 +146,7 @@ def test_cluster_command_writes_clusters_and_report(tmp_path, corpus_file, corpu
     page = (out / "report.html").read_text()
     assert viz.external_references(page) == []
     assert "<h2>Cluster map</h2>" in page and "<h2>Clusters</h2>" in page
-    assert sorted(p.name for p in out.iterdir()) == ["centers.npy", "clusters.parquet", "embedder.npz", "report.html", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["centers.npy", "clusters.parquet", "embedder.npz", "kmeans.json", "report.html", "summary.json"]
     # a second run refuses to replace the output unless asked, with a plain message and exit status 2
     assert main(["cluster", str(corpus_file), str(out), "--k", "6", "--n-workers", "1", "--backend", "cpu"]) == 2
     assert "pass --overwrite to replace it" in capsys.readouterr().err
