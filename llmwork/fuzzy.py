@@ -658,6 +658,7 @@ class FuzzyDedup(Step):
     verify: bool = True
     bands_per_iteration: int = 8
     max_bucket_size: int = 64
+    persist: bool = False  # keep the input in (cluster) memory: read once instead of three times
 
     def __post_init__(self):
         preset = get_preset(self.preset)
@@ -672,6 +673,7 @@ class FuzzyDedup(Step):
         return self.result
 
     def run(self, ddf):
+        if self.persist: ddf = ddf.persist()
         duplicates = dask.delayed(self.find(ddf).duplicates, traverse=False)
         kept = ddf.map_partitions(_without, duplicates, meta=ddf._meta)
         removed = ddf.map_partitions(_only_removed, duplicates, self.name, meta=mark_removed(ddf._meta, "", None))
@@ -824,7 +826,7 @@ def dedup_command(args) -> int:
     if (args.bands is None) != (args.rows is None): raise ValueError("Give both --bands and --rows, or neither (they are then chosen from --threshold).")
     backend = resolve_backend(args.backend)
     step = FuzzyDedup(preset=args.preset, threshold=args.threshold, bands=args.bands, rows=args.rows, seed=args.seed,
-                      verify=not args.no_verify, bands_per_iteration=args.bands_per_iteration)
+                      verify=not args.no_verify, bands_per_iteration=args.bands_per_iteration, persist=args.persist)
     with _scheduler_context(args.scheduler, backend):
         ddf = read_corpus(args.input, text_col=args.text_col, id_col=args.id_col, on_error="skip", backend=backend)
         report = run_dedup(ddf, args.output, step, overwrite=args.overwrite, progress=not args.quiet)
@@ -849,6 +851,8 @@ def add_commands(subparsers):
     p.add_argument("--bands-per-iteration", type=int, default=8, help="bands shuffled at once; fewer use less memory (default 8)")
     p.add_argument("--no-verify", action="store_true", help="skip the exact-Jaccard check of LSH candidates")
     p.add_argument("--seed", type=int, help="permutation seed (default: the preset's)")
+    p.add_argument("--persist", action="store_true", help="hold the corpus in (cluster) memory so it is read once, "
+                   "not three times: faster, needs memory for the whole corpus")
     p.add_argument("--text-col", default="text", help="text column (default: text)")
     p.add_argument("--id-col", default="id", help="id column (default: id; generated when absent)")
     p.add_argument("--backend", choices=["cpu", "gpu", "auto"], help="engine (default: $LLMWORK_BACKEND or auto)")
@@ -864,7 +868,7 @@ def demo_stage(args, out, state: dict):
     from llmwork.io import read_sample_corpus
     corpus = state.get("corpus")
     if corpus is None: corpus = read_sample_corpus(on_error="skip", backend=state.get("backend"))
-    report = run_dedup(corpus, Path(out) / "dedup", FuzzyDedup(), overwrite=True)
+    report = run_dedup(corpus, Path(out) / "dedup", FuzzyDedup(persist=True), overwrite=True)
     print(format_dedup(report))
     state["dedup"] = report
     return report

@@ -210,7 +210,7 @@ def test_cli_dedup_end_to_end(sample, tmp_path):
     lines = corpus[["id", "text"]].to_json(orient="records", lines=True).splitlines()
     lines.insert(10, '{"id": "broken", "text": ')  # a malformed line is skipped by validation, not fatal
     (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
-    assert main(["dedup", str(tmp_path / "in.jsonl"), str(tmp_path / "out"), "--quiet", "--threshold", "0.8"]) == 0
+    assert main(["dedup", str(tmp_path / "in.jsonl"), str(tmp_path / "out"), "--quiet", "--threshold", "0.8", "--persist"]) == 0
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     removed = pd.concat([pd.read_parquet(p) for p in (tmp_path / "out" / "removed").glob("*.parquet")])
     kept = pd.concat([pd.read_parquet(p) for p in (tmp_path / "out" / "kept").glob("*.parquet")])
