@@ -419,7 +419,7 @@ class DaskKMeans(KMeans):
         self.labels_ = np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64)
         return self
 
-# %% ../nbs/05_cluster.ipynb #cell-038
+# %% ../nbs/05_cluster.ipynb #cell-041
 def _assign_partition(frame, centers: np.ndarray, spherical: bool, column: str, label_col: str, device):
     labels = np.zeros(0, dtype=np.int64)
     if len(frame):
@@ -450,7 +450,7 @@ def cluster_corpus(ddf, n_clusters: int = 100, embedder=None, sample_size: int =
     model = DaskKMeans(min(n_clusters, n), spherical=spherical, seed=seed, max_iter=max_iter, column=column).fit(ddf)
     return assign_clusters(ddf, model, column, label_col), model, embedder
 
-# %% ../nbs/05_cluster.ipynb #cell-041
+# %% ../nbs/05_cluster.ipynb #cell-044
 def semantic_duplicates(ids, vectors: np.ndarray, threshold: float, block_rows: int = 2048, device=None) -> np.ndarray:
     """For one cluster: the index (into `ids`) of the kept document each document duplicates, or -1 if it is kept.
     Documents are visited in id order; one is dropped if its cosine to an already kept document exceeds `threshold`."""
@@ -474,7 +474,7 @@ def semantic_duplicates(ids, vectors: np.ndarray, threshold: float, block_rows: 
     result[order] = np.where(duplicate_of >= 0, order[np.maximum(duplicate_of, 0)], -1)
     return result
 
-# %% ../nbs/05_cluster.ipynb #cell-044
+# %% ../nbs/05_cluster.ipynb #cell-047
 def _partition_semantic_duplicates(frame, threshold: float, column: str, label_col: str, device) -> pd.DataFrame:
     frame = to_pandas(frame) if is_gpu_frame(frame) else frame
     found = []
@@ -487,7 +487,7 @@ def _partition_semantic_duplicates(frame, threshold: float, column: str, label_c
     out = pd.concat(found, ignore_index=True)
     return out.astype({"id": str, "duplicate_of": str})
 
-def find_semantic_duplicates(clustered, eps: float = 0.05, column: str = "embedding", label_col: str = "cluster",
+def find_semantic_duplicates(clustered, eps: float = 0.01, column: str = "embedding", label_col: str = "cluster",
                              device=None) -> pd.DataFrame:
     "`(id, duplicate_of)` for every document of a clustered corpus whose cosine to a kept one in its cluster exceeds `1 - eps`."
     slim = clustered[["id", column, label_col]]
@@ -496,7 +496,7 @@ def find_semantic_duplicates(clustered, eps: float = 0.05, column: str = "embedd
     found = shuffled.map_partitions(_partition_semantic_duplicates, 1 - eps, column, label_col, device, meta=meta).compute()
     return found.sort_values("id", ignore_index=True)
 
-# %% ../nbs/05_cluster.ipynb #cell-046
+# %% ../nbs/05_cluster.ipynb #cell-049
 from dataclasses import dataclass as _dataclass
 from typing import ClassVar
 from .clean import Step, register_step, mark_removed
@@ -516,7 +516,7 @@ def _split_partition(frame, duplicates: pd.Series, keep: bool, step: str, column
 class SemanticDedup(Step):
     "Remove documents whose cosine similarity to a kept document of the same k-means cluster exceeds `1 - eps` (SemDeDup)."
     name: ClassVar[str] = "semantic_dedup"
-    eps: float = 0.05
+    eps: float = 0.01
     n_clusters: int = 100
     dim: int = 128
     sample_size: int = 20_000
@@ -550,7 +550,7 @@ class SemanticDedup(Step):
                                      meta=mark_removed(ddf._meta, self.name, "semantic_duplicate"))
         return kept, removed
 
-# %% ../nbs/05_cluster.ipynb #cell-051
+# %% ../nbs/05_cluster.ipynb #cell-054
 TERM_PATTERN = r"(?u)\b[a-zA-Z][a-zA-Z0-9+\-]{2,}\b"
 
 def _materialize(frame, columns: list, max_docs: int | None = None, seed: int = 0) -> pd.DataFrame:

@@ -198,7 +198,7 @@ class HashedTfidfEmbedder(Embedder):
         self.tfidf.idfs = [arrays["word_idf"], arrays["char_idf"]]
         self.columns, self.components, self.offset = arrays["columns"], arrays["components"], arrays["offset"]
 
-# %% ../nbs/04_embed.ipynb #cell-021
+# %% ../nbs/04_embed.ipynb #cell-022
 def vectors_to_series(matrix: np.ndarray, index=None, name: str = "embedding") -> pd.Series:
     "A pandas Series holding one float32 row of `matrix` per element (object dtype)."
     matrix = np.ascontiguousarray(matrix, dtype=np.float32)
@@ -237,7 +237,7 @@ def embed_corpus(ddf, embedder: Embedder, text_col: str = "text", column: str = 
     meta[column] = pd.Series([], dtype=object)
     return ddf.map_partitions(embed_partition, dask.delayed(embedder, pure=False), text_col, column, meta=meta)
 
-# %% ../nbs/04_embed.ipynb #cell-024
+# %% ../nbs/04_embed.ipynb #cell-025
 def _write_partition(frame, directory: str, index: int, fmt: str, column: str) -> int:
     import pyarrow as pa, pyarrow.parquet as pq
     if is_gpu_frame(frame): frame = frame.to_pandas()
@@ -297,7 +297,7 @@ def read_embeddings(path, mmap: bool = False) -> tuple:
     vectors = np.concatenate(blocks).astype(np.float32, copy=False) if blocks else np.zeros((0, info["dim"]), np.float32)
     return np.array(ids, dtype=object), vectors
 
-# %% ../nbs/04_embed.ipynb #cell-027
+# %% ../nbs/04_embed.ipynb #cell-028
 def sample_texts(ddf, sample_size: int = 20_000, text_col: str = "text", seed: int = 0) -> list:
     "A reproducible sample of at most about `sample_size` texts from a Dask corpus (all of them when it is smaller)."
     n = int(ddf.shape[0].compute()) if hasattr(ddf.shape[0], "compute") else len(ddf)
