@@ -640,9 +640,12 @@ def _without(part, duplicates: pd.DataFrame):
     return part[~part["id"].isin(frame_namespace(part).Series(duplicates["id"].to_numpy()))]
 
 def _only_removed(part, duplicates: pd.DataFrame, step: str):
-    dups = frame_namespace(part).DataFrame({"id": duplicates["id"].to_numpy(), "duplicate_of": duplicates["duplicate_of"].to_numpy()})
-    picked = part[part["id"].isin(dups["id"])]
-    duplicate_of = picked[["id"]].merge(dups, on="id", how="left").set_index(picked.index)["duplicate_of"] if len(picked) else None
+    xd = frame_namespace(part)
+    picked = part[part["id"].isin(xd.Series(duplicates["id"].to_numpy()))]
+    if not len(picked): return mark_removed(picked, step, "fuzzy_duplicate", None)
+    # looked up on the host: a cuDF merge would not keep the row order, and removed rows are few
+    mapping = pd.Series(duplicates["duplicate_of"].to_numpy(), index=duplicates["id"].to_numpy())
+    duplicate_of = xd.Series(to_pandas(picked["id"]).map(mapping).to_numpy(), index=picked.index)
     return mark_removed(picked, step, "fuzzy_duplicate", duplicate_of)
 
 @register_step
