@@ -5,6 +5,7 @@
 # %% ../nbs/09a_launch.ipynb #cell-003
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -68,6 +69,14 @@ def _rank_main(train_fn, config: TrainConfig, rank: int, world_size: int, host: 
     finally:
         dist.destroy_process_group()
 
+def _on_event_loop() -> bool:
+    import asyncio
+    try:
+        asyncio.get_running_loop()
+        return True
+    except RuntimeError:
+        return False
+
 def _topic(run_id: str) -> str: return f"llmwork-train-{run_id}"
 def _stop_name(run_id: str) -> str: return f"llmwork-stop-{run_id}"
 
@@ -99,7 +108,12 @@ class Run:
 
     def stop(self) -> None:
         "Ask the ranks to stop at their next step and save a checkpoint; returns at once (see `result`)."
-        if not self._done.is_set(): self._stop_event.set()
+        if self._done.is_set(): return
+        # Called from a metrics callback we are on the client's event loop, where the blocking set() cannot run:
+        # set it from a helper thread, and wait for it only when waiting cannot deadlock the loop.
+        setter = threading.Thread(target=self._stop_event.set, daemon=True)
+        setter.start()
+        if not _on_event_loop(): setter.join(30)
 
     def done(self) -> bool: return self._done.is_set()
 
@@ -267,7 +281,7 @@ def train_command(args) -> int:
                              warmup_steps=min(100, max(1, (args.steps or 1000) // 20)),
                              checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
                              device=backend.torch_device if backend else None)
-    client = get_client(backend, scheduler=args.scheduler, n_workers=args.workers, dashboard_address=None)
+    client = get_client(backend, scheduler=args.scheduler, n_workers=args.workers)
     try:
         if not args.resume:
             print(f"Tokenizing {args.corpus} ({args.tokenizer}) into {out / 'tokens'} ...", flush=True)

@@ -50,7 +50,7 @@ class TrainConfig:
     eval_every: int = 50
     eval_batches: int = 4
     val_fraction: float = 0.05
-    checkpoint_every: int = 100
+    checkpoint_every: int = 100     # and always at the last step and when stopped
     keep_checkpoints: int = 3
     seed: int = 0
     device: str | None = None       # cuda when available, else cpu
@@ -470,7 +470,7 @@ def train(config: TrainConfig, ctx: RankContext | None = None, model: nn.Module 
         history.append(metrics)
         if ctx.is_main and ctx.report: ctx.report(dict(metrics))
         step += 1
-        if ctx.is_main and config.checkpoint_every and (step % config.checkpoint_every == 0 or step == config.steps):
+        if ctx.is_main and ((config.checkpoint_every and step % config.checkpoint_every == 0) or step == config.steps):
             last_ckpt = str(save_checkpoint(_checkpoint_state(net, optimizer, scheduler, step, config, tokenizer, metrics, ctx),
                                             out_dir, config.keep_checkpoints))
     if ctx.is_main:

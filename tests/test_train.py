@@ -1,0 +1,203 @@
+"Training loop, checkpoints, exact resume, DDP on a 2-worker Dask cluster, stop, dead worker, CLI."
+import json
+import os
+import time
+from dataclasses import replace
+
+import dask
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from llmwork.backend import get_client
+from llmwork.launch import RunError, launch
+from llmwork.models import ByteTokenizer, EncoderConfig, TextClassifier, pack_tokens, pad_batch
+from llmwork.train import (ExampleBatches, RankContext, TrainConfig, WarmupCosine, generate_text, latest_checkpoint,
+                           list_checkpoints, load_checkpoint, load_model, save_checkpoint, train)
+
+SAMPLE = "llmwork/data/debian_descriptions.jsonl.gz"
+SMALL = {"n_layer": 2, "n_embd": 32, "n_head": 2, "block_size": 32}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    d = tmp_path_factory.mktemp("corpus")
+    texts = pd.read_json(SAMPLE, lines=True, nrows=1500)[["id", "text"]]
+    texts.to_json(d / "corpus.jsonl", orient="records", lines=True)
+    with dask.config.set(scheduler="sync"):
+        pack_tokens(dd.from_pandas(texts, npartitions=3), ByteTokenizer(), d / "tokens")
+    return d
+
+
+@pytest.fixture(scope="module")
+def client():
+    c = get_client("cpu", n_workers=2, dashboard_address=None)
+    c.wait_for_workers(2, timeout=120)
+    yield c
+    cluster = c.cluster
+    c.close()
+    cluster.close()
+
+
+def config(corpus, out, **kw):
+    base = TrainConfig(data=str(corpus / "tokens"), out_dir=str(out), model_overrides=SMALL, batch_size=8, steps=12,
+                       lr=3e-3, warmup_steps=2, eval_every=0, checkpoint_every=0, threads=1)
+    return replace(base, **kw)
+
+
+def losses(res):
+    return [m["loss"] for m in res["history"]]
+
+
+def test_schedule_warms_up_then_decays_to_min():
+    s = WarmupCosine(warmup_steps=4, total_steps=14, min_ratio=0.1)
+    np.testing.assert_allclose([s(i) for i in (0, 3, 4, 9, 14, 20)], [0.25, 1.0, 1.0, 0.55, 0.1, 0.1])
+
+
+def test_exact_resume_single_process(corpus, tmp_path):
+    full = train(config(corpus, tmp_path / "full", grad_accum=2))
+    calls = iter(range(10**6))
+    first = train(config(corpus, tmp_path / "cut", grad_accum=2), RankContext(stop_requested=lambda: next(calls) >= 5))
+    assert (first["step"], first["stopped"]) == (5, True)
+    second = train(config(corpus, tmp_path / "cut", grad_accum=2, resume=True))
+    assert second["start_step"] == 5 and second["step"] == 12
+    assert losses(first) + losses(second) == losses(full)  # bit for bit
+    a, b = load_checkpoint(tmp_path / "full"), load_checkpoint(tmp_path / "cut")
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k])
+    log = [json.loads(l) for l in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, 13))
+
+
+def test_gradient_accumulation_equals_full_batch(corpus, tmp_path):
+    a = train(config(corpus, tmp_path / "a", steps=4, checkpoint_every=4))
+    b = train(config(corpus, tmp_path / "b", steps=4, checkpoint_every=4, grad_accum=4))
+    wa, wb = load_checkpoint(a["checkpoint"])["model"], load_checkpoint(b["checkpoint"])["model"]
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-5)
+
+
+def test_checkpoints_rotate_and_load_safely(tmp_path):
+    for s in range(1, 6):
+        save_checkpoint({"step": s, "model": {}}, tmp_path, keep=2)
+    assert [c["step"] for c in list_checkpoints(tmp_path)] == [4, 5]
+    assert latest_checkpoint(tmp_path).endswith("step-00000005.pt")
+    torch.save({"step": 1, "model": {}, "evil": WarmupCosine(1, 2)}, tmp_path / "pickled.pt")  # arbitrary objects
+    with pytest.raises(ValueError, match="not a readable llmwork checkpoint"):
+        load_checkpoint(tmp_path / "pickled.pt")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="No checkpoints under"):
+        load_checkpoint(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="No checkpoint at"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_resume_errors(corpus, tmp_path):
+    with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
+        train(config(corpus, tmp_path / "empty", resume=True))
+    train(config(corpus, tmp_path / "r", steps=2, checkpoint_every=2))
+    bigger = config(corpus, tmp_path / "r", steps=4, resume=True, model_overrides={**SMALL, "n_layer": 3})
+    with pytest.raises(ValueError, match="not the gpt with config"):
+        train(bigger)
+    with pytest.raises(ValueError, match="divisible"):
+        train(config(corpus, tmp_path / "x", batch_size=6, grad_accum=4))
+
+
+def test_classifier_trains_with_the_same_loop(tmp_path):
+    torch.manual_seed(0)
+    tok = ByteTokenizer()
+    words = ["7 days", "red car", "42 ways", "blue sky", "9 lives", "cat nap", "3 bears", "old oak"] * 4
+    ids, mask = pad_batch([tok.encode(w) for w in words])
+    y = torch.tensor([int(w[0].isdigit()) for w in words])
+    data = ExampleBatches({"input_ids": ids, "attention_mask": mask, "labels": y}, batch_size=8,
+                          eval_tensors={"input_ids": ids, "attention_mask": mask, "labels": y})
+    model = TextClassifier(EncoderConfig(n_labels=2, n_layer=1, n_embd=32, n_head=2, dropout=0.0, max_len=16))
+    cfg = TrainConfig(out_dir=str(tmp_path), batch_size=8, steps=40, lr=3e-3, warmup_steps=2, eval_every=40,
+                      checkpoint_every=40, threads=1)
+    res = train(cfg, model=model, data=data, tokenizer=tok)
+    assert res["eval_loss"] < 0.2
+    again, tok2 = load_model(res["checkpoint"])
+    assert again(ids, mask)[0].argmax(-1).tolist() == y.tolist()
+    assert type(tok2) is ByteTokenizer
+
+
+def test_generate_from_checkpoint_is_seeded(corpus, tmp_path):
+    train(config(corpus, tmp_path, steps=3, checkpoint_every=3))
+    a = generate_text(tmp_path, "This package", max_new_tokens=15, seed=3)
+    assert a == generate_text(tmp_path, "This package", max_new_tokens=15, seed=3)
+    assert generate_text(tmp_path, "x", max_new_tokens=5, temperature=0) == generate_text(tmp_path, "x", max_new_tokens=5, temperature=0)
+
+
+# --- DDP on Dask -----------------------------------------------------------------------------------------------
+
+def test_two_gloo_ranks_equal_one_process(corpus, client, tmp_path):
+    one = train(config(corpus, tmp_path / "one", checkpoint_every=12))
+    seen = []
+    run = launch(train, config(corpus, tmp_path / "two", checkpoint_every=12), client)
+    run.on_metrics(lambda m: seen.append(m["step"]))
+    two = run.result(timeout=300)
+    assert run.status == "finished" and len(run.workers) == 2
+    w1, w2 = load_checkpoint(one["checkpoint"])["model"], load_checkpoint(two["checkpoint"])["model"]
+    for k in w1:
+        torch.testing.assert_close(w1[k], w2[k], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(losses(two), losses(one), rtol=1e-5)
+    assert [m["step"] for m in run.metrics] == list(range(1, 13)) == seen
+    assert {"loss", "lr", "tokens_per_s", "step"} <= set(run.metrics[0])
+
+
+def test_stop_then_resume_gives_the_uninterrupted_curve(corpus, client, tmp_path):
+    cfg = config(corpus, tmp_path / "whole", steps=16, num_workers=1)  # DataLoader worker processes inside Dask workers
+    whole = launch(train, cfg, client).result(timeout=300)
+    run = launch(train, replace(cfg, out_dir=str(tmp_path / "cut")), client)
+    run.on_metrics(lambda m: m["step"] >= 2 and run.stop())
+    first = run.result(timeout=300)
+    k = first["step"]
+    assert run.status == "stopped" and 2 <= k < 16
+    assert [c["step"] for c in run.checkpoints()] == [k]
+    second = launch(train, replace(cfg, out_dir=str(tmp_path / "cut"), resume=True), client).result(timeout=300)
+    assert second["start_step"] == k and second["step"] == 16
+    np.testing.assert_allclose(losses(first) + losses(second), losses(whole), rtol=1e-6)
+
+
+def test_dead_worker_fails_clearly_and_resumes(corpus, client, tmp_path):
+    cfg = config(corpus, tmp_path / "crash", steps=400, checkpoint_every=4)
+    run = launch(train, cfg, client)
+    while len(run.metrics) < 6 and not run.done():
+        time.sleep(0.05)
+    victim = run.workers[1]
+    os.kill(client.run(os.getpid, workers=[victim])[victim], 9)
+    with pytest.raises(RunError, match=r"rank 1\) left the cluster.*--resume"):
+        run.result(timeout=120)
+    assert run.status == "failed"
+    saved = list_checkpoints(tmp_path / "crash")[-1]["step"]
+    assert saved >= 4
+    client.wait_for_workers(2, timeout=120)
+    res = launch(train, replace(cfg, steps=saved + 2, resume=True), client).result(timeout=300)
+    assert (res["start_step"], res["step"]) == (saved, saved + 2)
+
+
+def test_launch_bad_input(corpus, client, tmp_path):
+    with pytest.raises(ValueError, match="only 2 workers"):
+        launch(train, config(corpus, tmp_path), client, n_ranks=3, wait_for_workers_s=0.5)
+    with pytest.raises(ValueError, match="divisible"):
+        launch(train, config(corpus, tmp_path, batch_size=7), client)
+    with pytest.raises(ValueError, match="Unknown strategy"):
+        launch(train, config(corpus, tmp_path), client, strategy="gossip")
+
+
+def test_cli_train_workers_2_then_resume_and_generate(corpus, tmp_path, capsys):
+    from llmwork.cli import main
+    out = tmp_path / "cli"
+    args = ["train", str(corpus / "corpus.jsonl"), str(out), "--workers", "2", "--steps", "6", "--batch-size", "8",
+            "--block-size", "32", "--checkpoint-every", "3", "--eval-every", "3", "--quiet", "--backend", "cpu"]
+    assert main(args) == 0
+    assert [c["step"] for c in list_checkpoints(out)] == [3, 6]
+    assert main(args) == 2  # refuses to overwrite a run
+    assert "--resume" in capsys.readouterr().err
+    assert main(args[:3] + ["--resume", "--steps", "8", "--quiet", "--workers", "2"]) == 0
+    assert list_checkpoints(out)[-1]["step"] == 8
+    assert main(["generate", str(out), "--prompt", "This package", "--max-tokens", "10"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("This package")
+    assert main(["generate", str(tmp_path / "nope"), "--prompt", "x"]) == 2
