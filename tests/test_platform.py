@@ -383,3 +383,21 @@ def test_cli_ingest_and_compress(tmp_path, token_dirs, capsys):
     assert platform.load_compressed(tmp_path / "small.pt") is not None
     assert main(["compress", res["checkpoint"], str(tmp_path / "x.pt")]) == 2   # neither --int8 nor --prune
     assert "Nothing to do" in capsys.readouterr().err
+
+
+def test_cli_tune_gpt(tmp_path, token_dirs, threads_client, capsys):
+    import yaml
+    from llmwork.cli import main
+    data, _ = token_dirs
+    config = {"train": "llmwork.platform:gpt_trial", "n_trials": 3, "storage": str(tmp_path / "study.journal"),
+              "fixed": {"data": str(data), "steps": 6, "batch_size": 4, "block_size": 32, "n_layer": 1, "n_embd": 32, "n_head": 2, "eval_batches": 1},
+              "space": {"lr": {"low": 1e-3, "high": 1e-2, "log": True}}}
+    (tmp_path / "tune.yaml").write_text(yaml.safe_dump(config))
+    assert main(["tune", str(tmp_path / "tune.yaml"), "--scheduler", threads_client.scheduler.address]) == 0
+    table = pd.read_csv(tmp_path / "study-trials.csv")
+    assert len(table) == 3 and table.loss.notna().all() and (table.loss < np.log(257) + 0.5).all()
+    assert (tmp_path / "study-parcoords.html").stat().st_size > 10_000
+    assert "best loss" in capsys.readouterr().out
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"n_trials": 2}))
+    assert main(["tune", str(tmp_path / "bad.yaml")]) == 2
+    assert "needs a 'space'" in capsys.readouterr().err
