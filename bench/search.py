@@ -241,7 +241,7 @@ def main():
                 bench_predicates(paths["llmwork"])
             for p in paths.values(): shutil.rmtree(p, ignore_errors=True)
         if "vectors" not in args.skip:
-            vectors = document_vectors(base, repeats, dim=128, sample=20_000, noise=0.3)
+            vectors = document_vectors(base, repeats, dim=128, sample=5_000, noise=0.3)
             n_lists = 256 if args.quick else 1024
             bench_vectors(vectors, n_queries=200 if args.quick else 500, n_lists=n_lists,
                           nprobes=[4, 8, 16, 32, 64], threads=args.threads)

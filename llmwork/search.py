@@ -360,9 +360,13 @@ def _engine_frame(table: pa.Table, backend):
 
 def grep_partition(frame, text_col: str, pattern: str, regex: bool = True, case: bool = True, limit: int = 20):
     "(number of matches, first `limit` matching rows) of one pandas or cuDF partition; `text` nulls never match."
+    texts = frame[text_col]
     with warnings.catch_warnings():  # pandas warns about groups in the pattern; we only need the mask
         warnings.simplefilter("ignore", UserWarning)
-        mask = frame[text_col].str.contains(pattern, regex=regex, case=case, na=False)
+        if is_gpu_frame(frame) and not case:  # cuDF matches case-insensitively through flags, not `case`
+            mask = (texts.str.lower().str.contains(pattern.lower(), regex=False) if not regex
+                    else texts.str.contains(pattern, regex=True, flags=re.IGNORECASE))
+        else: mask = texts.str.contains(pattern, regex=regex, case=case, na=False)
     mask = mask.fillna(False).astype(bool)
     return int(mask.sum()), to_pandas(frame[mask].head(limit))
 
@@ -417,7 +421,7 @@ def grep(dataset, pattern: str, regex: bool = True, case: bool = True, columns=N
     out.attrs.update(total=total, stats=asdict(stats))
     return out
 
-# %% ../nbs/06_search.ipynb #cell-042
+# %% ../nbs/06_search.ipynb #cell-044
 def as_vectors(x, device=None) -> torch.Tensor:
     "`x` (array, list of rows or tensor) as a contiguous float32 tensor on `device` with L2-normalized rows."
     t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(np.asarray(x, dtype=np.float32)))
@@ -442,7 +446,7 @@ def exact_topk(queries: torch.Tensor, vectors: torch.Tensor, k: int = 10, chunk_
         best_s, best_i = _merge_topk(best_s, best_i, top.values, top.indices + start, k)
     return best_s, best_i
 
-# %% ../nbs/06_search.ipynb #cell-045
+# %% ../nbs/06_search.ipynb #cell-047
 class _threads:
     "Run a block with `n` torch CPU threads, restoring the previous number after."
     def __init__(self, n): self.n = n
@@ -487,7 +491,7 @@ class InvertedFileIndex:
         pos = best_i.reshape(m, -1).gather(1, top.indices)
         return top.values, torch.where(pos >= 0, self.rows[pos.clamp_min(0)], pos)
 
-# %% ../nbs/06_search.ipynb #cell-049
+# %% ../nbs/06_search.ipynb #cell-051
 class VectorIndex:
     "Unit vectors of documents with their ids: exact search by chunked matmul, or inverted-file search with `nprobe`."
     def __init__(self, ids, vectors, device=None):
@@ -575,7 +579,7 @@ class VectorIndex:
     def load_ivf(self, path) -> "VectorIndex":
         with np.load(path) as z: return self.build_ivf(centroids=z["centroids"], labels=z["labels"])
 
-# %% ../nbs/06_search.ipynb #cell-052
+# %% ../nbs/06_search.ipynb #cell-055
 def nearest(dataset, query: str | None = None, k: int = 10, nprobe: int | None = None, index: VectorIndex | None = None,
             embedder=None, query_id: str | None = None, columns=None) -> pd.DataFrame:
     "The `k` documents of `dataset` nearest by cosine to a text `query` or to the document `query_id`."
@@ -600,7 +604,7 @@ def nearest(dataset, query: str | None = None, k: int = 10, nprobe: int | None =
     out.attrs.update(total=len(out))
     return out
 
-# %% ../nbs/06_search.ipynb #cell-057
+# %% ../nbs/06_search.ipynb #cell-060
 PROVENANCE_FIELDS = ("id", "status", "step", "reason", "duplicate_of", "text")
 
 def _run_parts(run_dir) -> tuple[Path, Path]:
@@ -651,7 +655,7 @@ def duplicates_of(run_dir, doc_id: str, columns=(), limit: int = 20) -> pd.DataF
     _, removed = _run_parts(run_dir)
     return find_where(removed, f"duplicate_of == {json.dumps(doc_id)}", ["step", "reason", *columns], limit)
 
-# %% ../nbs/06_search.ipynb #cell-062
+# %% ../nbs/06_search.ipynb #cell-065
 def load_index(dataset, vectors=None, device=None) -> VectorIndex:
     "A `VectorIndex` from `vectors` (an embeddings folder), else the dataset's `embedding` column."
     if isinstance(vectors, VectorIndex): return vectors
@@ -682,7 +686,7 @@ def search(dataset, id=None, where: str | None = None, grep: str | None = None, 
     if nprobe is not None and index.ivf is None: index.build_ivf()
     return nearest(dataset, like, k, nprobe, index, embedder, like_id, columns)
 
-# %% ../nbs/06_search.ipynb #cell-065
+# %% ../nbs/06_search.ipynb #cell-068
 def _jsonable(v):
     if isinstance(v, (np.generic,)): return v.item()
     if isinstance(v, np.ndarray): return v.tolist()
@@ -749,7 +753,7 @@ def add_commands(subparsers):
     p.set_defaults(func=search_command)
     return p
 
-# %% ../nbs/06_search.ipynb #cell-068
+# %% ../nbs/06_search.ipynb #cell-071
 import html as _html
 import ipywidgets as widgets
 

@@ -177,7 +177,7 @@ def test_nearest_by_id_and_errors(sample, stored):
         index.search(vectors[:1], nprobe=2)
 
 
-def test_nearest_from_embeddings_folder(sample, tmp_path):
+def test_nearest_from_embeddings_folder(sample, tmp_path, capsys):
     from llmwork.embed import HashedTfidfEmbedder, embed_corpus, write_embeddings
     small = sample[sample["id"].str.startswith("debian:python3-d")].reset_index(drop=True)
     ddf = dd.from_pandas(small[["id", "text", "section"]], npartitions=2)
@@ -188,6 +188,14 @@ def test_nearest_from_embeddings_folder(sample, tmp_path):
     got = search(corpus, like=small["text"][3], k=1, vectors=tmp_path / "vectors", embedder=tmp_path / "embedder.npz")
     assert got["id"].tolist() == [small["id"][3]]  # its own text finds it
     assert got["score"].iloc[0] == pytest.approx(1.0, abs=1e-4)
+    from llmwork.cli import main
+    argv = ["search", str(corpus), "--vectors", str(tmp_path / "vectors"), "--k", "2", "--format", "jsonl"]
+    assert main([*argv, "--like", small["text"][3], "--embedder", str(tmp_path / "embedder.npz")]) == 0
+    lines = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
+    assert [l["id"] for l in lines][:1] == [small["id"][3]] and len(lines) == 2 and "score" in lines[0]
+    assert main([*argv, "--like-id", small["id"][3], "--nprobe", "2"]) == 0  # builds an inverted file on the fly
+    lines = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 2 and small["id"][3] not in {l["id"] for l in lines}
 
 
 @pytest.fixture(scope="module")
