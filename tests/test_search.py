@@ -219,6 +219,9 @@ def test_provenance_follows_duplicates_to_the_kept_document(run_dir):
     assert side.loc[["step", "reason", "duplicate_of"], "removed"].tolist() == ["fuzzy_dedup", "fuzzy_duplicate", "b"]
     assert provenance(run_dir / "removed", "s").columns.tolist() == ["removed"]
     assert duplicates_of(run_dir, "a")["id"].tolist() == ["b"]
+    removed = run_dir / "removed"
+    assert find_where(removed, 'reason == "fuzzy_duplicate"', ["duplicate_of"])[["id", "duplicate_of"]].values.tolist() == [["c", "b"]]
+    assert find_where(removed, "duplicate_of is None", ["reason"])["reason"].tolist() == ["too_short"]
     with pytest.raises(SearchError, match="'k' was kept, not removed"):
         provenance(run_dir, "k")
     with pytest.raises(SearchError, match="No document with id 'zz'"):
