@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 import torch
 
 from .backend import resolve_backend, is_gpu_frame, to_pandas
+from .clean import Step, mark_removed, register_step
 from .embed import series_to_vectors
 
 # %% auto #0
@@ -497,10 +499,6 @@ def find_semantic_duplicates(clustered, eps: float = 0.01, column: str = "embedd
     return found.sort_values("id", ignore_index=True)
 
 # %% ../nbs/05_cluster.ipynb #cell-049
-from dataclasses import dataclass as _dataclass
-from typing import ClassVar
-from .clean import Step, register_step, mark_removed
-
 def _split_partition(frame, duplicates: pd.Series, keep: bool, step: str, columns: list):
     if is_gpu_frame(frame):
         import cudf
@@ -512,7 +510,7 @@ def _split_partition(frame, duplicates: pd.Series, keep: bool, step: str, column
     return mark_removed(removed, step, "semantic_duplicate", duplicate_of[hit])
 
 @register_step
-@_dataclass
+@dataclass
 class SemanticDedup(Step):
     "Remove documents whose cosine similarity to a kept document of the same k-means cluster exceeds `1 - eps` (SemDeDup)."
     name: ClassVar[str] = "semantic_dedup"
