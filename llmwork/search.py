@@ -471,6 +471,7 @@ class InvertedFileIndex:
         "Scores and row numbers of (approximately) the `k` nearest vectors to each query; row -1 where fewer were found."
         m, k, nprobe = len(queries), min(k, len(self.vectors)), max(1, min(nprobe, self.n_lists))
         probe = (queries @ self.centroids.T).topk(nprobe, dim=1).indices
+        if m <= 4: return self._search_few(queries, probe, k)
         flat = probe.reshape(-1)
         order = torch.argsort(flat, stable=True)
         counts = torch.bincount(flat, minlength=self.n_lists).cpu().numpy()
@@ -490,6 +491,24 @@ class InvertedFileIndex:
         top = best_s.reshape(m, -1).topk(k, dim=1)
         pos = best_i.reshape(m, -1).gather(1, top.indices)
         return top.values, torch.where(pos >= 0, self.rows[pos.clamp_min(0)], pos)
+
+    def _search_few(self, queries, probe, k):
+        "One query at a time: a matrix-vector product per probed list, one top-k over them all (less overhead than grouping)."
+        scores = queries.new_full((len(queries), k), -math.inf)
+        rows = torch.full((len(queries), k), -1, dtype=torch.long, device=queries.device)
+        with _threads(1 if queries.device.type == "cpu" else torch.get_num_threads()):
+            for j, lists in enumerate(probe.tolist()):
+                spans = [(self.offsets[c], self.offsets[c + 1]) for c in lists if self.offsets[c + 1] > self.offsets[c]]
+                if not spans: continue
+                s = torch.cat([self.vectors[lo:hi] @ queries[j] for lo, hi in spans])
+                top = s.topk(min(k, len(s)))
+                starts = torch.tensor([lo for lo, _ in spans], device=s.device)
+                lengths = torch.tensor([hi - lo for lo, hi in spans], device=s.device)
+                ends = lengths.cumsum(0)
+                which = torch.searchsorted(ends, top.indices, right=True)  # the span each top position falls in
+                pos = starts[which] + top.indices - (ends - lengths)[which]
+                scores[j, :len(top.values)], rows[j, :len(top.values)] = top.values, self.rows[pos]
+        return scores, rows
 
 # %% ../nbs/06_search.ipynb #cell-051
 class VectorIndex:
