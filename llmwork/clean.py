@@ -330,14 +330,26 @@ _LETTER, _ALNUM = r"\pL\pM", r"\pL\pM\pN"
 # spaCy's prefix and suffix punctuation (LIST_PUNCT, LIST_QUOTES, currency and a few dashes), as one class
 _EDGE = r"""…,:;¿؟¡<>_#&。？！，、；：～·।،۔؛٪!?()\[\]{}*'"”“`‘´’‚„»«「」『』（）〔〕【】《》〈〉⟦⟧§%=—–$£€¥฿₽₴₹₩"""
 _PREFIX_RUN = rf"(?:\.\.+|[{_EDGE}])*"
-_SUFFIX_RUN = rf"(?:['’][sS]|\.\.+|[{_EDGE}.])*"
+# spaCy strips "§ % = $ £ ..." only as prefixes; after a number "%" and currencies split off as units
+_SUFFIX_EDGE = _EDGE.replace("§%=", "").replace("$£€¥฿₽₴₹₩", "")
+_SUFFIX_RUN = rf"(?:['’][sS]|\.\.+|[{_SUFFIX_EDGE}.])*"
+# spaCy's emoticon exceptions (the ASCII ones): a chunk that is one of them stays one token
+_EMOTICONS = ("(-8", "(-:", "(-;", "(:", "(;", "(=", ")-:", "):", "-_-", "-__-", "._.", "0.0", "0.o", "0_0", "0_o", "8)",
+              "8-)", "8-D", "8D", ":'(", ":')", ":'-(", ":'-)", ":(", ":((", ":(((", ":()", ":)", ":))", ":)))", ":*",
+              ":-(", ":-((", ":-(((", ":-)", ":-))", ":-)))", ":-*", ":-/", ":-0", ":-3", ":->", ":-D", ":-O", ":-P",
+              ":-X", ":-]", ":-o", ":-p", ":-x", ":-|", ":-}", ":/", ":0", ":1", ":3", ":>", ":D", ":O", ":P", ":X", ":]",
+              ":o", ":o)", ":p", ":x", ":|", ":}", ";)", ";-)", ";-D", ";D", ";_;", "<.<", "</3", "<3", "<33", "<333",
+              "=(", "=)", "=/", "=3", "=D", "=[", "=]", "=|", ">.<", ">.>", ">:(", ">:o", "@_@", "O.O", "O.o", "O_O",
+              "O_o", "V.V", "V_V", "XD", "XDD", "[-:", "[:", "[=", "]=", "^_^", "^__^", "^___^", "o.0", "o.O", "o.o",
+              "o_0", "o_O", "o_o", "v.v", "v_v", "xD", "xDD")
 _CHUNK = rf"^(?P<pre>{_PREFIX_RUN})(?P<core>.*?)(?P<suf>{_SUFFIX_RUN})$"
 # a final period splits off after a lowercase letter, digit, punctuation, or two capitals ("etc." "v1.0." "USA.")
 _DOT_SPLITS_AFTER = rf"(?:[\p{{Ll}}\pN%²+\-{_EDGE}]|\p{{Lu}}\p{{Lu}})$"
-_ABBREVIATION = r"^(?:e\.g|i\.e|a\.m|p\.m|Mr|Mrs|Ms|Dr|St|Jr|Sr|Inc|Ltd|Co|Corp|vs|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec|Mt|Gov|Gen|Rep|Sen|Rev|Prof)$"
+_ABBREVIATION = r"^(?:\p{Ll}|e\.g|i\.e|a\.m|p\.m|Mr|Mrs|Ms|Dr|St|Jr|Sr|Inc|Ltd|Co|Corp|vs|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec|Mt|Gov|Gen|Rep|Sen|Rev|Prof)$"
 _URL = r"^(?:and/or|w/o|[a-zA-Z][a-zA-Z0-9+.-]*://\S+|www\.\S+|[\pL\pN_.+-]+@[\pL\pN-]+(?:\.[\pL\pN-]+)+|[\pL\pN-]+(?:\.[\pL\pN-]+)*\.[a-z]{2,}(?:/\S*)?)$"
 _INFIXES = (  # (pattern, replacement): spaCy's English infixes, applied twice to catch overlapping matches
     (r"(\pN)([+\-*^])(\pN|-)", r"\1 \2 \3"),
+    (r"(^|[^\pL\pN])(\p{Ll}\.)(\p{Lu})", r"\1\2 \3"),  # a lowercase letter keeps its period: "i.MX" -> "i." "MX"
     (r"(\p{Ll})(\.)(\p{Lu})", r"\1 \2 \3"),
     (rf"([{_LETTER}]),([{_LETTER}])", r"\1 , \2"),
     (rf"([{_ALNUM}])(---|--|——|[-–—~])([{_LETTER}])", r"\1 \2 \3"),
@@ -346,8 +358,9 @@ _INFIXES = (  # (pattern, replacement): spaCy's English infixes, applied twice t
 )
 _CONTRACTION = (r"^(.+?)(n['’]t)$|^([Cc]an)(not)$|^([Ii]|[Yy]ou|[Hh]e|[Ss]he|[Ii]t|[Ww]e|[Tt]hey|[Tt]hat|[Tt]here|[Ww]ho|[Ww]hat)(['’](?:m|re|ve|ll|d))$",
                 r"\1\3\5 \2\4\6")
-_UNIT = (r"^(.*\pN)(\+|km|m|cm|mm|kg|g|mg|lb|oz|ft|yd|mph|MB|KB|GB|TB|mb|kb|gb|tb|Mb|Kb|Gb|K|M|G|T)$", r"\1 \2")
+_UNIT = (r"^(.*\pN)(\+|%|\$|£|€|¥|km|m|cm|mm|kg|g|mg|lb|oz|ft|yd|mph|MB|KB|GB|TB|mb|kb|gb|tb|Mb|Kb|Gb|K|M|G|T)$", r"\1 \2")
 _EDGE_UNITS = (rf"(['’][sS]|''|\.\.+|[{_EDGE}.])", r" \1 ")
+_EMOTICON = "^(?:" + "|".join(re.sub(r"([\\^$.|?*+()\[\]{}])", r"\\\1", e) for e in _EMOTICONS) + ")$"
 
 def text_hash(text):
     "A 64-bit hash per string (pandas: `hash_pandas_object`; cuDF: xxhash64); equal strings, equal hashes."
@@ -375,6 +388,7 @@ def extract_groups(text, pattern):
 
 def split_chunk(chunks):
     "Space-separated tokens of each whitespace-free chunk, spaCy-style: prefixes, core (infixes), suffixes."
+    emoticon = chunks.str.contains(_EMOTICON)
     parts = extract_groups(chunks, _CHUNK)
     pre, core, suf = (string_series(parts[c].fillna("")) for c in ("pre", "core", "suf"))
     # the period after a capital ("A.D.", "3D.") and after the abbreviations spaCy knows stays with the word
@@ -392,7 +406,7 @@ def split_chunk(chunks):
     has_pre, has_suf = pre.str.len() > 0, suf.str.len() > 0
     pre = pre.mask(has_pre, replace_backrefs(pre[has_pre], *_EDGE_UNITS))
     suf = suf.mask(has_suf, replace_backrefs(suf[has_suf], *_EDGE_UNITS))
-    return pre + " " + core + " " + suf
+    return (pre + " " + core + " " + suf).where(~emoticon, chunks)
 
 def word_tokens(text):
     "One row per word of each string in `text`, split like spaCy's English tokenizer: `row`, `line`, `pos`, `token`, `hash`."
