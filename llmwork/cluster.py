@@ -21,8 +21,8 @@ from .embed import series_to_vectors
 __all__ = ['CHUNK_BYTES', 'CPU_CHUNK_BYTES', 'TERM_PATTERN', 'nearest_centers', 'chunk_rows', 'cpu_threads', 'map_chunks',
            'LloydStatistics', 'lloyd_statistics', 'FarthestRows', 'farthest_rows', 'update_centers', 'kmeans_plusplus',
            'random_rows', 'absolute_tolerance', 'lloyd', 'exact_assignment', 'KMeans', 'vector_blocks', 'DaskKMeans',
-           'assign_clusters', 'cluster_corpus', 'semantic_duplicates', 'find_semantic_duplicates', 'SemanticDedup',
-           'distinguishing_terms', 'cluster_summaries']
+           'assign_clusters', 'cluster_corpus', 'semantic_duplicates', 'find_semantic_duplicates', 'split_duplicates',
+           'SemanticDedup', 'distinguishing_terms', 'cluster_summaries']
 
 # %% ../nbs/05_cluster.ipynb #cell-006
 def _unit_rows(x: torch.Tensor) -> torch.Tensor:
@@ -509,6 +509,17 @@ def _split_partition(frame, duplicates: pd.Series, keep: bool, step: str, column
     removed = frame[hit][columns]
     return mark_removed(removed, step, "semantic_duplicate", duplicate_of[hit])
 
+def split_duplicates(ddf, found: pd.DataFrame, step: str) -> tuple:
+    """Lazily split a corpus by a `(id, duplicate_of)` table: `(kept, removed)`, removed rows marked with `step`,
+    reason `semantic_duplicate` and `duplicate_of`. The table is sent once to every partition; no shuffle."""
+    import dask
+    columns = list(ddf.columns)
+    duplicates = dask.delayed(found.set_index("id")["duplicate_of"], pure=False)
+    kept = ddf.map_partitions(_split_partition, duplicates, True, step, columns, meta=ddf._meta)
+    removed = ddf.map_partitions(_split_partition, duplicates, False, step, columns,
+                                 meta=mark_removed(ddf._meta, step, "semantic_duplicate"))
+    return kept, removed
+
 @register_step
 @dataclass
 class SemanticDedup(Step):
@@ -524,12 +535,11 @@ class SemanticDedup(Step):
     column: str = "embedding"
 
     def run(self, ddf):
-        import dask
         from llmwork.embed import HashedTfidfEmbedder, fit_embedder, load_embedder
         if not 0 < self.eps < 1: raise ValueError(f"semantic_dedup: eps must be between 0 and 1 (a cosine distance), got {self.eps}.")
         columns = list(ddf.columns)
         n = int(ddf.shape[0].compute())
-        if n == 0: return ddf, mark_removed(ddf, self.name, "semantic_duplicate")
+        if n == 0: return split_duplicates(ddf, pd.DataFrame({"id": pd.Series([], dtype=str), "duplicate_of": pd.Series([], dtype=str)}), self.name)
         embedder = None
         if self.column not in columns:
             slim = ddf[["id", "text"]]
@@ -541,12 +551,7 @@ class SemanticDedup(Step):
         n_clusters = max(1, min(self.n_clusters, n // 10))
         clustered, _, _ = cluster_corpus(slim, n_clusters, embedder=embedder, sample_size=self.sample_size, seed=self.seed,
                                          max_iter=self.max_iter, column=self.column)
-        found = find_semantic_duplicates(clustered, self.eps, self.column)
-        duplicates = dask.delayed(found.set_index("id")["duplicate_of"], pure=False)
-        kept = ddf.map_partitions(_split_partition, duplicates, True, self.name, columns, meta=ddf._meta)
-        removed = ddf.map_partitions(_split_partition, duplicates, False, self.name, columns,
-                                     meta=mark_removed(ddf._meta, self.name, "semantic_duplicate"))
-        return kept, removed
+        return split_duplicates(ddf, find_semantic_duplicates(clustered, self.eps, self.column), self.name)
 
 # %% ../nbs/05_cluster.ipynb #cell-054
 TERM_PATTERN = r"(?u)\b[a-zA-Z][a-zA-Z0-9+\-]{2,}\b"

@@ -254,3 +254,19 @@ def test_cluster_summaries_exact_counts_and_removed_shares():
     assert all(len(x) == 2 for x in s.samples)
     with pytest.raises(ValueError, match="lacks column"):
         cluster_summaries(docs.drop(columns="cluster"))
+
+
+def test_dask_kmeans_on_stored_parquet_embeddings(tmp_path):
+    import dask.dataframe as dd
+    from llmwork.embed import vectors_to_series, write_embeddings
+    import pandas as pd
+    x, truth = make_blobs(900, n_features=5, centers=3, cluster_std=0.3, random_state=8)
+    frame = pd.DataFrame({"id": [f"d{i:04d}" for i in range(900)]})
+    with dask.config.set({"scheduler": "synchronous", "dataframe.convert-string": False}):
+        frame["embedding"] = vectors_to_series(x.astype(np.float32))
+        write_embeddings(dd.from_pandas(frame, npartitions=3), tmp_path / "vec")
+        stored = dd.read_parquet(tmp_path / "vec")
+        m = DaskKMeans(3, seed=0).fit(stored)
+    assert adjusted_rand_score(truth, m.labels_) >= 0.99
+    single = KMeans(3, init=m.cluster_centers_, max_iter=1).fit(x)
+    np.testing.assert_array_equal(single.labels_, m.labels_)
