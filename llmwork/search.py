@@ -13,10 +13,9 @@ import math
 import os
 import re
 import sys
-import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass, asdict
 from pathlib import Path
 
 import numpy as np
@@ -52,9 +51,6 @@ class ScanStats:
     row_groups_read: int = 0
     row_groups_decoded: int = 0
     rows_read: int = 0
-
-    def add(self, other: "ScanStats"):
-        for k, v in asdict(other).items(): setattr(self, k, getattr(self, k) + v)
 
 # %% ../nbs/06_search.ipynb #cell-008
 def _parquet_paths(path: Path) -> tuple[list[Path], dict | None]:
@@ -691,8 +687,9 @@ _grep = grep  # `search` names its pattern argument `grep`
 
 def search(dataset, id=None, where: str | None = None, grep: str | None = None, like: str | None = None,
            like_id: str | None = None, k: int = 10, nprobe: int | None = None, limit: int = 20, columns=None,
-           regex: bool = True, case: bool = True, index=None, vectors=None, embedder=None) -> pd.DataFrame:
-    "Run one query — by `id`, `where` predicate, `grep` pattern, `like` text or `like_id` document — over `dataset`."
+           regex: bool = True, case: bool = True, index=None, vectors=None, embedder=None, ivf=None) -> pd.DataFrame:
+    """Run one query — by `id`, `where` predicate, `grep` pattern, `like` text or `like_id` document — over `dataset`.
+    With `nprobe`, the inverted file is loaded from `ivf` (a `.npz` file) if it exists, else built (and saved there)."""
     given = {n: v for n, v in dict(id=id, where=where, grep=grep, like=like, like_id=like_id).items() if v is not None}
     if len(given) != 1:
         raise SearchError(f"Give exactly one of id, where, grep, like, like_id (got {', '.join(given) or 'none'}).")
@@ -702,7 +699,11 @@ def search(dataset, id=None, where: str | None = None, grep: str | None = None, 
     if grep is not None: return _grep(dataset, grep, regex=regex, case=case, columns=columns, limit=limit)
     if k < 1: raise SearchError(f"k must be at least 1, not {k}.")
     index = load_index(dataset, index if index is not None else vectors)
-    if nprobe is not None and index.ivf is None: index.build_ivf()
+    if nprobe is not None and index.ivf is None:
+        if ivf is not None and Path(ivf).exists(): index.load_ivf(ivf)
+        else:
+            index.build_ivf()
+            if ivf is not None: index.save_ivf(ivf)
     return nearest(dataset, like, k, nprobe, index, embedder, like_id, columns)
 
 # %% ../nbs/06_search.ipynb #cell-068
@@ -741,7 +742,7 @@ def search_command(args) -> int:
         return 0
     result = search(args.dataset, id=args.id, where=args.where, grep=args.grep, like=args.like, like_id=args.like_id,
                     k=args.k, nprobe=args.nprobe, limit=args.limit, columns=columns, regex=not args.fixed_strings,
-                    case=not args.ignore_case, vectors=args.vectors, embedder=args.embedder)
+                    case=not args.ignore_case, vectors=args.vectors, embedder=args.embedder, ivf=args.ivf)
     _print_results(result, args.format, with_total=args.grep is not None or args.where is not None)
     return 0
 
@@ -768,6 +769,7 @@ def add_commands(subparsers):
     p.add_argument("-F", "--fixed-strings", action="store_true", help="--grep: PATTERN is plain text, not a regular expression")
     p.add_argument("--vectors", metavar="DIR", help="embeddings folder (llmwork.embed.write_embeddings) for --like/--like-id; "
                    "default: the dataset's 'embedding' column")
+    p.add_argument("--ivf", metavar="FILE", help="with --nprobe: the inverted file (.npz), loaded if it exists, else built and saved there")
     p.add_argument("--embedder", metavar="FILE", help="fitted embedder (.npz, llmwork.embed) that turns --like TEXT into a vector")
     p.set_defaults(func=search_command)
     return p

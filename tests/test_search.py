@@ -193,9 +193,12 @@ def test_nearest_from_embeddings_folder(sample, tmp_path, capsys):
     assert main([*argv, "--like", small["text"][3], "--embedder", str(tmp_path / "embedder.npz")]) == 0
     lines = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
     assert [l["id"] for l in lines][:1] == [small["id"][3]] and len(lines) == 2 and "score" in lines[0]
-    assert main([*argv, "--like-id", small["id"][3], "--nprobe", "2"]) == 0  # builds an inverted file on the fly
-    lines = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
-    assert len(lines) == 2 and small["id"][3] not in {l["id"] for l in lines}
+    ivf = tmp_path / "ivf.npz"
+    for _ in range(2):  # builds the inverted file and saves it, then loads it
+        assert main([*argv, "--like-id", small["id"][3], "--nprobe", "2", "--ivf", str(ivf)]) == 0
+        lines = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
+        assert len(lines) == 2 and small["id"][3] not in {l["id"] for l in lines}
+        assert ivf.exists()
 
 
 @pytest.fixture(scope="module")
