@@ -364,13 +364,17 @@ def adaptive_settings(interval="100ms", wait_count: int = 3, target_duration="1s
             "distributed.adaptive.target-duration": target_duration}
 
 def elastic_client(minimum: int = 0, maximum: int = 2, backend=None, interval="100ms", wait_count: int = 3,
-                   target_duration="1s", **kwargs):
-    "A client on an adaptive local cluster (between `minimum` and `maximum` workers) that reacts quickly."
+                   target_duration="1s", cluster=None, **kwargs):
+    "A client on an adaptive cluster (between `minimum` and `maximum` workers) that reacts quickly: a new local one, or `cluster`."
     import dask
     import distributed  # noqa: F401 -- loads its config defaults first, or leaving `config.set` would drop them all
     from llmwork.backend import get_client
     with dask.config.set(adaptive_settings(interval, wait_count, target_duration)):
-        return get_client(backend, adaptive=(minimum, maximum), **kwargs)
+        if cluster is None: return get_client(backend, adaptive=(minimum, maximum), **kwargs)
+        # any deployment with `adapt` (dask-jobqueue's SLURMCluster, dask-kubernetes' KubeCluster, ...) scales the same way
+        if not hasattr(cluster, "adapt"): raise ValueError(f"{type(cluster).__name__} cannot scale adaptively (it has no adapt method).")
+        cluster.adapt(minimum=minimum, maximum=maximum)
+        return distributed.Client(cluster)
 
 def worker_count(client) -> int:
     "How many workers the scheduler has right now."
@@ -425,7 +429,7 @@ class WorkerTrace:
         return go.Figure(go.Scatter(x=t, y=n, mode="lines", line_shape="hv")).update_layout(
             xaxis_title="seconds", yaxis_title="workers", title="Adaptive cluster: workers over a run")
 
-# %% ../nbs/11_platform.ipynb #cell-033
+# %% ../nbs/11_platform.ipynb #cell-035
 def _flat_params(model: nn.Module) -> torch.Tensor:
     return torch.nn.utils.parameters_to_vector(model.parameters()).detach()
 
@@ -451,7 +455,7 @@ def _unwrap_model(model):
     while hasattr(model, "module"): model = model.module
     return model
 
-# %% ../nbs/11_platform.ipynb #cell-034
+# %% ../nbs/11_platform.ipynb #cell-036
 from .train import Strategy, register_strategy
 
 class AveragingStrategy(Strategy):
@@ -495,7 +499,7 @@ class FedAvg(AveragingStrategy):
 register_strategy("local_sgd", LocalSGD)
 register_strategy("fedavg", FedAvg)
 
-# %% ../nbs/11_platform.ipynb #cell-038
+# %% ../nbs/11_platform.ipynb #cell-040
 class _OwnData:
     "A rank's own batches: ignore the rank slicing DDP-style loaders do."
     def __init__(self, data): self.data = data
@@ -602,7 +606,7 @@ def launch_averaged(config, client, strategy="local_sgd", H: int = 4, optimizer:
     from llmwork.launch import launch
     return launch(AveragedTraining(optimizer, batch_by_data), config, client, n_ranks=n_ranks, strategy=make_strategy(strategy, H))
 
-# %% ../nbs/11_platform.ipynb #cell-041
+# %% ../nbs/11_platform.ipynb #cell-043
 def split_token_shards(src, out_root, n: int) -> str:
     "Deal the shards of token directory `src` round-robin into `out_root/rank-R` (R < n); returns the '{rank}' template."
     import shutil
@@ -624,7 +628,7 @@ def split_token_shards(src, out_root, n: int) -> str:
         shutil.copyfile(shards.path / "tokenizer.json", d / "tokenizer.json")
     return str(out_root / "rank-{rank}")
 
-# %% ../nbs/11_platform.ipynb #cell-045
+# %% ../nbs/11_platform.ipynb #cell-047
 CORPUS_FILE = "corpus.json"
 DEDUP_STEPS = ("exact_dedup", "fuzzy_dedup")
 
@@ -674,7 +678,7 @@ def _read_rows(files, ids, columns=None) -> pd.DataFrame:
 def _version_files(corpus_dir: Path, state, part: str) -> list:
     return [f for v in (state or {}).get("versions", []) for f in _parquet_files(corpus_dir / "versions" / v["name"] / part)]
 
-# %% ../nbs/11_platform.ipynb #cell-046
+# %% ../nbs/11_platform.ipynb #cell-048
 def _pairs_within(frame: pd.DataFrame) -> pd.DataFrame:
     "All pairs (left < right) of ids sharing a (band, bucket) in `frame`."
     m = frame.merge(frame, on=["band", "bucket"], suffixes=("_l", "_r"))
@@ -709,7 +713,7 @@ def _components(nodes: list, left, right) -> dict:
     graph = coo_matrix((np.ones(len(l), np.int8), (l, r)), shape=(len(nodes), len(nodes)))
     return dict(zip(nodes, connected_components(graph, directed=False)[1]))
 
-# %% ../nbs/11_platform.ipynb #cell-048
+# %% ../nbs/11_platform.ipynb #cell-050
 def _exact_stage(new: pd.DataFrame, status: pd.DataFrame):
     "(new duplicates: id -> duplicate_of, status with old losers retracted)."
     reps = status[status["hash"].notna() & (status["step"].isna() | (status["step"] != "exact_dedup"))]
@@ -732,7 +736,7 @@ def _exact_stage(new: pd.DataFrame, status: pd.DataFrame):
         status.loc[follows, "duplicate_of"] = status.loc[follows, "duplicate_of"].map(lose_to)
     return dups, status
 
-# %% ../nbs/11_platform.ipynb #cell-050
+# %% ../nbs/11_platform.ipynb #cell-052
 def _fuzzy_stage(corpus_dir, state, fuzzy, new: pd.DataFrame, status: pd.DataFrame):
     "(new duplicates: id -> duplicate_of, status updated, new bucket rows, new group labels: id -> group)."
     from llmwork import fuzzy as fz
@@ -781,7 +785,7 @@ def _fuzzy_stage(corpus_dir, state, fuzzy, new: pd.DataFrame, status: pd.DataFra
             status.loc[at & (status["step"] == "fuzzy_dedup"), "duplicate_of"] = winner
     return pd.Series(dups, dtype="str"), status, nb, labels
 
-# %% ../nbs/11_platform.ipynb #cell-052
+# %% ../nbs/11_platform.ipynb #cell-054
 def _load_pipeline(pipeline):
     "A `Pipeline` from itself, a config dict/list or a YAML/JSON file; steps of the other modules are registered first."
     import importlib
@@ -946,7 +950,7 @@ def corpus_documents(corpus_dir):
     ddf = dd.read_parquet(_version_files(corpus_dir, state, "kept"))
     return ddf.map_partitions(lambda p: p[p["id"].isin(kept)], meta=ddf._meta)
 
-# %% ../nbs/11_platform.ipynb #cell-056
+# %% ../nbs/11_platform.ipynb #cell-058
 def _ingested_inputs(corpus_dir: Path) -> set:
     return {str(Path(p).resolve()) for v in (_read_state(Path(corpus_dir)) or {}).get("versions", []) for p in v.get("input", [])}
 
@@ -981,7 +985,7 @@ def _ingest_summary(rep: dict, corpus_dir) -> str:
             f" ({steps or 'nothing removed'}); {rep['retracted']['n']:,} earlier documents retracted; "
             f"{corpus_dir} now keeps {rep['corpus_kept_after']:,}")
 
-# %% ../nbs/11_platform.ipynb #cell-059
+# %% ../nbs/11_platform.ipynb #cell-061
 MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "dropout")
 
 def gpt_trial(params: dict, report) -> float:
@@ -1004,7 +1008,7 @@ def gpt_trial(params: dict, report) -> float:
             if "eval_loss" in m: report(m["step"], m["eval_loss"])
         return float(train(config, RankContext(report=on_metrics))["eval_loss"])
 
-# %% ../nbs/11_platform.ipynb #cell-061
+# %% ../nbs/11_platform.ipynb #cell-063
 def _import_function(spec: str):
     import importlib
     module, _, name = spec.partition(":")
@@ -1051,7 +1055,7 @@ def tune_command(args) -> int:
     print(f"best loss {res.best_loss:.4f} with {res.best_params}\ntable: {stem}-trials.csv, figure: {stem}-parcoords.html")
     return 0
 
-# %% ../nbs/11_platform.ipynb #cell-062
+# %% ../nbs/11_platform.ipynb #cell-064
 def _eval_tokens_for(checkpoint, eval_data=None, n_batches: int = 4, batch_size: int = 8):
     "Held-out token windows for a GPT checkpoint: from `eval_data`, else the token shards it was trained on."
     from llmwork.train import TokenBatches, load_checkpoint
