@@ -30,11 +30,11 @@ from .backend import resolve_backend, is_gpu_frame, to_pandas
 from .io import CorpusError
 
 # %% auto #0
-__all__ = ['SNIPPET_CHARS', 'WHERE_EXAMPLES', 'GREP_PARTITION_ROWS', 'PROVENANCE_FIELDS', 'SEARCH_KINDS', 'SearchError',
-           'ScanStats', 'StoredDataset', 'open_dataset', 'scan', 'snippet', 'match_context', 'find_ids', 'parse_where',
-           'find_where', 'grep_partition', 'grep', 'as_vectors', 'exact_topk', 'InvertedFileIndex', 'VectorIndex',
-           'nearest', 'provenance', 'duplicates_of', 'load_index', 'search', 'search_command', 'add_commands',
-           'SearchBox', 'search_box']
+__all__ = ['MANIFEST_NAMES', 'SNIPPET_CHARS', 'WHERE_EXAMPLES', 'GREP_PARTITION_ROWS', 'PROVENANCE_FIELDS', 'SEARCH_KINDS',
+           'SearchError', 'ScanStats', 'StoredDataset', 'open_dataset', 'scan', 'snippet', 'match_context', 'find_ids',
+           'parse_where', 'find_where', 'grep_partition', 'grep', 'as_vectors', 'exact_topk', 'InvertedFileIndex',
+           'VectorIndex', 'nearest', 'provenance', 'duplicates_of', 'load_index', 'search', 'search_command',
+           'add_commands', 'SearchBox', 'search_box']
 
 # %% ../nbs/06_search.ipynb #cell-006
 class SearchError(CorpusError):
@@ -53,16 +53,18 @@ class ScanStats:
     rows_read: int = 0
 
 # %% ../nbs/06_search.ipynb #cell-008
+MANIFEST_NAMES = ("manifest.json", "_manifest.json")  # the second is invisible to pandas/pyarrow folder reads
+
 def _parquet_paths(path: Path) -> tuple[list[Path], dict | None]:
     if path.is_file(): return [path], None
     if not path.is_dir(): raise SearchError(f"{path}: no such dataset. Pass a folder written by llmwork (with manifest.json) or a Parquet file.")
-    manifest_path = path / "manifest.json"
-    if manifest_path.exists():
+    manifest_path = next((path / n for n in MANIFEST_NAMES if (path / n).exists()), None)
+    if manifest_path is not None:
         manifest = json.loads(manifest_path.read_text())
         return [path / e["file"] for e in manifest.get("files", [])], manifest
     files = sorted(p for p in path.rglob("*.parquet") if not p.name.startswith((".", "_")))
     if not files:
-        subdirs = [p.name for p in path.iterdir() if p.is_dir() and (p / "manifest.json").exists()]
+        subdirs = [p.name for p in path.iterdir() if p.is_dir() and any((p / n).exists() for n in MANIFEST_NAMES)]
         hint = f" It holds the datasets {', '.join(subdirs)}: pass one of them, e.g. {path / subdirs[0]}." if subdirs else ""
         raise SearchError(f"{path}: no Parquet files and no manifest.json.{hint}")
     return files, None
@@ -118,7 +120,7 @@ def open_dataset(dataset, id_col: str = "id", text_col: str = "text") -> StoredD
     "A `StoredDataset` for `dataset` (a path or an opened dataset), cached per path."
     if isinstance(dataset, StoredDataset): return dataset
     path = Path(dataset)
-    stamp_of = path / "manifest.json" if (path / "manifest.json").exists() else path
+    stamp_of = next((path / n for n in MANIFEST_NAMES if (path / n).exists()), path)
     stamp = stamp_of.stat().st_mtime if stamp_of.exists() else 0.0
     return _open_cached(str(path.resolve()) if path.exists() else str(path), stamp, id_col, text_col)
 

@@ -271,3 +271,13 @@ def test_grep_in_smaller_partitions_gives_the_same_answer(stored, monkeypatch):
     assert len(search_module._partitions(open_dataset(stored["unsorted"]), 10_000)) > 3
     parts = grep(stored["unsorted"], "python", limit=30)
     assert parts.attrs["total"] == whole.attrs["total"] and parts["id"].tolist() == whole["id"].tolist()
+
+
+def test_manifest_under_either_name(stored, tmp_path):
+    import shutil
+    copy = tmp_path / "copy"
+    shutil.copytree(stored["sorted"], copy)
+    (copy / "manifest.json").rename(copy / "_manifest.json")  # a name pandas/pyarrow folder reads skip
+    got = find_ids(copy, "debian:zsh")
+    assert got["id"].tolist() == ["debian:zsh"] and got.attrs["stats"]["files_read"] == 1
+    assert len(pd.read_parquet(copy, columns=["id"])) == open_dataset(copy).manifest["rows"]
