@@ -157,9 +157,11 @@ def get_client(backend: str | Backend | None = None, scheduler: str | None = Non
     else:
         from distributed import LocalCluster
         n_workers = n_workers or (None if adaptive else min(os.cpu_count() or 1, 4))
+        # in-process clusters talk over inproc://, so there is no address to bind and `host` must not be passed
+        network = {"host": host} if processes else {}
         cluster = LocalCluster(n_workers=0 if adaptive else n_workers, threads_per_worker=threads_per_worker or 1,
-                               host=host, dashboard_address=dashboard_address, memory_limit=memory_limit,
-                               processes=processes, **kwargs)
+                               dashboard_address=dashboard_address, memory_limit=memory_limit,
+                               processes=processes, **network, **kwargs)
     if adaptive:
         minimum, maximum = adaptive
         cluster.adapt(minimum=minimum, maximum=maximum)
