@@ -31,14 +31,14 @@ from .models import (MODEL_KINDS, EncoderConfig, TextClassifier, TransformerEnco
 from .train import ExampleBatches, RankContext, TrainConfig, load_checkpoint, train
 
 # %% auto #0
-__all__ = ['CLASSIFIERS', 'WORD_FEATURES', 'drop_duplicate_texts', 'stratified_split', 'classification_summary', 'report_table',
-           'confusion_figure', 'tfidf_svm', 'fit_tfidf_svm', 'HashedSGD', 'TransformerClassifier',
-           'fit_transformer_classifier', 'fit_classifier', 'predict_texts', 'compare_classifiers', 'QualityModel',
-           'load_quality_model', 'read_parquet_dir', 'labels_from_clean_run', 'QualityClassifierFilter', 'word_shape',
-           'Vocab', 'TagEncoder', 'TaggerConfig', 'FeatureTokenClassifier', 'LengthBucketBatches',
-           'allowed_transitions', 'viterbi_iob', 'NerTagger', 'fit_ner', 'ner_scores', 'ner_report_text',
-           'crf_word_features', 'crf_features', 'CrfTagger', 'fit_crf', 'classify_command', 'ner_command',
-           'add_commands']
+__all__ = ['CLASSIFIERS', 'WORD_FEATURES', 'LEXICAL_FEATURES', 'drop_duplicate_texts', 'stratified_split',
+           'classification_summary', 'report_table', 'confusion_figure', 'tfidf_svm', 'fit_tfidf_svm', 'HashedSGD',
+           'TransformerClassifier', 'fit_transformer_classifier', 'fit_classifier', 'predict_texts',
+           'compare_classifiers', 'QualityModel', 'load_quality_model', 'read_parquet_dir', 'labels_from_clean_run',
+           'QualityClassifierFilter', 'word_shape', 'Vocab', 'TagEncoder', 'TaggerConfig', 'FeatureTokenClassifier',
+           'LengthBucketBatches', 'allowed_transitions', 'viterbi_iob', 'NerTagger', 'fit_ner', 'ner_scores',
+           'ner_report_text', 'crf_word_features', 'crf_features', 'CrfTagger', 'fit_crf', 'HFTaggerConfig',
+           'HFTokenClassifier', 'HFTagEncoder', 'fit_hf_ner', 'classify_command', 'ner_command', 'add_commands']
 
 # %% ../nbs/10_classify.ipynb #cell-006
 def drop_duplicate_texts(frame: pd.DataFrame, text_col="text") -> tuple[pd.DataFrame, int]:
@@ -517,7 +517,7 @@ class TaggerConfig:
     dropout: float = 0.1
     pad_id: int = 0
     feature_sizes: dict = field(default_factory=dict)
-    word_dropout: float = 0.05
+    word_dropout: float = 0.3
 
     def to_dict(self) -> dict: return asdict(self)
 
@@ -539,13 +539,16 @@ class FeatureTokenClassifier(nn.Module):
         if attention_mask is None: attention_mask = torch.ones_like(input_ids)
         T = max(1, int(attention_mask.sum(1).max()))
         input_ids, attention_mask = input_ids[:, :T], attention_mask[:, :T]
-        enc = self.encoder
+        enc, drop = self.encoder, None
+        if self.training and self.config.word_dropout:
+            # hide the identity of some pieces (piece id -> the unused id 0, word/prefix/suffix -> unknown) so the
+            # model learns to tag from shape and context as well as from memorised names
+            drop = (torch.rand(input_ids.shape, device=input_ids.device) < self.config.word_dropout) & attention_mask.bool()
+            input_ids = input_ids.masked_fill(drop, 0)
         x = enc.wte(input_ids) + enc.wpe(torch.arange(T, device=input_ids.device))
         for name, emb in self.features.items():
             ids = features[name][:, :T]
-            if name == "word" and self.training and self.config.word_dropout:
-                drop = (torch.rand(ids.shape, device=ids.device) < self.config.word_dropout) & (ids > 1)
-                ids = ids.masked_fill(drop, 1)
+            if drop is not None and name in LEXICAL_FEATURES: ids = ids.masked_fill(drop, 1)
             x = x + emb(ids)
         x = enc.drop(x)
         keys = attention_mask.bool()[:, None, None, :]
@@ -557,6 +560,7 @@ class FeatureTokenClassifier(nn.Module):
         return logits, loss
 
 MODEL_KINDS.setdefault("feature_token_classifier", (FeatureTokenClassifier, TaggerConfig))
+LEXICAL_FEATURES = ("word", "prefix", "suffix")
 
 # %% ../nbs/10_classify.ipynb #cell-039
 class LengthBucketBatches(ExampleBatches):
@@ -635,6 +639,10 @@ class NerTagger:
 
     def save(self, out_dir) -> Path:
         out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
+        if not isinstance(self.model, FeatureTokenClassifier):  # a fine-tuned transformers model saves its own way
+            self.model.hf.save_pretrained(out_dir / "hf"); self.encoder.tokenizer.save_pretrained(out_dir / "hf")
+            (out_dir / "tags.json").write_text(json.dumps({"tags": self.encoder.tags, "max_len": self.encoder.max_len}))
+            return out_dir
         tmp_path = out_dir / "tagger.pt.tmp"
         torch.save({"kind": "feature_token_classifier", "model_config": self.model.config.to_dict(),
                     "model": self.model.state_dict(), "encoder": self.encoder.to_dict()}, tmp_path)
@@ -644,13 +652,17 @@ class NerTagger:
     @classmethod
     def load(cls, path, device="cpu") -> "NerTagger":
         path = Path(path)
+        if (path / "hf").is_dir():
+            meta = json.loads((path / "tags.json").read_text())
+            model = HFTokenClassifier(HFTaggerConfig(str(path / "hf"), meta["tags"], meta["max_len"]))
+            return cls(model.to(device), HFTagEncoder(path / "hf", meta["tags"], meta["max_len"]))
         ck = torch.load(path / "tagger.pt" if path.is_dir() else path, map_location=device, weights_only=False)
         model = FeatureTokenClassifier(TaggerConfig(**ck["model_config"]))
         model.load_state_dict(ck["model"])
         return cls(model.to(device), TagEncoder.from_dict(ck["encoder"]))
 
 def fit_ner(train_sents, out_dir, dev_sents=None, columns=(), steps=None, epochs=4, batch_size=32, lr=2e-3,
-            vocab_size=16000, min_count=2, n_layer=2, n_head=4, n_embd=128, dropout=0.1, word_dropout=0.05,
+            vocab_size=16000, min_count=2, n_layer=2, n_head=4, n_embd=128, dropout=0.2, word_dropout=0.3,
             seed=0, device=None, threads=None, eval_sentences=512, progress=True) -> NerTagger:
     "Train our NER tagger on `train_sents` (from `read_conll`) with the llmwork loop."
     encoder = TagEncoder.fit(train_sents, columns, vocab_size, min_count)
@@ -733,6 +745,82 @@ def fit_crf(train_sents, columns=(), c1=0.1, c2=0.1, max_iterations=100) -> CrfT
     return CrfTagger(crf, columns)
 
 # %% ../nbs/10_classify.ipynb #cell-056
+@dataclass
+class HFTaggerConfig:
+    "A local transformers checkpoint and the tag set of the token-classification head."
+    local_dir: str = ""
+    tags: list = field(default_factory=list)
+    max_len: int = 256
+
+    def to_dict(self) -> dict: return asdict(self)
+
+class HFTokenClassifier(nn.Module):
+    "`AutoModelForTokenClassification` from a local folder, returning `(logits, loss)` like llmwork's models."
+    def __init__(self, config: HFTaggerConfig):
+        super().__init__()
+        try:
+            from transformers import AutoModelForTokenClassification
+            from transformers.utils import logging as hf_logging
+        except ImportError:
+            raise ImportError("Fine-tuning local BERT weights needs transformers: pip install 'llmwork[hf]'.") from None
+        self.config = config
+        hf_logging.set_verbosity_error()  # the freshly sized head is expected to differ from the checkpoint's
+        self.hf = AutoModelForTokenClassification.from_pretrained(
+            config.local_dir, num_labels=len(config.tags), id2label=dict(enumerate(config.tags)),
+            label2id={t: i for i, t in enumerate(config.tags)}, ignore_mismatched_sizes=True, local_files_only=True)
+
+    def forward(self, input_ids, attention_mask=None, labels=None, token_type_ids=None):
+        if attention_mask is None: attention_mask = torch.ones_like(input_ids)
+        T = max(1, int(attention_mask.sum(1).max()))
+        logits = self.hf(input_ids=input_ids[:, :T], attention_mask=attention_mask[:, :T]).logits
+        loss = None if labels is None else F.cross_entropy(logits.flatten(0, 1).float(), labels[:, :T].flatten(), ignore_index=-100)
+        return logits, loss
+
+MODEL_KINDS.setdefault("hf_token_classifier", (HFTokenClassifier, HFTaggerConfig))
+
+class HFTagEncoder:
+    "Sentences to tensors with a transformers tokenizer: the tag on each word's first piece, -100 elsewhere."
+    def __init__(self, local_dir, tags, max_len=256):
+        from transformers import AutoTokenizer
+        self.local_dir, self.tags, self.max_len = str(local_dir), list(tags), max_len
+        self.tokenizer = AutoTokenizer.from_pretrained(self.local_dir, local_files_only=True)
+        self.tag_id = {t: i for i, t in enumerate(self.tags)}
+
+    def encode(self, sentences: pd.DataFrame, with_labels=True):
+        enc = self.tokenizer(list(map(list, sentences["tokens"])), is_split_into_words=True, truncation=True,
+                             max_length=self.max_len, padding=True, return_tensors="pt")
+        tensors = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        labels = torch.full_like(enc["input_ids"], -100)
+        firsts = []
+        for i, tags in enumerate(sentences["tags"] if with_labels else [None] * len(sentences)):
+            first, seen = [], set()
+            for pos, w in enumerate(enc.word_ids(i)):
+                if w is None or w in seen: continue
+                seen.add(w); first.append(pos)
+                if tags is not None: labels[i, pos] = self.tag_id.get(tags[w], -100)
+            firsts.append(first)
+        if with_labels: tensors["labels"] = labels
+        return tensors, firsts
+
+def fit_hf_ner(train_sents, out_dir, local_dir, dev_sents=None, steps=None, epochs=3, batch_size=16, lr=5e-5,
+               seed=0, device=None, threads=None, max_len=256, progress=True) -> NerTagger:
+    "Fine-tune the BERT-style checkpoint in `local_dir` for NER with the llmwork loop."
+    tags = sorted({t for ts in train_sents["tags"] for t in ts}, key=_tag_order)
+    encoder = HFTagEncoder(local_dir, tags, max_len)
+    tensors, _ = encoder.encode(train_sents)
+    eval_tensors = encoder.encode(dev_sents.iloc[:512])[0] if dev_sents is not None and len(dev_sents) else None
+    steps = steps or epochs * math.ceil(len(train_sents) / batch_size)
+    every = max(1, min(steps, math.ceil(len(train_sents) / batch_size)))
+    torch.manual_seed(seed)
+    model = HFTokenClassifier(HFTaggerConfig(str(local_dir), tags, max_len))
+    config = TrainConfig(out_dir=str(out_dir), batch_size=batch_size, steps=steps, lr=lr, warmup_steps=min(100, steps // 10),
+                         weight_decay=0.01, eval_every=every if eval_tensors else 0, checkpoint_every=every, keep_checkpoints=1,
+                         seed=seed, device=device, threads=threads)
+    ctx = RankContext(report=_progress_reporter(steps, "fine-tuning") if progress else None)
+    result = train(config, ctx, model=model, data=LengthBucketBatches(tensors, batch_size, seed, eval_tensors))
+    return NerTagger(model, encoder, result["history"])
+
+# %% ../nbs/10_classify.ipynb #cell-062
 def _fresh_output(out_dir, overwrite) -> Path:
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
@@ -807,6 +895,10 @@ def ner_command(args) -> int:
     t0 = time.perf_counter()
     if args.model == "crf":
         tagger = fit_crf(train_s_, columns)
+    elif args.model == "hf":
+        if not args.hf_dir:
+            raise ValueError("--model hf needs --hf-dir DIR: a local folder with a BERT-style checkpoint and its tokenizer.")
+        tagger = fit_hf_ner(train_s_, work / "run", args.hf_dir, dev_s, steps=args.steps, epochs=args.epochs, seed=args.seed)
     else:
         tagger = fit_ner(train_s_, work / "run", dev_s, columns, steps=args.steps, epochs=args.epochs, seed=args.seed)
     train_s = time.perf_counter() - t0
@@ -848,7 +940,9 @@ def add_commands(subparsers):
                               "the per-tag and per-entity reports and write the model, predictions and metrics.json to OUTDIR.")
     for name in ("train", "dev", "test"): p.add_argument(name, metavar=name.upper(), help=f"{name} sentences (CoNLL)")
     p.add_argument("outdir", metavar="OUTDIR", help="output folder")
-    p.add_argument("--model", choices=("transformer", "crf"), default="transformer", help="tagger (default: transformer)")
+    p.add_argument("--model", choices=("transformer", "crf", "hf"), default="transformer",
+                   help="tagger: ours trained from scratch, the CRF baseline, or local BERT weights fine-tuned (default: transformer)")
+    p.add_argument("--hf-dir", help="with --model hf: a local folder holding a BERT-style checkpoint and tokenizer")
     p.add_argument("--columns", nargs="*", metavar="NAME", help="names of the middle columns to use as features, "
                    "e.g. --columns pos chunk for CoNLL-2003 (default: none)")
     p.add_argument("--tabs", action="store_true", help="columns are tab-separated (tokens may contain spaces)")

@@ -189,3 +189,26 @@ def test_quality_step_errors(tmp_path):
         C.QualityClassifierFilter(model=C.QualityModel(), threshold=2)
     with pytest.raises(ValueError, match="save it and pass its path"):
         C.QualityClassifierFilter(model=C.QualityModel()).config()
+
+
+def test_hf_path_fine_tunes_a_local_tiny_bert(tmp_path):
+    pytest.importorskip("transformers", reason="the optional [hf] extra (transformers) is not installed")
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertForTokenClassification, BertTokenizerFast
+    train, dev, test = (D.read_conll(p) for p in NER)
+    wp = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    wp.normalizer, wp.pre_tokenizer = normalizers.BertNormalizer(lowercase=False), pre_tokenizers.BertPreTokenizer()
+    wp.train_from_iterator((" ".join(t) for t in train["tokens"]),
+                           trainers.WordPieceTrainer(vocab_size=200, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
+    wp.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[
+        ("[CLS]", wp.token_to_id("[CLS]")), ("[SEP]", wp.token_to_id("[SEP]"))])
+    BertTokenizerFast(tokenizer_object=wp, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
+                      mask_token="[MASK]").save_pretrained(tmp_path / "bert")
+    torch.manual_seed(0)
+    BertForTokenClassification(BertConfig(vocab_size=wp.get_vocab_size(), hidden_size=32, num_hidden_layers=1,
+                                          num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+                               ).save_pretrained(tmp_path / "bert")
+    tagger = C.fit_hf_ner(train, tmp_path / "run", tmp_path / "bert", dev, steps=80, lr=3e-3, progress=False)
+    assert (tmp_path / "run" / "checkpoints").exists()  # trained by the llmwork loop
+    assert C.ner_scores(test["tags"].tolist(), tagger.predict(test))["entity_f1"] >= 0.8
