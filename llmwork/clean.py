@@ -345,7 +345,57 @@ _EMOTICONS = ("(-8", "(-:", "(-;", "(:", "(;", "(=", ")-:", "):", "-_-", "-__-",
 _CHUNK = rf"^(?P<pre>{_PREFIX_RUN})(?P<core>.*?)(?P<suf>{_SUFFIX_RUN})$"
 # a final period splits off after a lowercase letter, digit, punctuation, or two capitals ("etc." "v1.0." "USA.")
 _DOT_SPLITS_AFTER = rf"(?:[\p{{Ll}}\pN%²+\-{_EDGE}]|\p{{Lu}}\p{{Lu}})$"
-_ABBREVIATION = r"^(?:\p{Ll}|e\.g|i\.e|a\.m|p\.m|Mr|Mrs|Ms|Dr|St|Jr|Sr|Inc|Ltd|Co|Corp|vs|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec|Mt|Gov|Gen|Rep|Sen|Rev|Prof)$"
+# spaCy's English exceptions that split a plain word ("cannot" -> "can not", "id" -> "i d", "dont" -> "do nt")
+_SPLIT_WORDS = {word: parts.replace("+", " ") for word, parts in (pair.split("=") for pair in (
+    "Aint=Ai+nt Arent=Are+nt Cannot=Can+not Cant=Ca+nt Cantve=Ca+nt+ve Couldnt=Could+nt Couldntve=Could+nt+ve "
+    "Couldve=Could+ve Darent=Dare+nt Didnt=Did+nt Didntve=Did+nt+ve Doesnt=Does+nt Doesntve=Does+nt+ve Dont=Do+nt "
+    "Dontve=Do+nt+ve Gonna=Gon+na Gotta=Got+ta Hadnt=Had+nt Hadntve=Had+nt+ve Hasnt=Has+nt Havent=Have+nt Hed=He+d "
+    "Hedve=He+d+ve Hellve=He+ll+ve Hes=He+s Howd=How+d Howdve=How+d+ve Howll=How+ll Howllve=How+ll+ve Howre=How+re "
+    "Hows=How+s Howve=How+ve Id=I+d Idve=I+d+ve Illve=I+ll+ve Im=I+m Ima=I+m+a Isnt=Is+nt Itd=It+d Itdve=It+d+ve "
+    "Itll=It+ll Itllve=It+ll+ve Ive=I+ve Maynt=May+nt Mayntve=May+nt+ve Mightnt=Might+nt Mightntve=Might+nt+ve "
+    "Mightve=Might+ve Mustnt=Must+nt Mustntve=Must+nt+ve Mustve=Must+ve Neednt=Need+nt Needntve=Need+nt+ve "
+    "Notve=Not+ve Oughtnt=Ought+nt Oughtntve=Ought+nt+ve Shant=Sha+nt Shantve=Sha+nt+ve Shedve=She+d+ve "
+    "Shellve=She+ll+ve Shes=She+s Shouldnt=Should+nt Shouldntve=Should+nt+ve Shouldve=Should+ve Thatd=That+d "
+    "Thatdve=That+d+ve Thatll=That+ll Thatllve=That+ll+ve Thats=That+s Thered=There+d Theredve=There+d+ve "
+    "Therell=There+ll Therellve=There+ll+ve Therere=There+re Theres=There+s Thereve=There+ve Thesed=These+d "
+    "Thesedve=These+d+ve Thesell=These+ll Thesellve=These+ll+ve Thesere=These+re Theseve=These+ve Theyd=They+d "
+    "Theydve=They+d+ve Theyll=They+ll Theyllve=They+ll+ve Theyre=They+re Theyve=They+ve Thisd=This+d "
+    "Thisdve=This+d+ve Thisll=This+ll Thisllve=This+ll+ve Thiss=This+s Thosed=Those+d Thosedve=Those+d+ve "
+    "Thosell=Those+ll Thosellve=Those+ll+ve Thosere=Those+re Thoseve=Those+ve Wasnt=Was+nt Wed=We+d Wedve=We+d+ve "
+    "Wellve=We+ll+ve Werent=Were+nt Weve=We+ve Whatd=What+d Whatdve=What+d+ve Whatll=What+ll Whatllve=What+ll+ve "
+    "Whatre=What+re Whats=What+s Whatve=What+ve Whend=When+d Whendve=When+d+ve Whenll=When+ll Whenllve=When+ll+ve "
+    "Whenre=When+re Whens=When+s Whenve=When+ve Whered=Where+d Wheredve=Where+d+ve Wherell=Where+ll "
+    "Wherellve=Where+ll+ve Wherere=Where+re Wheres=Where+s Whereve=Where+ve Whod=Who+d Whodve=Who+d+ve Wholl=Who+ll "
+    "Whollve=Who+ll+ve Whos=Who+s Whove=Who+ve Whyd=Why+d Whydve=Why+d+ve Whyll=Why+ll Whyllve=Why+ll+ve "
+    "Whyre=Why+re Whys=Why+s Whyve=Why+ve Wont=Wo+nt Wontve=Wo+nt+ve Wouldnt=Would+nt Wouldntve=Would+nt+ve "
+    "Wouldve=Would+ve Youd=You+d Youdve=You+d+ve Youll=You+ll Youllve=You+ll+ve Youre=You+re Youve=You+ve "
+    "aint=ai+nt arent=are+nt cannot=can+not cant=ca+nt cantve=ca+nt+ve couldnt=could+nt couldntve=could+nt+ve "
+    "couldve=could+ve darent=dare+nt didnt=did+nt didntve=did+nt+ve doesnt=does+nt doesntve=does+nt+ve dont=do+nt "
+    "dontve=do+nt+ve gonna=gon+na gotta=got+ta hadnt=had+nt hadntve=had+nt+ve hasnt=has+nt havent=have+nt hed=he+d "
+    "hedve=he+d+ve hellve=he+ll+ve hes=he+s howd=how+d howdve=how+d+ve howll=how+ll howllve=how+ll+ve howre=how+re "
+    "hows=how+s howve=how+ve id=i+d idve=i+d+ve illve=i+ll+ve im=i+m ima=i+m+a isnt=is+nt itd=it+d itdve=it+d+ve "
+    "itll=it+ll itllve=it+ll+ve ive=i+ve maynt=may+nt mayntve=may+nt+ve mightnt=might+nt mightntve=might+nt+ve "
+    "mightve=might+ve mustnt=must+nt mustntve=must+nt+ve mustve=must+ve neednt=need+nt needntve=need+nt+ve "
+    "notve=not+ve oughtnt=ought+nt oughtntve=ought+nt+ve shant=sha+nt shantve=sha+nt+ve shedve=she+d+ve "
+    "shellve=she+ll+ve shes=she+s shouldnt=should+nt shouldntve=should+nt+ve shouldve=should+ve thatd=that+d "
+    "thatdve=that+d+ve thatll=that+ll thatllve=that+ll+ve thats=that+s thered=there+d theredve=there+d+ve "
+    "therell=there+ll therellve=there+ll+ve therere=there+re theres=there+s thereve=there+ve thesed=these+d "
+    "thesedve=these+d+ve thesell=these+ll thesellve=these+ll+ve thesere=these+re theseve=these+ve theyd=they+d "
+    "theydve=they+d+ve theyll=they+ll theyllve=they+ll+ve theyre=they+re theyve=they+ve thisd=this+d "
+    "thisdve=this+d+ve thisll=this+ll thisllve=this+ll+ve thiss=this+s thosed=those+d thosedve=those+d+ve "
+    "thosell=those+ll thosellve=those+ll+ve thosere=those+re thoseve=those+ve wasnt=was+nt wed=we+d wedve=we+d+ve "
+    "wellve=we+ll+ve werent=were+nt weve=we+ve whatd=what+d whatdve=what+d+ve whatll=what+ll whatllve=what+ll+ve "
+    "whatre=what+re whats=what+s whatve=what+ve whend=when+d whendve=when+d+ve whenll=when+ll whenllve=when+ll+ve "
+    "whenre=when+re whens=when+s whenve=when+ve whered=where+d wheredve=where+d+ve wherell=where+ll "
+    "wherellve=where+ll+ve wherere=where+re wheres=where+s whereve=where+ve whod=who+d whodve=who+d+ve wholl=who+ll "
+    "whollve=who+ll+ve whos=who+s whove=who+ve whyd=why+d whydve=why+d+ve whyll=why+ll whyllve=why+ll+ve "
+    "whyre=why+re whys=why+s whyve=why+ve wont=wo+nt wontve=wo+nt+ve wouldnt=would+nt wouldntve=would+nt+ve "
+    "wouldve=would+ve yall=y+all youd=you+d youdve=you+d+ve youll=you+ll youllve=you+ll+ve youre=you+re "
+    "youve=you+ve "
+    ).split())}
+# spaCy's abbreviations that keep their final period
+_ABBREVIATIONS = ('Adm', 'Ak', 'Ala', 'Apr', 'Ariz', 'Ark', 'Aug', 'Bros', 'Calif', 'Co', 'Colo', 'Conn', 'Corp', 'D.C', 'Dec', 'Del', 'Dr', 'E.G', 'E.g', 'Feb', 'Fla', 'Ga', 'Gen', 'Gov', 'I.E', 'I.e', 'Ia', 'Id', 'Ill', 'Inc', 'Ind', 'Jan', 'Jr', 'Jul', 'Jun', 'Kan', 'Kans', 'Ky', 'La', 'Ltd', 'Mar', 'Mass', 'Md', 'Messrs', 'Mich', 'Minn', 'Miss', 'Mo', 'Mont', 'Mr', 'Mrs', 'Ms', 'Mt', 'N.C', 'N.D', 'N.H', 'N.J', 'N.M', 'N.Y', 'Neb', 'Nebr', 'Nev', 'Nov', 'Oct', 'Okla', 'Ore', 'Pa', 'Ph.D', 'Prof', 'Rep', 'Rev', 'S.C', 'Sen', 'Sep', 'Sept', 'St', 'Tenn', 'Va', 'Wash', 'Wis', 'a.m', 'co', 'e.g', 'i.e', 'p.m', 'v.s', 'vs')
+_ABBREVIATION = "^(?:\\p{Ll}|" + "|".join(a.replace(".", "\\.") for a in _ABBREVIATIONS) + ")$"
 _URL = r"^(?:and/or|w/o|[a-zA-Z][a-zA-Z0-9+.-]*://\S+|www\.\S+|[\pL\pN_.+-]+@[\pL\pN-]+(?:\.[\pL\pN-]+)+|[\pL\pN-]+(?:\.[\pL\pN-]+)*\.[a-z]{2,}(?:/\S*)?)$"
 _INFIXES = (  # (pattern, replacement): spaCy's English infixes, applied twice to catch overlapping matches
     (r"(\pN)([+\-*^])(\pN|-)", r"\1 \2 \3"),
@@ -396,6 +446,9 @@ def split_chunk(chunks):
     keeps_dot = dotted & (~core.str.contains(_DOT_SPLITS_AFTER) | core.str.contains(_ABBREVIATION))
     core = core.where(~keeps_dot, core + ".")
     suf = suf.where(~keeps_dot, suf.str.slice(1))
+    # words spaCy splits by its exception list ("cannot", "dont", "id")
+    listed = core.isin(list(_SPLIT_WORDS))
+    if bool(listed.any()): core = core.mask(listed, string_series(core[listed].map(_SPLIT_WORDS)))
     # only cores with something besides letters can hold an infix, a unit, a contraction or a URL
     special = core.str.contains(r"[^\pL\pM]|^[Cc]annot$")
     inner = core[special]
