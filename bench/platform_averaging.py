@@ -23,6 +23,14 @@ from llmwork.train import TokenBatches, TrainConfig, load_checkpoint
 SHAPE = dict(n_layer=2, n_head=4, n_embd=64, block_size=64)
 
 
+
+def shut(client):
+    "Close a client and its cluster; a slow worker shutdown on a loaded machine must not lose the results."
+    try:
+        client.close(); client.cluster.close(timeout=60)
+    except Exception as e:
+        print(f"(cluster shutdown: {type(e).__name__})")
+
 def common_eval(checkpoint, data):
     model = GPT(gpt_config("gpt-tiny", vocab_size=257, **SHAPE)); model.load_state_dict(load_checkpoint(checkpoint)["model"]); model.eval()
     with torch.no_grad():
@@ -55,7 +63,7 @@ def main():
                              "own eval loss": round(res["eval_loss"], 4), "common eval loss": round(common_eval(res["checkpoint"], d / "all"), 4),
                              "weight syncs": steps if strategy == "ddp" else steps // args.H})
         finally:
-            client.close(); client.cluster.close()
+            shut(client)
     table = pd.DataFrame(rows)
     ddp = table["common eval loss"].iloc[0]
     table["vs DDP"] = (table["common eval loss"] / ddp).round(4)

@@ -19,6 +19,14 @@ from llmwork.io import sample_corpus_path
 from llmwork.models import ByteTokenizer, pack_tokens
 
 
+
+def shut(client):
+    "Close a client and its cluster; a slow worker shutdown on a loaded machine must not lose the results."
+    try:
+        client.close(); client.cluster.close(timeout=60)
+    except Exception as e:
+        print(f"(cluster shutdown: {type(e).__name__})")
+
 def main():
     ap = argparse.ArgumentParser(); ap.add_argument("--quick", action="store_true"); ap.add_argument("--trials", type=int)
     ap.add_argument("--html", default="platform_tune.html")
@@ -38,7 +46,7 @@ def main():
             res = platform.tune(platform.gpt_trial, space, trials, client, storage=d / "study.journal", fixed=fixed, reduction_factor=3)
             wall = time.perf_counter() - t0
         finally:
-            client.close(); client.cluster.close()
+            shut(client)
         table = res.table
         res.figure().write_html(args.html, include_plotlyjs=True)
     table["seconds"] = table["duration"].dt.total_seconds().round(1)
