@@ -27,9 +27,10 @@ import pyarrow.parquet as pq
 from .backend import resolve_backend, to_backend, to_pandas
 
 # %% auto #0
-__all__ = ['READ_ERRORS', 'ON_ERROR', 'FORMATS', 'COMPRESSIONS', 'CorpusError', 'CorpusFile', 'file_format', 'expand_paths',
-           'generated_ids', 'read_jsonl', 'read_csv', 'read_parquet_file', 'check_file', 'read_file', 'read_corpus',
-           'dataset_manifest', 'write_corpus', 'sample_corpus_path', 'read_sample_corpus']
+__all__ = ['READ_ERRORS', 'ON_ERROR', 'FORMATS', 'COMPRESSIONS', 'MANIFEST', 'CorpusError', 'CorpusFile', 'file_format',
+           'expand_paths', 'generated_ids', 'read_jsonl', 'read_csv', 'read_parquet_file', 'check_file', 'read_file',
+           'read_corpus', 'dataset_manifest', 'read_manifest', 'write_corpus', 'sample_corpus_path',
+           'read_sample_corpus']
 
 # %% ../nbs/01_io.ipynb #cell-006
 class CorpusError(ValueError):
@@ -68,7 +69,7 @@ def file_format(path: str) -> tuple[str, str | None]:
 
 def _is_data_file(path):
     name = posixpath.basename(path)
-    if name.startswith((".", "_")) or name == "manifest.json": return False
+    if name.startswith((".", "_")): return False  # _manifest.json, _SUCCESS, .crc and the like
     try: file_format(path); return True
     except CorpusError: return False
 
@@ -320,6 +321,8 @@ def read_corpus(paths, text_col: str = "text", id_col: str = "id", on_error: str
     return to_backend(ddf, backend) if resolve_backend(backend).is_gpu else ddf
 
 # %% ../nbs/01_io.ipynb #cell-033
+MANIFEST = "_manifest.json"
+
 def _sorted_by_id(frame):
     return frame.sort_values("id").reset_index(drop=True)
 
@@ -340,20 +343,26 @@ def dataset_manifest(fs, root: str, step: str | None = None) -> dict:
     return {"format": "llmwork-dataset/1", "step": step, "rows": sum(e["rows"] for e in entries), "files": entries,
             "schema": {f.name: str(f.type) for f in schema} if schema is not None else {}}
 
+def read_manifest(path: str) -> dict:
+    "The manifest of the dataset written at `path`."
+    fs, root = fsspec.core.url_to_fs(str(path))
+    with fs.open(f"{root.rstrip('/')}/{MANIFEST}", "r") as fh: return json.load(fh)
+
 def write_corpus(ddf: dd.DataFrame, path: str, overwrite: bool = False, step: str | None = None,
-                 row_group_size: int = 10_000, compute: bool = True) -> str:
-    "Write `ddf` atomically as a sorted, zstd Parquet dataset with a manifest at `path`; returns `path`."
+                 row_group_size: int = 10_000, sort: bool = True) -> str:
+    "Write `ddf` atomically as an id-sorted, zstd Parquet dataset with a manifest at `path`; returns `path`."
     fs, root = fsspec.core.url_to_fs(str(path))
     root = root.rstrip("/")
     if fs.exists(root) and not overwrite:
         raise FileExistsError(f"{path} already exists. Choose another output, or pass overwrite=True (--overwrite) to replace it.")
     tmp = f"{root}.tmp-{uuid.uuid4().hex[:8]}"
     try:
+        if sort and ddf.npartitions > 1: ddf = ddf.sort_values("id")
         ddf.map_partitions(_sorted_by_id, meta=ddf._meta).to_parquet(
             fs.unstrip_protocol(tmp), compression="zstd", write_index=False, row_group_size=row_group_size,
             write_metadata_file=False, name_function=lambda i: f"part-{i:05d}.parquet")
         manifest = dataset_manifest(fs, tmp, step)
-        with fs.open(f"{tmp}/manifest.json", "w") as fh: json.dump(manifest, fh, indent=1, default=str)
+        with fs.open(f"{tmp}/{MANIFEST}", "w") as fh: json.dump(manifest, fh, indent=1, default=str)
         if fs.exists(root):
             old = f"{root}.old-{uuid.uuid4().hex[:8]}"
             fs.mv(root, old, recursive=True)

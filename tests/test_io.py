@@ -28,7 +28,7 @@ def test_write_to_fsspec_url_is_atomic_and_readable():
     fs = fsspec.filesystem("memory")
     fs.pipe("/in/x.jsonl", b'{"text": "b", "id": "2"}\n{"text": "a", "id": "1"}\n')
     write_corpus(read_corpus("memory://in/x.jsonl"), "memory://out/ds")
-    assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls("/out/ds", detail=False)) == ["manifest.json", "part-00000.parquet"]
+    assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls("/out/ds", detail=False)) == ["_manifest.json", "part-00000.parquet"]
     back = read_corpus("memory://out/ds").compute()
     assert back.id.tolist() == ["1", "2"]  # sorted by id within the file
     assert not [p for p in fs.ls("/out", detail=False) if ".tmp-" in p]
@@ -38,6 +38,16 @@ def test_blank_lines_keep_line_numbers_in_ids(tmp_path):
     p = tmp_path / "gaps.jsonl"
     p.write_text('{"text": "a"}\n\n\n{"text": "b"}\n')
     assert read_corpus(str(p)).compute().id.tolist() == ["gaps.jsonl:000000001", "gaps.jsonl:000000004"]
+
+
+def test_write_sorts_ids_across_files_of_the_sample(tmp_path):
+    ddf = read_sample_corpus()
+    write_corpus(ddf, str(tmp_path / "ds"))
+    from llmwork.io import read_manifest
+    files = read_manifest(str(tmp_path / "ds"))["files"]
+    assert sum(f["rows"] for f in files) == 63905
+    ranges = [(f["id_min"], f["id_max"]) for f in files]
+    assert ranges == sorted(ranges) and all(a[1] < b[0] for a, b in zip(ranges, ranges[1:]))
 
 
 def test_non_string_text_in_a_later_file_is_named(tmp_path):
@@ -83,9 +93,15 @@ def test_cli_info_and_bad_input_exit_codes(tmp_path):
     assert info.returncode == 0, info.stderr
     assert json.loads(info.stdout)["backend"] in ("cpu", "gpu")
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"text": "a"}\n{oops\n')
-    run = subprocess.run([LLMWORK, "demo", "--input", str(bad), "--out", str(tmp_path / "o"),
-                          "--stages", "summary"], capture_output=True, text=True)
+    bad.write_text('{"body": "a"}\n')
+    run = subprocess.run([LLMWORK, "demo", "--input", str(bad), "--out", str(tmp_path / "o"), "--stages", "summary"],
+                         capture_output=True, text=True)
     assert run.returncode == 2
-    assert run.stderr.startswith("llmwork demo: error: bad.jsonl, line 2: malformed JSON"), run.stderr
+    assert run.stderr.startswith("llmwork demo: error: bad.jsonl: no text column 'text'; columns found: body"), run.stderr
     assert "Traceback" not in run.stderr
+    clean = tmp_path / "c.jsonl"
+    clean.write_text('{"text": "a b c"}\n{oops\n')
+    run = subprocess.run([LLMWORK, "demo", "--input", str(clean), "--out", str(tmp_path / "p"), "--stages", "summary"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr  # the demo keeps the unreadable line as a document rather than failing
+    assert json.loads((tmp_path / "p" / "summary.json").read_text())["documents"] == 2
