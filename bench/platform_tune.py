@@ -47,13 +47,13 @@ def main():
             wall = time.perf_counter() - t0
         finally:
             shut(client)
-        table = res.table
+        table, best_loss, best_params = res.table, res.best_loss, res.best_params  # read while the study file exists
         res.figure().write_html(args.html, include_plotlyjs=True)
     table["seconds"] = table["duration"].dt.total_seconds().round(1)
     print(f"{trials} trials of a GPT ({steps} steps, 2 layers, block 64) on 2 Dask workers: {wall:.0f} s wall")
     print(table[["number", "state", "loss", "lr", "n_embd", "weight_decay", "seconds"]].round(4).to_string(index=False))
     full = table.loc[table.state == "COMPLETE", "seconds"].mean()
-    print(f"best eval loss {res.best_loss:.4f} with {res.best_params}; pruned {int((table.state == 'PRUNED').sum())} trials, "
+    print(f"best eval loss {best_loss:.4f} with {best_params}; pruned {int((table.state == 'PRUNED').sum())} trials, "
           f"saving about {(full * len(table) - table.seconds.sum()):.0f} trial-seconds; figure: {args.html}")
 
 
