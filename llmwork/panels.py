@@ -24,7 +24,7 @@ from . import viz
 # %% auto #0
 __all__ = ['log', 'PLAIN_ERRORS', 'DEFAULT_STEPS', 'DEFAULT_ON', 'TOKENIZERS', 'plain_error', 'status_html', 'Background',
            'DaskProgress', 'Session', 'Panel', 'registered_steps', 'step_defaults', 'StepControl', 'CleanPanel',
-           'TrainingRun', 'prepare_tokens', 'TrainPanel', 'ClusterPanel', 'Workbench']
+           'TrainingRun', 'train_until_stopped', 'prepare_tokens', 'TrainPanel', 'ClusterPanel', 'Workbench']
 
 # %% ../nbs/12_panels.ipynb #cell-006
 log = logging.getLogger("llmwork")
@@ -162,7 +162,8 @@ class Session:
 
     def read(self, cleaned: bool = False):
         "The corpus as a Dask DataFrame; with `cleaned`, the kept documents of the last cleaning run if there is one."
-        if cleaned and self.clean_dir is not None: return read_corpus(str(self.clean_dir / "kept"), backend=self.backend)
+        if cleaned and self.clean_dir is not None:  # the Parquet files only, not the manifest beside them
+            return read_corpus(str(self.clean_dir / "kept" / "*.parquet"), backend=self.backend)
         ddf = read_corpus(self.corpus, on_error="skip", backend=self.backend)
         if not cleaned: return ddf  # the cleaning pipeline's validation step records the unreadable rows
         ddf = ddf[ddf["text"].notnull()]
@@ -383,7 +384,11 @@ class TrainingRun:
         self._handle, self._thread, self._result, self._error = None, None, None, None
         launch = _launcher()
         if client is not None and launch is not None:
-            self._handle = launch(config=config, client=client, n_ranks=n_workers)
+            import functools, uuid
+            from llmwork.train import train
+            self._client, self._stop_name = client, f"llmwork-panel-stop-{uuid.uuid4().hex[:10]}"
+            self._handle = launch(functools.partial(train_until_stopped, train, self._stop_name), config=config,
+                                  client=client, n_ranks=n_workers)
         else:
             self._thread = threading.Thread(target=self._train_here, daemon=True, name="llmwork-train")
             self._thread.start()
@@ -410,7 +415,14 @@ class TrainingRun:
 
     def stop(self):
         "Ask the run to stop at the next step (all ranks agree, a checkpoint is written)."
-        if self._handle is not None: self._handle.stop()
+        # a button handler runs on the kernel's event loop, where a blocking call to the Dask scheduler must not
+        # run: ask from a thread of our own
+        if self._handle is not None:
+            from distributed import Event
+            def ask():
+                Event(self._stop_name, client=self._client).set()
+                self._handle.stop()
+            threading.Thread(target=ask, daemon=True, name="llmwork-stop").start()
         self._stop.set()
 
     @property
@@ -423,6 +435,21 @@ class TrainingRun:
         self._thread.join(timeout)
         if self._error is not None: raise self._error
         return self._result
+
+def train_until_stopped(train_fn, stop_name: str, config, ctx):
+    "Run `train_fn(config, ctx)` on a Dask worker, also stopping when the Dask `Event` named `stop_name` is set."
+    from distributed import Event, get_client
+    event, flag, closed = Event(stop_name, client=get_client()), threading.Event(), threading.Event()
+    def watch():  # a thread, so that asking "stop?" every step costs no round trip to the scheduler
+        while not closed.wait(0.2):
+            try:
+                if event.is_set(): flag.set(); return
+            except Exception: return
+    threading.Thread(target=watch, daemon=True, name="llmwork-panel-stop").start()
+    earlier = ctx.stop_requested
+    ctx.stop_requested = lambda: flag.is_set() or bool(earlier and earlier())
+    try: return train_fn(config, ctx)
+    finally: closed.set()
 
 def _launcher():
     "`llmwork.launch.launch` (one data-parallel rank per Dask worker), or None when that module is not installed."
@@ -634,12 +661,11 @@ class ClusterPanel(Panel):
         "Embed and cluster the corpus in the background; the map and the table appear when done."
         k, kind = self.k.value, self.embedder.value
         def work():
-            from llmwork.embed import EMBEDDERS
             ddf = self.session.read(cleaned=True)
             client = self.session.client
             self.show(f"Embedding ({kind}) and clustering into {k} clusters on {self.session.n_workers_running()} Dask workers…")
             with DaskProgress(client, self.progress, self.progress_label, 5, 95):
-                return viz.cluster_corpus(ddf, k, embedder=EMBEDDERS[kind](), sample_size=self.sample_size)
+                return viz.cluster_corpus(ddf, k, embedder=kind, sample_size=self.sample_size)
         self.run_job(self.run_button, work, self._show)
 
     @property

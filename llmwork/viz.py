@@ -24,8 +24,8 @@ from plotly.subplots import make_subplots
 __all__ = ['MAX_LEGEND_CLUSTERS', 'FIGURE_CONFIG', 'snippet', 'sample_indices', 'pca_2d', 'cluster_map', 'cluster_sizes',
            'read_report', 'cleaning_funnel', 'text_lengths', 'length_histogram', 'signal_histograms', 'loss_curve',
            'extend_loss_curve', 'table_html', 'write_report', 'external_references', 'summarize_clusters', 'Clustering',
-           'cluster_corpus', 'SemanticDedupOfClusters', 'basic_signals', 'parquet_dataset', 'steps_table',
-           'read_history', 'run_report', 'cluster_command', 'add_commands']
+           'default_embedder', 'cluster_corpus', 'SemanticDedupOfClusters', 'basic_signals', 'parquet_dataset',
+           'steps_table', 'read_history', 'run_report', 'cluster_command', 'add_commands']
 
 # %% ../nbs/07_viz.ipynb #cell-006
 def snippet(text, width: int = 200, line: int = 60) -> str:
@@ -346,15 +346,28 @@ class Clustering:
         return {"step": "semantic_dedup_clusters", "clustering": str(self.saved_to),
                 "clusters": [int(c) for c in clusters] if clusters else [], "eps": float(eps)}
 
+def default_embedder(kind: str = "hashed_tfidf", n_texts: int = 20_000, seed: int = 0, dim: int = 128):
+    "An unfitted embedder of a registered `kind`, its projection narrowed for a small sample (at most half its texts)."
+    import inspect
+    from llmwork.embed import EMBEDDERS
+    if kind not in EMBEDDERS: raise ValueError(f"Unknown embedder {kind!r}; registered: {', '.join(sorted(EMBEDDERS))}.")
+    cls = EMBEDDERS[kind]
+    params = inspect.signature(cls).parameters
+    kwargs = {}
+    if "dim" in params: kwargs["dim"] = min(dim, max(2, n_texts // 2))
+    if "seed" in params: kwargs["seed"] = seed
+    return cls(**kwargs)
+
 def cluster_corpus(ddf, k: int = 20, embedder=None, sample_size: int = 20_000, seed: int = 0, max_iter: int = 100,
                    n_init: int = 1, spherical: bool = True) -> Clustering:
-    "Embed a Dask corpus (embedder fitted on a sample), cluster it with llmwork's Dask k-means, and summarise it."
+    "Embed a Dask corpus (`embedder`: an instance, a registered kind, or None; fitted on a sample), cluster it with llmwork's Dask k-means, and summarise it."
     from llmwork.embed import embed_corpus, fit_embedder, series_to_vectors
     from llmwork.cluster import DaskKMeans
     from llmwork.backend import to_pandas
     if k < 2: raise ValueError(f"k={k}: ask for at least 2 clusters.")
     n = int(ddf.shape[0].compute())
     if n < k: raise ValueError(f"The corpus has {n} documents, fewer than the k={k} clusters asked for; lower --k.")
+    if embedder is None or isinstance(embedder, str): embedder = default_embedder(embedder or "hashed_tfidf", min(n, sample_size), seed)
     embedder = fit_embedder(ddf, embedder, sample_size=sample_size, seed=seed)
     embedded = embed_corpus(ddf[["id", "text"]], embedder).persist()
     kmeans = DaskKMeans(k, n_init=n_init, max_iter=max_iter, seed=seed, spherical=spherical).fit(embedded)
@@ -484,7 +497,7 @@ def run_report(out_dir, clean_dir=None, clustering: Clustering | None = None, hi
 def _corpus_and_run(path: str):
     "The corpus to read and the cleaning run folder, if `path` is one."
     p = Path(path)
-    if p.is_dir() and (p / "report.json").exists() and (p / "kept").is_dir(): return str(p / "kept"), p
+    if p.is_dir() and (p / "report.json").exists() and (p / "kept").is_dir(): return str(p / "kept" / "*.parquet"), p
     return path, None
 
 def cluster_command(args) -> int:

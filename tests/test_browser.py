@@ -93,6 +93,15 @@ def lab(tmp_path):
         log.close()
 
 
+def _outcome(panel, timeout=240_000) -> str:
+    "Wait until `panel` shows a success or an error line; fail with the panel's message on an error."
+    line = panel.locator(".llmwork-success, .llmwork-error")
+    line.first.wait_for(timeout=timeout)
+    text = line.first.inner_text()
+    assert "llmwork-error" not in (line.first.get_attribute("class") or ""), f"the panel reported an error: {text}"
+    return text
+
+
 def _shot(page, name):
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
@@ -115,9 +124,9 @@ def test_workbench_clean_and_train_in_jupyterlab(lab, browser):
     # Clean tab: Run, then the funnel rendered with one stage per step and the status line
     clean = page.locator(".llmwork-clean")
     clean.locator("button.jupyter-button", has_text="Run").click()
+    assert "Kept" in _outcome(clean)
     funnel = clean.locator(".js-plotly-plot")
-    funnel.wait_for(timeout=240_000)
-    clean.locator(".llmwork-success", has_text="Kept").wait_for()
+    funnel.wait_for()
     stages = funnel.evaluate("gd => ({type: gd.data[0].type, x: Array.from(gd.data[0].x), y: Array.from(gd.data[0].y)})")
     assert stages["type"] == "funnel"
     assert stages["y"][0] == "input" and stages["x"][0] == 300
@@ -128,6 +137,27 @@ def test_workbench_clean_and_train_in_jupyterlab(lab, browser):
     assert f"Kept {report['n_kept']:,} of 300 documents" in clean.locator(".llmwork-status").inner_text()
     _shot(page, "02-clean-funnel")
 
+    # Cluster tab: Run on the kept documents, the WebGL map rendered, and hovering a point shows its document
+    page.locator(".lm-TabBar-tab", has_text="Cluster").click()
+    cluster = page.locator(".llmwork-cluster")
+    cluster.locator("button.jupyter-button", has_text="Run").click()
+    assert "clusters" in _outcome(cluster)
+    cluster_map = cluster.locator(".js-plotly-plot")
+    cluster_map.wait_for()
+    traces = cluster_map.evaluate("gd => gd.data.map(t => [t.type, t.x.length])")
+    assert [t for t, _ in traces] == ["scattergl"] * 4 and sum(n for _, n in traces) == report["n_kept"]
+    assert cluster_map.evaluate("gd => gd.data[0].hovertext[0]").startswith("<b>debian:")
+    # move the mouse onto the first point of the first trace, as a user would
+    x, y = cluster_map.evaluate("""gd => { const L = gd._fullLayout, box = gd.getBoundingClientRect();
+        return [box.left + L._size.l + L.xaxis.d2p(gd.data[0].x[0]), box.top + L._size.t + L.yaxis.d2p(gd.data[0].y[0])]; }""")
+    page.mouse.move(x, y)
+    hover = cluster.locator(".hoverlayer .hovertext")
+    hover.first.wait_for(timeout=10_000)
+    shown = hover.first.text_content()  # an SVG label: the cluster, the document's id and the start of its text
+    assert shown.startswith("cluster ") and "debian:" in shown, shown
+    assert cluster.locator("table tr").count() == 5  # the cluster table: header + 4 clusters
+    _shot(page, "03-cluster-map")
+
     # Train tab: Start, the loss curve grows; Stop, it stops at the step the status reports
     page.locator(".lm-TabBar-tab", has_text="Train").click()
     train = page.locator(".llmwork-train")
@@ -137,7 +167,7 @@ def test_workbench_clean_and_train_in_jupyterlab(lab, browser):
                                       return gd && gd.data && gd.data[0].x && gd.data[0].x.length >= 5; }""",
                            timeout=240_000)
     assert curve.locator(".scatterlayer .trace").count() >= 1
-    _shot(page, "03-train-live-loss")
+    _shot(page, "04-train-live-loss")
     train.locator("button.jupyter-button", has_text="Stop").click()
     status = train.locator(".llmwork-success", has_text="Stopped at step")
     status.wait_for(timeout=120_000)
@@ -150,7 +180,7 @@ def test_workbench_clean_and_train_in_jupyterlab(lab, browser):
     losses = curve.evaluate("gd => Array.from(gd.data[0].y)")
     assert all(l == l and l > 0 for l in losses)  # real numbers, no NaN
     assert train.locator("select option", has_text=f"step {stopped_at:,}").count() == 1  # the checkpoint listed
-    _shot(page, "04-train-stopped")
+    _shot(page, "05-train-stopped")
 
 
 def test_report_opens_offline(tmp_path, browser):
@@ -174,4 +204,4 @@ def test_report_opens_offline(tmp_path, browser):
     assert page.evaluate("() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(gd => gd.data[0].type)") == \
         ["funnel", "scattergl", "bar"]
     assert requests == []
-    _shot(page, "05-report-offline")
+    _shot(page, "06-report-offline")

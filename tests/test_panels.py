@@ -163,3 +163,23 @@ def test_workbench_shares_one_session(tmp_path, corpus, client):
     wb.session.changed("steps")
     assert wb.clean.pipeline_config()["steps"][-1] == {"step": "semantic_dedup", "eps": 0.1}
     assert "semantic_dedup" in wb.clean.added.value
+
+
+def test_stop_from_the_kernel_event_loop_stops_the_dask_run(tmp_path, corpus, client):
+    "In JupyterLab a click handler runs on the kernel's asyncio loop; Stop must still reach the ranks on the workers."
+    import asyncio
+    import time
+    path, _ = corpus
+    panel = TrainPanel(Session(str(path), tmp_path / "wb", backend="cpu", client=client), model_overrides=TINY,
+                       steps=100_000, batch_size=4)
+    panel.start_button.click()
+    deadline = time.monotonic() + 180
+    while len(panel.curve.data[0].x) < 3 and time.monotonic() < deadline: time.sleep(0.1)
+    assert panel.run.on_dask
+
+    async def click(): panel.stop_button.click()
+    asyncio.run(click())
+    result = panel.wait(120)
+    assert result["stopped"] and result["step"] < 100_000
+    assert panel.curve.data[0].x[-1] == result["step"]
+    assert f"Stopped at step {result['step']:,}" in panel.status.value

@@ -159,3 +159,18 @@ def test_cluster_command_rejects_k_larger_than_corpus(tmp_path, corpus, capsys):
     assert main(["cluster", str(small), str(tmp_path / "out"), "--k", "10", "--n-workers", "1", "--backend", "cpu"]) == 2
     assert "fewer than the k=10 clusters" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_cluster_command_on_a_cleaning_run_reports_the_funnel_too(tmp_path, corpus_file, capsys):
+    from llmwork.cli import main
+    from llmwork.clean import Pipeline
+    from llmwork.io import read_corpus
+    report = Pipeline([{"step": "exact_dedup"}]).run(read_corpus(str(corpus_file)), tmp_path / "clean")
+    out = tmp_path / "clusters"
+    assert main(["cluster", str(tmp_path / "clean"), str(out), "--k", "4", "--n-workers", "1", "--backend", "cpu"]) == 0
+    kept_ids = pd.concat(pd.read_parquet(f, columns=["id"]) for f in (tmp_path / "clean" / "kept").glob("*.parquet"))["id"]
+    assert sorted(pd.read_parquet(out / "clusters.parquet")["id"]) == sorted(kept_ids)
+    assert len(kept_ids) == report["n_kept"]
+    page = (out / "report.html").read_text()
+    for title in ("Cleaning funnel", "Cleaning steps", "Document length", "Cluster map", "Clusters"):
+        assert f"<h2>{title}</h2>" in page
