@@ -38,19 +38,24 @@ def free_port() -> int:
 
 class _StopPoller:
     "Watches a Dask Event from a background thread, so asking 'stop?' every step costs no scheduler round trip."
-    def __init__(self, event, interval: float = 0.25):
-        self.event, self.interval = event, interval
+    def __init__(self, name: str, client, interval: float = 0.25):
+        # `client` is the worker's client, fetched in the task's thread: a Dask Event made in another thread of a
+        # worker would not find it by itself.
+        self.name, self.client, self.interval = name, client, interval
         self._flag, self._closed = threading.Event(), threading.Event()
+        self.error = None
         threading.Thread(target=self._loop, name="llmwork-stop-poller", daemon=True).start()
 
     def _loop(self):
-        while not self._closed.wait(self.interval):
-            try:
-                if self.event.is_set():
+        from distributed import Event
+        try:
+            event = Event(self.name, client=self.client)
+            while not self._closed.wait(self.interval):
+                if event.is_set():
                     self._flag.set()
                     return
-            except Exception:  # the scheduler went away: the run is ending anyway
-                return
+        except Exception as e:  # the scheduler went away: the run is ending anyway
+            self.error = e
 
     def __call__(self) -> bool: return self._flag.is_set()
 
@@ -73,7 +78,7 @@ def relax_malloc_trimming() -> bool:
 def _rank_main(train_fn, config: TrainConfig, rank: int, world_size: int, host: str, port: int, run_id: str,
                strategy, threads: int | None):
     import torch.distributed as dist
-    from distributed import Event, get_worker
+    from distributed import get_client, get_worker
     worker = get_worker()
     relax_malloc_trimming()
     device = resolve_device(config.device)
@@ -85,7 +90,7 @@ def _rank_main(train_fn, config: TrainConfig, rank: int, world_size: int, host: 
     try:
         topic = _topic(run_id)
         report = (lambda m: worker.log_event(topic, m)) if rank == 0 else None
-        poller = _StopPoller(Event(_stop_name(run_id))) if rank == 0 else None
+        poller = _StopPoller(_stop_name(run_id), get_client()) if rank == 0 else None
         ctx = RankContext(rank=rank, world_size=world_size, device=device, report=report, stop_requested=poller,
                           strategy=strategy)
         try: result = train_fn(config, ctx)
@@ -256,7 +261,7 @@ def launch(train_fn=train, config: TrainConfig | None = None, client=None, n_ran
                for rank, w in enumerate(workers)]
     return Run(client, futures, workers, run_id, config)
 
-# %% ../nbs/09a_launch.ipynb #cell-022
+# %% ../nbs/09a_launch.ipynb #cell-020
 def prepare_tokens(corpus, out_dir, tokenizer: str = "byte", vocab_size: int = 8192, text_col: str = "text",
                    overwrite: bool = False, bpe_docs: int = 200_000):
     "Token shards for `corpus` (a path or a Dask DataFrame) under `out_dir/tokens`; returns `TokenShards`."
@@ -286,7 +291,7 @@ def _summary(res: dict, out_dir) -> str:
     if res["stopped"]: lines.append(f"continue with: llmwork train CORPUS {out_dir} --resume")
     return "\n".join(lines)
 
-# %% ../nbs/09a_launch.ipynb #cell-023
+# %% ../nbs/09a_launch.ipynb #cell-021
 def train_command(args) -> int:
     "`llmwork train CORPUS OUTDIR`: tokenize, launch on a Dask cluster with a progress bar, report."
     from llmwork.backend import resolve_backend
@@ -332,7 +337,7 @@ def generate_command(args) -> int:
     print(args.prompt + text)
     return 0
 
-# %% ../nbs/09a_launch.ipynb #cell-024
+# %% ../nbs/09a_launch.ipynb #cell-022
 def add_commands(subparsers) -> None:
     "Add `train` and `generate` to the `llmwork` command line."
     p = subparsers.add_parser("train", help="train a small GPT on a corpus across a Dask cluster",
@@ -368,7 +373,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=generate_command)
 
-# %% ../nbs/09a_launch.ipynb #cell-028
+# %% ../nbs/09a_launch.ipynb #cell-026
 def demo_train(corpus=None, out_dir="llmwork-demo/train", seconds: float = 90, model: str = "gpt-tiny",
                max_docs: int = 20_000, prompt: str = "This package provides", threads: int | None = None,
                print_fn=print) -> dict:

@@ -39,7 +39,8 @@ class TrainConfig:
     model_overrides: dict = field(default_factory=dict)  # e.g. {"n_layer": 2, "block_size": 64}
     batch_size: int = 16
     grad_accum: int = 1
-    steps: int = 200
+    steps: int = 200                # length of the schedule
+    stop_after: int | None = None   # stop (with a checkpoint) once this step is done, as if stop() were called
     lr: float = 1e-3
     min_lr: float | None = None     # end of the cosine; lr / 10 by default
     warmup_steps: int = 20
@@ -442,7 +443,8 @@ def train(config: TrainConfig, ctx: RankContext | None = None, model: nn.Module 
     t_run = time.perf_counter()
     batches = _batches(data, start, config.steps, ctx, config.num_workers)
     for step in range(start, config.steps):
-        flag = torch.tensor([1.0 if (ctx.stop_requested and ctx.stop_requested()) else 0.0], device=device)
+        asked = (ctx.stop_requested and ctx.stop_requested()) or (config.stop_after is not None and step >= config.stop_after)
+        flag = torch.tensor([1.0 if asked else 0.0], device=device)
         if ctx.all_reduce(flag, "max").item() > 0:
             stopped = True
             break
