@@ -35,10 +35,11 @@ __all__ = ['CLASSIFIERS', 'WORD_FEATURES', 'LEXICAL_FEATURES', 'drop_duplicate_t
            'classification_summary', 'report_table', 'confusion_figure', 'tfidf_svm', 'fit_tfidf_svm', 'HashedSGD',
            'TransformerClassifier', 'fit_transformer_classifier', 'fit_classifier', 'predict_texts',
            'compare_classifiers', 'QualityModel', 'load_quality_model', 'read_parquet_dir', 'labels_from_clean_run',
-           'QualityClassifierFilter', 'word_shape', 'Vocab', 'TagEncoder', 'TaggerConfig', 'FeatureTokenClassifier',
-           'LengthBucketBatches', 'allowed_transitions', 'viterbi_iob', 'NerTagger', 'fit_ner', 'ner_scores',
-           'ner_report_text', 'crf_word_features', 'crf_features', 'CrfTagger', 'fit_crf', 'HFTaggerConfig',
-           'HFTokenClassifier', 'HFTagEncoder', 'fit_hf_ner', 'classify_command', 'ner_command', 'add_commands']
+           'QualityClassifierFilter', 'word_shape', 'Vocab', 'tag_transitions', 'TagEncoder', 'TaggerConfig',
+           'FeatureTokenClassifier', 'LengthBucketBatches', 'allowed_transitions', 'viterbi_iob', 'NerTagger',
+           'fit_ner', 'ner_scores', 'ner_report_text', 'crf_word_features', 'crf_features', 'CrfTagger', 'fit_crf',
+           'HFTaggerConfig', 'HFTokenClassifier', 'HFTagEncoder', 'fit_hf_ner', 'classify_command', 'ner_command',
+           'add_commands']
 
 # %% ../nbs/10_classify.ipynb #cell-006
 def drop_duplicate_texts(frame: pd.DataFrame, text_col="text") -> tuple[pd.DataFrame, int]:
@@ -441,12 +442,24 @@ class Vocab:
 def _tag_order(tag):
     return (tag != "O", tag[2:], tag[:2])
 
+def tag_transitions(tag_lists, tags) -> np.ndarray:
+    "`(n+1, n)` log-probabilities of the next tag given the previous one (row n: the sentence start), add-one smoothed."
+    index = {t: i for i, t in enumerate(tags)}
+    n = len(tags)
+    counts = np.ones((n + 1, n))
+    for sentence in tag_lists:
+        prev = n
+        for t in sentence:
+            if t in index: counts[prev, index[t]] += 1; prev = index[t]
+    return np.log(counts / counts.sum(1, keepdims=True))
+
 class TagEncoder:
     "Sentences to tensors for the tagger: pieces, features per piece, labels on first pieces (-100 elsewhere)."
-    def __init__(self, tokenizer, tags, vocabs: dict, columns=(), max_len=256):
+    def __init__(self, tokenizer, tags, vocabs: dict, columns=(), max_len=256, transitions=None):
         self.tokenizer, self.tags, self.vocabs = tokenizer, list(tags), dict(vocabs)
         self.columns, self.max_len = tuple(columns), max_len
         self.tag_id = {t: i for i, t in enumerate(self.tags)}
+        self.transitions = None if transitions is None else np.asarray(transitions, dtype=np.float64)
         self._pieces = {}
 
     @classmethod
@@ -458,7 +471,7 @@ class TagEncoder:
         vocabs = {name: Vocab(map(f, words), min_count) for name, f in WORD_FEATURES.items()}
         for c in columns: vocabs[c] = Vocab((x for xs in sentences[c] for x in xs))
         tags = sorted({t for ts in sentences["tags"] for t in ts}, key=_tag_order)
-        return cls(tokenizer, tags, vocabs, columns, max_len)
+        return cls(tokenizer, tags, vocabs, columns, max_len, tag_transitions(sentences["tags"], tags))
 
     def pieces(self, word) -> list:
         "The word's sub-token ids (with the leading space a word has inside a sentence)."
@@ -497,12 +510,13 @@ class TagEncoder:
 
     def to_dict(self) -> dict:
         return {"tags": self.tags, "columns": list(self.columns), "max_len": self.max_len,
-                "vocabs": {k: v.itos for k, v in self.vocabs.items()}, "tokenizer": self.tokenizer.to_json()}
+                "vocabs": {k: v.itos for k, v in self.vocabs.items()}, "tokenizer": self.tokenizer.to_json(),
+                "transitions": None if self.transitions is None else self.transitions.tolist()}
 
     @classmethod
     def from_dict(cls, d) -> "TagEncoder":
         return cls(tokenizer_from_json(d["tokenizer"]), d["tags"], {k: Vocab.from_list(v) for k, v in d["vocabs"].items()},
-                   d["columns"], d["max_len"])
+                   d["columns"], d["max_len"], d.get("transitions"))
 
 # %% ../nbs/10_classify.ipynb #cell-037
 @dataclass
@@ -604,10 +618,11 @@ def allowed_transitions(tags) -> np.ndarray:
                 ok[i, j] = prev[:2] in ("B-", "I-") and prev[2:] == t[2:]
     return ok
 
-def viterbi_iob(logp: np.ndarray, ok: np.ndarray) -> list:
-    "The best allowed tag path for one sentence's (words x tags) log-probabilities."
+def viterbi_iob(logp: np.ndarray, ok: np.ndarray, transitions: np.ndarray | None = None) -> list:
+    "The best allowed tag path for one sentence's (words x tags) log-probabilities, plus `transitions` when given."
     n = logp.shape[1]
-    trans, start = np.where(ok[:n], 0.0, -1e9), np.where(ok[n], 0.0, -1e9)
+    prior = np.zeros((n + 1, n)) if transitions is None else transitions
+    trans, start = np.where(ok[:n], prior[:n], -1e9), np.where(ok[n], prior[n], -1e9)
     score, back = logp[0] + start, []
     for t in range(1, len(logp)):
         cand = score[:, None] + trans
@@ -619,13 +634,17 @@ def viterbi_iob(logp: np.ndarray, ok: np.ndarray) -> list:
 # %% ../nbs/10_classify.ipynb #cell-045
 class NerTagger:
     "A trained tagger: `predict(sentences)` gives one IOB2 tag list per sentence."
-    def __init__(self, model, encoder: TagEncoder, history=None):
+    def __init__(self, model, encoder: TagEncoder, history=None, transition_weight: float = 1.0):
         self.model, self.encoder, self.history = model.eval(), encoder, history or []
+        self.transition_weight = transition_weight
 
     @torch.no_grad()
     def predict(self, sentences: pd.DataFrame, batch_size=256, constrained=True) -> list:
         self.model.eval()
         ok, device, out = allowed_transitions(self.encoder.tags), next(self.model.parameters()).device, []
+        transitions = getattr(self.encoder, "transitions", None)
+        if transitions is not None and self.transition_weight: transitions = self.transition_weight * transitions
+        else: transitions = None
         for s in range(0, len(sentences), batch_size):
             chunk = sentences.iloc[s:s + batch_size]
             tensors, firsts = self.encoder.encode(chunk, with_labels=False)
@@ -633,7 +652,7 @@ class NerTagger:
             logp = torch.log_softmax(logits.float(), -1).cpu().numpy()
             for i, (first, words) in enumerate(zip(firsts, chunk["tokens"])):
                 lp = logp[i, first]
-                path = viterbi_iob(lp, ok) if constrained and len(first) else lp.argmax(-1).tolist()
+                path = viterbi_iob(lp, ok, transitions) if constrained and len(first) else lp.argmax(-1).tolist()
                 out.append([self.encoder.tags[j] for j in path] + ["O"] * (len(words) - len(first)))
         return out
 
@@ -785,6 +804,7 @@ class HFTagEncoder:
         self.local_dir, self.tags, self.max_len = str(local_dir), list(tags), max_len
         self.tokenizer = AutoTokenizer.from_pretrained(self.local_dir, local_files_only=True)
         self.tag_id = {t: i for i, t in enumerate(self.tags)}
+        self.transitions = None
 
     def encode(self, sentences: pd.DataFrame, with_labels=True):
         enc = self.tokenizer(list(map(list, sentences["tokens"])), is_split_into_words=True, truncation=True,
