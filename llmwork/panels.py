@@ -123,6 +123,9 @@ class DaskProgress:
     def __exit__(self, *exc):
         self._stop.set(); self._thread.join()
         self.bar.value = self.end
+        if self.label is not None and self.groups:
+            total = sum(t for _, t in self.groups.values())
+            self.label.value = f"{total:,} / {total:,} tasks"
         return False
 
 # %% ../nbs/12_panels.ipynb #cell-014

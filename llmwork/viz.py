@@ -244,9 +244,11 @@ def _figure_html(fig) -> str:
 def table_html(df: pd.DataFrame, max_rows: int = 200) -> str:
     "The first `max_rows` rows of `df` as an escaped HTML table; list cells (top terms, samples) joined by commas."
     df = df.head(max_rows).copy()
+    def cell(v):  # pandas writes a newline as a literal backslash-n: keep texts on one line
+        if isinstance(v, (list, tuple, np.ndarray)): return " · ".join(" ".join(str(x).split()) for x in v)
+        return " ".join(v.split()) if isinstance(v, str) else v
     for c in df.columns:
-        if df[c].map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any():
-            df[c] = df[c].map(lambda v: ", ".join(map(str, v)) if isinstance(v, (list, tuple, np.ndarray)) else v)
+        if not pd.api.types.is_numeric_dtype(df[c]): df[c] = df[c].map(cell)
     return df.to_html(index=False, escape=True, border=0, na_rep="")
 
 def _section(title, item, max_rows) -> str:
@@ -305,8 +307,8 @@ def summarize_clusters(frame: pd.DataFrame, labels, n_samples: int = 3, n_terms:
     for c in np.unique(labels):
         members = np.flatnonzero(labels == c)
         picks = rng.choice(members, size=min(n_samples, len(members)), replace=False)
-        rows.append({"cluster": int(c), "size": len(members), "share": len(members) / len(labels),
-                     "mean_words": float(words[members].mean()), "top_terms": terms.get(c, []),
+        rows.append({"cluster": int(c), "size": len(members), "share": round(len(members) / len(labels), 4),
+                     "mean_words": round(float(words[members].mean()), 1), "top_terms": terms.get(c, []),
                      "samples": [texts[i][:200] for i in sorted(picks)]})
     return pd.DataFrame(rows).sort_values(["size", "cluster"], ascending=[False, True]).reset_index(drop=True)
 
