@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import importlib
 import json
 import os
 import re
@@ -27,23 +28,26 @@ import pyarrow as pa
 import yaml
 
 from .backend import is_gpu_frame, to_pandas
-from .io import dataset_manifest
+from .io import MANIFEST, dataset_manifest
 
 # %% auto #0
-__all__ = ['STEPS', 'REMOVED_COLUMNS', 'DEFAULT_BOILERPLATE', 'SYMBOL_CHARS', 'TERMINAL_PUNCTUATION', 'SENTENCE_END_CHARS',
-           'STOP_WORDS', 'POLICY_SUBSTRINGS', 'register_step', 'Step', 'step_from_config', 'frame_namespace',
-           'null_strings', 'mark_removed', 'PartitionStep', 'Filter', 'Normalizer', 'apply_partition_steps',
-           'run_partition_steps', 'combine_step_stats', 'first_reason', 'Validate', 'unicode_normalize',
-           'UnicodeNormalize', 'CleanWhitespace', 'as_arrow_strings', 'string_series', 'replace_backrefs',
-           'replace_with_flags', 'StripBoilerplate', 'text_hash', 'explode_split', 'extract_groups', 'split_chunk',
-           'word_tokens', 'document_tokens', 'char_class', 'regex_escape', 'per_row', 'split_lines', 'GopherQuality',
-           'find_duplicates', 'ngram_table', 'top_ngram_chars', 'duplicate_ngram_chars', 'GopherRepetition',
-           'count_sentences', 'sentence_counts', 'line_sentence_counts', 'C4Quality', 'FineWebQuality', 'LengthFilter',
-           'NonTextFilter', 'ExactDedup', 'Pipeline', 'default_steps', 'default_pipeline', 'format_funnel',
-           'load_pipeline', 'clean_corpus', 'clean_command', 'add_commands']
+__all__ = ['STEPS', 'STEP_MODULES', 'REMOVED_COLUMNS', 'DEFAULT_BOILERPLATE', 'SYMBOL_CHARS', 'TERMINAL_PUNCTUATION',
+           'SENTENCE_END_CHARS', 'STOP_WORDS', 'POLICY_SUBSTRINGS', 'register_step', 'Step', 'step_from_config',
+           'frame_namespace', 'null_strings', 'mark_removed', 'PartitionStep', 'Filter', 'Normalizer',
+           'apply_partition_steps', 'run_partition_steps', 'combine_step_stats', 'first_reason', 'Validate',
+           'unicode_normalize', 'UnicodeNormalize', 'CleanWhitespace', 'as_arrow_strings', 'string_series',
+           'replace_backrefs', 'replace_with_flags', 'StripBoilerplate', 'text_hash', 'explode_split', 'extract_groups',
+           'split_chunk', 'word_tokens', 'document_tokens', 'char_class', 'regex_escape', 'per_row', 'split_lines',
+           'GopherQuality', 'find_duplicates', 'ngram_table', 'top_ngram_chars', 'duplicate_ngram_chars',
+           'GopherRepetition', 'count_sentences', 'sentence_counts', 'line_sentence_counts', 'C4Quality',
+           'FineWebQuality', 'LengthFilter', 'NonTextFilter', 'ExactDedup', 'Pipeline', 'default_steps',
+           'default_pipeline', 'format_funnel', 'load_pipeline', 'clean_corpus', 'clean_command', 'add_commands']
 
 # %% ../nbs/02_clean.ipynb #cell-006
 STEPS: dict[str, type] = {}
+# Steps defined in later modules, imported on first use so that a config file can name them without an import.
+STEP_MODULES = {"fuzzy_dedup": "llmwork.fuzzy", "semantic_dedup": "llmwork.cluster",
+                "semantic_dedup_clusters": "llmwork.viz", "quality_classifier": "llmwork.classify"}
 
 def register_step(cls):
     "Class decorator: make `cls` (a `Step` dataclass) constructible by its `name` from a config dict."
@@ -77,6 +81,7 @@ def step_from_config(config: dict) -> Step:
         raise ValueError(f"A step config must be a mapping with a 'step' key naming the step, got {config!r}")
     params = dict(config)
     name = params.pop("step")
+    if name not in STEPS and name in STEP_MODULES: importlib.import_module(STEP_MODULES[name])
     if name not in STEPS:
         raise ValueError(f"Unknown step {name!r}. Known steps: {', '.join(sorted(STEPS))}. "
                          "Steps from other modules register when their module is imported (e.g. import llmwork.fuzzy).")
@@ -87,7 +92,7 @@ def step_from_config(config: dict) -> Step:
         raise ValueError(f"Step {name!r} has no parameter(s) {', '.join(unknown)}; its parameters are: {', '.join(sorted(known)) or '(none)'}")
     return cls(**params)
 
-# %% ../nbs/02_clean.ipynb #cell-008
+# %% ../nbs/02_clean.ipynb #cell-010
 REMOVED_COLUMNS = ("step", "reason", "duplicate_of")
 
 def frame_namespace(obj):
@@ -111,7 +116,7 @@ def mark_removed(df, step: str, reason, duplicate_of=None):
         return value.astype(like.dtype)
     return df.assign(step=column(step), reason=column(reason), duplicate_of=column(duplicate_of))
 
-# %% ../nbs/02_clean.ipynb #cell-011
+# %% ../nbs/02_clean.ipynb #cell-013
 def _chars(text) -> int:
     return int(text.str.len().sum()) if len(text) else 0
 
@@ -209,7 +214,7 @@ def combine_step_stats(per_partition: list[list[dict]]) -> list[dict]:
             for r, n in s["reasons"].items(): t["reasons"][r] = t["reasons"].get(r, 0) + n
     return total or []
 
-# %% ../nbs/02_clean.ipynb #cell-013
+# %% ../nbs/02_clean.ipynb #cell-015
 def first_reason(index_like, rules):
     "A reason Series: for each row, the name of the first `(mask, name)` rule whose mask is true, else null."
     out = null_strings(index_like)
@@ -230,7 +235,7 @@ class Validate(Filter):
         if "read_error" in df.columns: out = df["read_error"].astype(out.dtype).fillna(out)
         return out
 
-# %% ../nbs/02_clean.ipynb #cell-016
+# %% ../nbs/02_clean.ipynb #cell-018
 def unicode_normalize(text, form: str = "NFKC"):
     "Unicode-normalize a string Series (pandas natively; cuDF through the host, which has the only NFKC tables)."
     if is_gpu_frame(text):
@@ -249,7 +254,7 @@ class UnicodeNormalize(Normalizer):
             raise ValueError(f"form must be one of NFC, NFKC, NFD, NFKD, not {self.form!r}")
     def normalize(self, text): return unicode_normalize(text, self.form)
 
-# %% ../nbs/02_clean.ipynb #cell-019
+# %% ../nbs/02_clean.ipynb #cell-021
 # pandas runs these regexes in pyarrow (RE2) and cuDF in its own engine: escapes both accept, literal zero-width chars
 _CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f" + "\u200b\ufeff" + "]"
 
@@ -267,7 +272,7 @@ class CleanWhitespace(Normalizer):
         text = text.str.replace("\n{%d,}" % (self.max_blank_lines + 2), "\n" * (self.max_blank_lines + 1), regex=True)
         return text.str.strip()
 
-# %% ../nbs/02_clean.ipynb #cell-022
+# %% ../nbs/02_clean.ipynb #cell-024
 def as_arrow_strings(text):
     "pandas: the Series as `ArrowDtype(string)` so that `.str.split` returns Arrow lists (no Python lists); cuDF: as is."
     if is_gpu_frame(text): return text
@@ -322,7 +327,7 @@ class StripBoilerplate(Normalizer):
         end = "" if p.endswith("$") else r"[^\n]*"
         return rf"^{start}(?:{p.removeprefix('^').removesuffix('$')}){end}(?:\n|$)"
 
-# %% ../nbs/02_clean.ipynb #cell-025
+# %% ../nbs/02_clean.ipynb #cell-027
 # what Python's str.isspace() calls whitespace (strip, split and splitlines use it); RE2's \s is ASCII only
 _WS = r"\s\pZ\x{0b}\x{1c}-\x{1f}\x{85}"
 _LINE_BREAK = r"\r\n|[\n\r\x{0b}\x{0c}\x{1c}-\x{1e}\x{85}\x{2028}\x{2029}]"
@@ -472,7 +477,7 @@ def word_tokens(text):
         "line": lines["pos"].take(chunk_line).reset_index(drop=True),
         "token": tokens["part"]}).assign(pos=lambda d: d.groupby("row").cumcount(), hash=lambda d: text_hash(d["token"]))
 
-# %% ../nbs/02_clean.ipynb #cell-027
+# %% ../nbs/02_clean.ipynb #cell-029
 def document_tokens(df):
     "`word_tokens` of `df`'s text, reusing the tokens of the partition computed by an earlier step of the same pass."
     cache = _TOKEN_CACHE.get()
@@ -488,7 +493,7 @@ def document_tokens(df):
     kept = kept.reset_index(drop=True)
     return kept.assign(row=new_row.take(kept["row"]).reset_index(drop=True))
 
-# %% ../nbs/02_clean.ipynb #cell-030
+# %% ../nbs/02_clean.ipynb #cell-032
 # datatrove 0.10.1's PUNCTUATION_SET (utils/text.py): a word made only of these is a symbol, not a word
 SYMBOL_CHARS = ("\x00\x01\x02\x03\x04\x05\x06\x07\x08\x0b\x0c\r\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a"
     "\x1b\x1c\x1d\x1e\x1f!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~\x7f\x80\x81\x82\x83\x84\x85\x86\x87\x88\x89"
@@ -545,7 +550,7 @@ def regex_escape(text: str) -> str:
     "`text` as a literal in a regex both RE2 and cuDF read (Python's re.escape also escapes spaces, which RE2 rejects)."
     return re.sub(r"([\\^$.|?*+()\[\]{}])", r"\\\1", text)
 
-# %% ../nbs/02_clean.ipynb #cell-033
+# %% ../nbs/02_clean.ipynb #cell-035
 def per_row(values, rows, n: int, how: str = "sum"):
     "Aggregate `values` by row number into a Series indexed 0..n-1 (0 for rows with no values)."
     out = values.groupby(rows).agg(how)
@@ -566,7 +571,7 @@ def split_lines(text):
     n_lines = per_row(lines["pos"] * 0 + 1, lines["row"], len(text)) - text.str.contains(f"(?:{_LINE_BREAK})$").astype("int64")
     return lines, n_lines
 
-# %% ../nbs/02_clean.ipynb #cell-036
+# %% ../nbs/02_clean.ipynb #cell-038
 @register_step
 @dataclass
 class GopherQuality(Filter):
@@ -617,7 +622,7 @@ class GopherQuality(Filter):
         if self.min_stop_words: rules.append((n_stop < self.min_stop_words, "gopher_enough_stop_words"))
         return _reasons_for(df, text, rules)
 
-# %% ../nbs/02_clean.ipynb #cell-039
+# %% ../nbs/02_clean.ipynb #cell-041
 _MULTIPLIERS = tuple(np.uint64(m) for m in (1, 0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9,
                                             0x27D4EB2F165667C5, 0x94D049BB133111EB, 0xBF58476D1CE4E5B9,
                                             0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53, 0x2545F4914F6CDD1D))
@@ -700,7 +705,7 @@ class GopherRepetition(Filter):
             rules.append((repeated[size] / length > fraction, f"duplicated_{size}_n_grams"))
         return _reasons_for(df, text, rules)
 
-# %% ../nbs/02_clean.ipynb #cell-042
+# %% ../nbs/02_clean.ipynb #cell-044
 POLICY_SUBSTRINGS = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
 _CITATION = r"\[\p{Nd}*\]|\[edit\]|\[citation needed\]"
 
@@ -789,7 +794,7 @@ class C4Quality(Filter):
             rules.append((per_doc < self.min_num_sentences, "too_few_sentences"))
         return _reasons_for(df, text, rules)
 
-# %% ../nbs/02_clean.ipynb #cell-045
+# %% ../nbs/02_clean.ipynb #cell-047
 @register_step
 @dataclass
 class FineWebQuality(Filter):
@@ -821,7 +826,7 @@ class FineWebQuality(Filter):
             (dup_chars / (text.str.len() - newlines) > self.char_duplicates_ratio, "char_dup_ratio"),
             (newlines / n_words > self.new_line_ratio, "list_ratio")])
 
-# %% ../nbs/02_clean.ipynb #cell-048
+# %% ../nbs/02_clean.ipynb #cell-050
 @register_step
 @dataclass
 class LengthFilter(Filter):
@@ -851,7 +856,7 @@ class NonTextFilter(Filter):
         letters = text.str.count(r"[\pL\pM]")
         return _reasons_for(df, text, [(letters / visible < self.min_letter_fraction, "mostly_non_text")])
 
-# %% ../nbs/02_clean.ipynb #cell-051
+# %% ../nbs/02_clean.ipynb #cell-053
 def _mark_exact_duplicates(df):
     # sorted by (hash, id), the first row of each hash has the smallest id; a later row is its duplicate only if
     # its text is equal too, so a 64-bit hash collision keeps both documents instead of merging different texts
@@ -884,7 +889,7 @@ class ExactDedup(Step):
         removed = marked.map_partitions(_exact_removed, columns, self.name, meta=mark_removed(ddf._meta, "", None))
         return kept, removed
 
-# %% ../nbs/02_clean.ipynb #cell-054
+# %% ../nbs/02_clean.ipynb #cell-056
 def _lazy_frame_stats(ddf):
     "Lazy (rows, characters) of a corpus frame."
     return ddf.shape[0], ddf["text"].str.len().sum()
@@ -984,7 +989,7 @@ class Pipeline:
             report = self._report(computed, time.perf_counter() - started)
             for name in ("kept", "removed"):
                 manifest = dataset_manifest(_local_fs(), str(tmp / name), step=None if name == "kept" else "clean")
-                (tmp / name / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
+                (tmp / name / MANIFEST).write_text(json.dumps(manifest, indent=1, default=str))
             (tmp / "report.json").write_text(json.dumps(report, indent=1))
             self.save(tmp / "pipeline.yaml")
             if out.exists():
@@ -1043,7 +1048,7 @@ def _as_delayed(x):
     d = x.to_delayed()
     return dask.delayed(_counts_dict)(d) if isinstance(d, list) else d
 
-# %% ../nbs/02_clean.ipynb #cell-056
+# %% ../nbs/02_clean.ipynb #cell-058
 def default_steps() -> list[Step]:
     "The steps of the default cleaning pipeline, in order."
     return [UnicodeNormalize(), CleanWhitespace(), StripBoilerplate(), LengthFilter(), NonTextFilter(),
@@ -1053,7 +1058,7 @@ def default_pipeline() -> Pipeline:
     "The default cleaning pipeline (see `default_steps`)."
     return Pipeline(default_steps())
 
-# %% ../nbs/02_clean.ipynb #cell-059
+# %% ../nbs/02_clean.ipynb #cell-061
 def format_funnel(report: dict, top_reasons: int = 3) -> str:
     "A plain-text funnel table of a pipeline report."
     head = f"{'step':<20} {'in':>9} {'removed':>9} {'out':>9} {'removed%':>8} {'chars out':>12}  top reasons"
@@ -1068,7 +1073,7 @@ def format_funnel(report: dict, top_reasons: int = 3) -> str:
                 f"{report['chars_kept']:,} of {report['chars_in']:,} characters")
     return "\n".join(rows)
 
-# %% ../nbs/02_clean.ipynb #cell-063
+# %% ../nbs/02_clean.ipynb #cell-065
 def load_pipeline(config=None) -> Pipeline:
     "A `Pipeline` from a YAML/JSON file path, a config dict or list, an existing `Pipeline`, or the default (None)."
     if config is None: return default_pipeline()
@@ -1086,7 +1091,7 @@ def clean_corpus(input, output, config=None, client=None, overwrite: bool = Fals
     ddf = read_corpus(input, text_col=text_col, id_col=id_col, on_error="skip", backend=backend)
     return pipeline.run(ddf, output, overwrite=overwrite, client=client, progress=progress)
 
-# %% ../nbs/02_clean.ipynb #cell-066
+# %% ../nbs/02_clean.ipynb #cell-068
 def clean_command(args) -> int:
     if args.print_config:
         print(yaml.safe_dump(load_pipeline(args.config).config(), sort_keys=False), end="")
