@@ -276,6 +276,18 @@ def prepare_tokens(corpus, out_dir, tokenizer: str = "byte", vocab_size: int = 8
     else: raise ValueError(f"Unknown tokenizer {tokenizer!r}; use byte or bpe.")
     return pack_tokens(corpus, tok, Path(out_dir) / "tokens", text_col=text_col, overwrite=overwrite)
 
+def _client_deaf_to_ctrl_c(*args, **kwargs):
+    """`get_client`, with the local workers it starts ignoring SIGINT.
+
+    Ctrl-C in a terminal signals the whole process group, local Dask workers included; they would die mid-step
+    and turn a polite stop into a failed run. Worker processes inherit an ignored SIGINT, so we ignore it while
+    they start, then restore our own handler, which asks the run to stop cooperatively."""
+    import signal
+    if threading.current_thread() is not threading.main_thread(): return get_client(*args, **kwargs)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try: return get_client(*args, **kwargs)
+    finally: signal.signal(signal.SIGINT, previous)
+
 def _stop_on_interrupt(run: Run, progress: bool = True) -> dict:
     try: return run.wait(progress=progress)
     except KeyboardInterrupt:
@@ -313,7 +325,7 @@ def train_command(args) -> int:
                              warmup_steps=min(100, max(1, (args.steps or 1000) // 20)),
                              checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
                              device=backend.torch_device if backend else None)
-    client = get_client(backend, scheduler=args.scheduler, n_workers=args.workers)
+    client = _client_deaf_to_ctrl_c(backend, scheduler=args.scheduler, n_workers=args.workers)
     try:
         if not args.resume:
             print(f"Tokenizing {args.corpus} ({args.tokenizer}) into {out / 'tokens'} ...", flush=True)
