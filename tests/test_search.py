@@ -24,7 +24,7 @@ def sample():
 def stored(sample, tmp_path_factory):
     root = tmp_path_factory.mktemp("search")
     ddf = dd.from_pandas(sample, npartitions=3)
-    return {"unsorted": write_corpus(ddf, root / "unsorted"), "sorted": write_corpus(ddf.sort_values("id"), root / "sorted"),
+    return {"unsorted": write_corpus(ddf, root / "unsorted", sort=False), "sorted": write_corpus(ddf, root / "sorted"),
             "root": root}
 
 
