@@ -680,7 +680,7 @@ class NerTagger:
         model.load_state_dict(ck["model"])
         return cls(model.to(device), TagEncoder.from_dict(ck["encoder"]))
 
-def fit_ner(train_sents, out_dir, dev_sents=None, columns=(), steps=None, epochs=4, batch_size=32, lr=2e-3,
+def fit_ner(train_sents, out_dir, dev_sents=None, columns=(), steps=None, epochs=6, batch_size=32, lr=2e-3,
             vocab_size=16000, min_count=2, n_layer=2, n_head=4, n_embd=128, dropout=0.2, word_dropout=0.3,
             seed=0, device=None, threads=None, eval_sentences=512, progress=True) -> NerTagger:
     "Train our NER tagger on `train_sents` (from `read_conll`) with the llmwork loop."
@@ -967,7 +967,7 @@ def add_commands(subparsers):
                    "e.g. --columns pos chunk for CoNLL-2003 (default: none)")
     p.add_argument("--tabs", action="store_true", help="columns are tab-separated (tokens may contain spaces)")
     p.add_argument("--scheme", choices=("IOB2", "IOB1"), default="IOB2", help="tag scheme of the files (default: IOB2)")
-    p.add_argument("--epochs", type=int, default=4, help="training epochs (default: 4)")
+    p.add_argument("--epochs", type=int, default=6, help="training epochs (default: 6)")
     p.add_argument("--steps", type=int, help="training steps (overrides --epochs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUTDIR")
