@@ -21,11 +21,11 @@ import plotly.offline
 from plotly.subplots import make_subplots
 
 # %% auto #0
-__all__ = ['MAX_LEGEND_CLUSTERS', 'FIGURE_CONFIG', 'snippet', 'sample_indices', 'pca_2d', 'cluster_map', 'cluster_sizes',
-           'read_report', 'cleaning_funnel', 'text_lengths', 'length_histogram', 'signal_histograms', 'loss_curve',
-           'extend_loss_curve', 'table_html', 'write_report', 'external_references', 'summarize_clusters', 'Clustering',
-           'default_embedder', 'cluster_corpus', 'SemanticDedupOfClusters', 'basic_signals', 'parquet_dataset',
-           'steps_table', 'read_history', 'run_report', 'cluster_command', 'add_commands']
+__all__ = ['CLUSTER_COLOURS', 'MAX_LEGEND_CLUSTERS', 'FIGURE_CONFIG', 'snippet', 'sample_indices', 'pca_2d', 'cluster_map',
+           'cluster_sizes', 'read_report', 'cleaning_funnel', 'text_lengths', 'length_histogram', 'signal_histograms',
+           'loss_curve', 'extend_loss_curve', 'table_html', 'write_report', 'external_references', 'summarize_clusters',
+           'Clustering', 'default_embedder', 'cluster_corpus', 'SemanticDedupOfClusters', 'basic_signals',
+           'parquet_dataset', 'steps_table', 'read_history', 'run_report', 'cluster_command', 'add_commands']
 
 # %% ../nbs/07_viz.ipynb #cell-006
 def snippet(text, width: int = 200, line: int = 60) -> str:
@@ -59,7 +59,10 @@ def pca_2d(vectors) -> np.ndarray:
     return out.astype(np.float32)
 
 # %% ../nbs/07_viz.ipynb #cell-013
-MAX_LEGEND_CLUSTERS = 50
+import plotly.colors
+# 48 distinct colours, so that no two clusters in a legend share one (Plotly's default cycle has 10)
+CLUSTER_COLOURS = plotly.colors.qualitative.Dark24 + plotly.colors.qualitative.Light24
+MAX_LEGEND_CLUSTERS = len(CLUSTER_COLOURS)
 
 def cluster_map(vectors, labels, texts=None, ids=None, max_points: int | None = 200_000, seed: int = 0,
                 title: str = "Documents by cluster") -> go.Figure:
@@ -76,11 +79,11 @@ def cluster_map(vectors, labels, texts=None, ids=None, max_points: int | None = 
     clusters = np.unique(labels)
     fig = go.Figure()
     if len(clusters) <= MAX_LEGEND_CLUSTERS:
-        for c in clusters:
+        for i, c in enumerate(clusters):
             m = labels == c
             fig.add_trace(go.Scattergl(x=xy[m, 0], y=xy[m, 1], mode="markers", name=f"cluster {c} ({m.sum():,})",
                                        hovertext=[t for t, k in zip(texts, m) if k], customdata=labels[m],
-                                       hovertemplate=hover, marker=dict(size=4, opacity=0.7)))
+                                       hovertemplate=hover, marker=dict(size=4, opacity=0.7, color=CLUSTER_COLOURS[i])))
     else:
         fig.add_trace(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", name="documents", hovertext=texts,
                                    customdata=labels, hovertemplate=hover,
