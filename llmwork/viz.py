@@ -141,9 +141,11 @@ def cleaning_funnel(report, title: str = "Cleaning funnel") -> go.Figure:
     names = ["input"] + [s["name"] for s in steps]
     values = [report["n_in"]] + [s["n_out"] for s in steps]
     hover = ["documents read"] + [f"removed {s['n_removed']:,}<br>{_reasons_text(s.get('reasons', {}))}" for s in steps]
-    fig = go.Figure(go.Funnel(y=names, x=values, hovertext=hover, textinfo="value+percent initial",
+    # one line of text per bar, and bars tall enough to read it: two-line labels shrink to illegible in a long funnel
+    fig = go.Figure(go.Funnel(y=names, x=values, hovertext=hover, texttemplate="%{value:,} (%{percentInitial:.1%})",
+                              textposition="inside", constraintext="none",
                               hovertemplate="<b>%{y}</b>: %{x:,} left<br>%{hovertext}<extra></extra>"))
-    fig.update_layout(title=title, template="plotly_white")
+    fig.update_layout(title=title, template="plotly_white", height=120 + 34 * len(names), uniformtext_minsize=11)
     return fig
 
 # %% ../nbs/07_viz.ipynb #cell-025
