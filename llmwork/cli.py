@@ -89,7 +89,7 @@ def _kept_or_input(state):
 
 def _stage_cluster(args, out: Path, state: dict):
     clustering = cluster_corpus(_kept_or_input(state), k=args.k)
-    (out / "cluster").mkdir(exist_ok=True)
+    clustering.save(out / "cluster")  # ids with clusters, centers and the embedder: what semantic_dedup_clusters reads
     clustering.summary.to_csv(out / "cluster" / "clusters.csv", index=False)
     columns = [c for c in ("cluster", "size", "top_terms") if c in clustering.summary.columns]
     print(clustering.summary[columns].head(10).to_string(index=False, max_colwidth=70))

@@ -31,6 +31,8 @@ def test_demo_runs_every_stage_and_reconciles(tmp_path):
     assert len(kept) == report["n_kept"] and len(removed) == report["n_in"] - report["n_kept"]
     assert set(kept.id).isdisjoint(removed.id) and len(set(kept.id) | set(removed.id)) == 1500
     assert len(pd.read_csv(out / "cluster" / "clusters.csv")) == 5
+    clusters = pd.read_parquet(out / "cluster" / "clusters.parquet")
+    assert sorted(clusters.id) == sorted(kept.id) and set(clusters.cluster) == set(range(5))
     html = (out / "report" / "report.html").read_text()
     assert "Cleaning funnel" in html and "Cluster map" in html and "Training" in html
     assert json.loads((out / "summary.json").read_text())["documents"] == 1500
