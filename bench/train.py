@@ -7,7 +7,8 @@ For each GPT size it measures tokens/s and model FLOPs utilization (MFU) of
   train   llmwork.train.train in this process
   launch1 llmwork.launch.launch on a 1-worker Dask cluster (DDP wrapper off, Dask + metrics streaming on)
   launch2 llmwork.launch.launch on 2 workers, gloo DDP (CPU only; on one GPU box use one worker per GPU)
-Every CPU process/rank uses --threads torch threads (default 1), so plain/train/launch1 use the same compute and
+Every mode uses the same glibc malloc thresholds (those launched ranks set; see llmwork.launch.relax_malloc_trimming;
+--default-malloc leaves this process alone). Every CPU process/rank uses --threads torch threads (default 1), so plain/train/launch1 use the same compute and
 launch2 uses twice as much (two ranks): its ratio shows data-parallel scaling, the others show overhead.
 and prints each one's ratio to `plain`. Step times are medians over the steps after `--warmup`, so start-up
 (process spawn, imports, rendezvous) is reported separately as `startup_s` and does not dilute tokens/s.
@@ -38,7 +39,7 @@ from llmwork.train import TokenBatches, TrainConfig, train, make_optimizer, make
 H100_BF16_TFLOPS = 989.4
 
 
-def measured_cpu_peak(seconds: float = 2.0, n: int = 1024) -> float:
+def measured_cpu_peak(seconds: float = 3.0, n: int = 2048) -> float:
     "Best float32 matmul FLOP/s over a few seconds with the current thread count."
     a, b = torch.randn(n, n), torch.randn(n, n)
     best, t_end = 0.0, time.perf_counter() + seconds
@@ -92,7 +93,10 @@ def run_launch(cfg, n_workers, warmup):
         return step_time_from_history(res["history"], warmup), time.perf_counter() - t0, len(run.metrics)
     finally:
         cluster = client.cluster
-        client.close(); cluster.close()
+        try:
+            client.close(); cluster.close(timeout=60)
+        except Exception as e:  # a slow shutdown on a loaded machine must not lose the measurement
+            print(f"  (cluster shutdown: {type(e).__name__})")
 
 
 def main():
@@ -106,10 +110,15 @@ def main():
     p.add_argument("--peak-tflops", type=float, default=None)
     p.add_argument("--threads", type=int, default=1, help="torch threads per process/rank on CPU (default 1: on a shared "
                    "machine more threads than free cores makes every mode slower and noisier)")
+    p.add_argument("--default-malloc", action="store_true", help="leave glibc's malloc thresholds alone in this "
+                   "process (by default they are set as launched ranks set them, so every mode allocates the same way)")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args()
     dev = args.device
     if dev == "cpu": torch.set_num_threads(args.threads)
+    if not args.default_malloc:
+        from llmwork.launch import relax_malloc_trimming
+        relax_malloc_trimming()
     if dev == "cpu":
         sizes = args.sizes or (["gpt-tiny"] if args.quick else ["gpt-tiny", "gpt-mini"])
         overrides = {"gpt-tiny": {}, "gpt-mini": {"block_size": 128}, "gpt-medium-small": {"block_size": 128}}
@@ -161,6 +170,10 @@ def main():
             print(f"  {mode:8s} {tps:>10,.0f} tokens/s  MFU {100 * mfu:5.1f}%  x{ratio:.2f} of plain{extra}")
             rows.append({"model": name, "mode": mode, "params": model.num_params(), "context": block,
                          "tokens_per_s": tps, "mfu": mfu, "ratio_to_plain": ratio, "wall_s": startup})
+    if dev == "cpu":
+        again = measured_cpu_peak()
+        print(f"\nmatmul peak measured again at the end: {again / 1e9:.1f} GFLOP/s (start: {peak / 1e9:.1f}); "
+              "on a shared machine MFU above uses the start figure and is only indicative")
     if args.json: Path(args.json).write_text(json.dumps({"device": dev, "peak": peak, "rows": rows}, indent=1))
 
 
