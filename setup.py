@@ -14,6 +14,8 @@ extras = {
     "dev": _reqs("dev_requirements"),
     # cuDF and dask-cuda for CUDA 12; ~4.5 GB, never installed by CI (see DESIGN.md for why these pins).
     "gpu": ["cudf-cu12==26.10.*", "dask-cudf-cu12==26.10.*", "dask-cuda[cu12]==26.10.*"],
+    # Fine-tuning BERT-style weights you have on disk (llmwork ner --model hf --hf-dir DIR).
+    "hf": ["transformers>=4.40"],
     # Peers that the bench/ scripts measure against in the same run.
     "bench": _reqs("bench_requirements"),
 }
