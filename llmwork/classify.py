@@ -12,7 +12,7 @@ import re
 import shutil
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar
 
@@ -520,24 +520,13 @@ class TagEncoder:
 
 # %% ../nbs/10_classify.ipynb #cell-037
 @dataclass
-class TaggerConfig:
-    "Shape of the NER tagger: the encoder's fields plus the feature vocabularies' sizes."
-    vocab_size: int = 257
-    n_labels: int = 2
-    max_len: int = 256
-    n_layer: int = 2
-    n_head: int = 4
-    n_embd: int = 128
-    dropout: float = 0.1
-    pad_id: int = 0
+class TaggerConfig(EncoderConfig):
+    "Shape of the NER tagger: the encoder's fields plus the feature vocabularies' sizes and the lexical dropout."
     feature_sizes: dict = field(default_factory=dict)
     word_dropout: float = 0.3
 
-    def to_dict(self) -> dict: return asdict(self)
-
     def encoder_config(self) -> EncoderConfig:
-        return EncoderConfig(vocab_size=self.vocab_size, n_labels=self.n_labels, max_len=self.max_len, n_layer=self.n_layer,
-                             n_head=self.n_head, n_embd=self.n_embd, dropout=self.dropout, pad_id=self.pad_id)
+        return EncoderConfig(**{f.name: getattr(self, f.name) for f in fields(EncoderConfig)})
 
 class FeatureTokenClassifier(nn.Module):
     "llmwork's transformer encoder over sub-tokens plus word-feature embeddings, with a linear tag head."
