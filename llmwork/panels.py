@@ -13,6 +13,7 @@ import traceback
 from pathlib import Path
 
 import ipywidgets as widgets
+from IPython.display import display
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -24,7 +25,8 @@ from . import viz
 # %% auto #0
 __all__ = ['log', 'PLAIN_ERRORS', 'DEFAULT_STEPS', 'DEFAULT_ON', 'TOKENIZERS', 'plain_error', 'status_html', 'Background',
            'DaskProgress', 'Session', 'Panel', 'registered_steps', 'step_defaults', 'StepControl', 'CleanPanel',
-           'TrainingRun', 'train_until_stopped', 'prepare_tokens', 'TrainPanel', 'ClusterPanel', 'Workbench']
+           'TrainingRun', 'train_until_stopped', 'prepare_tokens', 'TrainPanel', 'ClusterPanel', 'SearchPanel',
+           'ClassifyPanel', 'TunePanel', 'Workbench']
 
 # %% ../nbs/12_panels.ipynb #cell-006
 log = logging.getLogger("llmwork")
@@ -698,9 +700,136 @@ class ClusterPanel(Panel):
         self.session.changed("steps")
         return step
 
-# %% ../nbs/12_panels.ipynb #cell-028
+# %% ../nbs/12_panels.ipynb #cell-029
+class SearchPanel(Panel):
+    "Find documents in a stored dataset (the cleaned `kept/` by default) by id, predicate, pattern or meaning."
+    def __init__(self, session: Session):
+        super().__init__(session, "search")
+        self.dataset = widgets.Text(description="Dataset", placeholder="a folder written by llmwork, e.g. .../kept",
+                                    layout=widgets.Layout(width="60%"))
+        self.open_button = widgets.Button(description="Open", button_style="primary")
+        self.open_button.on_click(lambda _: self.open_dataset())
+        self.box = widgets.VBox()
+        self.search = None
+        self.children = [widgets.HBox([self.dataset, self.open_button]), self.status, self.box]
+        session.on_change(lambda _: self._default_dataset())
+        self._default_dataset()
+
+    def _default_dataset(self):
+        if not self.dataset.value and self.session.clean_dir is not None:
+            self.dataset.value = str(self.session.clean_dir / "kept")
+
+    def open_dataset(self):  # not `open`: ipywidgets calls Widget.open() to connect the widget
+        "Open the dataset named in the box and show a search box over it."
+        from llmwork.search import SearchBox, open_dataset
+        try:
+            if not self.dataset.value.strip():
+                raise ValueError("Name a dataset folder, or run Clean first: its kept/ documents open here.")
+            open_dataset(self.dataset.value.strip())  # a wrong folder is said now, not at the first query
+            self.search = SearchBox(self.dataset.value.strip())
+        except Exception as e: return self.show_error(e)
+        self.box.children = [self.search]
+        self.show(f"Opened {html.escape(self.dataset.value)}.", "success")
+
+# %% ../nbs/12_panels.ipynb #cell-030
+class ClassifyPanel(Panel):
+    "Train a text classifier on a labelled file and show its report and confusion matrix, as `llmwork classify` does."
+    def __init__(self, session: Session, path: str = "", seed: int = 0):
+        super().__init__(session, "classify")
+        from llmwork.classify import CLASSIFIERS
+        self.seed = seed
+        self.path = widgets.Text(value=str(path), description="Labelled", placeholder="CSV / JSONL / Parquet with text and label",
+                                 layout=widgets.Layout(width="60%"))
+        self.text_col = widgets.Text(value="text", description="Text column")
+        self.label_col = widgets.Text(value="label", description="Label column")
+        self.model = widgets.Dropdown(options=list(CLASSIFIERS), value="tfidf-svm", description="Model")
+        self.test_size = widgets.FloatSlider(value=0.2, min=0.1, max=0.5, step=0.05, description="Test share")
+        self.run_button = widgets.Button(description="Run", button_style="primary")
+        self.run_button.on_click(lambda _: self.start())
+        self.report = widgets.HTML()
+        self.figure = widgets.Output()
+        self.children = [self.path, widgets.HBox([self.text_col, self.label_col]), widgets.HBox([self.model, self.test_size]),
+                         widgets.HBox([self.run_button, self.progress]), self.status, self.report, self.figure]
+
+    def evaluate(self) -> dict:
+        "Read, drop duplicate texts, split, train and evaluate; the summary plus what the panel shows."
+        from llmwork.classify import (classification_summary, drop_duplicate_texts, fit_classifier, predict_texts,
+                                      report_table, stratified_split)
+        from llmwork.datasets import read_labelled
+        data, n_dup = drop_duplicate_texts(read_labelled(self.path.value.strip(), text_col=self.text_col.value,
+                                                         label_col=self.label_col.value))
+        train_df, test_df = stratified_split(data, self.test_size.value, self.seed)
+        model = fit_classifier(self.model.value, train_df, self.session.out_dir / "classify", test_df)
+        pred = predict_texts(model, test_df["text"])
+        return {**classification_summary(test_df["label"], pred), "table": report_table(test_df["label"], pred),
+                "n_train": len(train_df), "n_test": len(test_df), "duplicates_dropped": n_dup}
+
+    def start(self):
+        if not self.path.value.strip(): return self.show("Name a labelled file first (CSV, JSONL or Parquet).", "error")
+        self.run_job(self.run_button, self.evaluate, self._show_results, f"Training {self.model.value}…")
+
+    def _show_results(self, r: dict):
+        from llmwork.classify import confusion_figure
+        self.report.value = f"<pre>{html.escape(r['table'])}</pre>"
+        self.figure.clear_output()
+        with self.figure: display(confusion_figure(r, f"{self.model.value}: accuracy {r['accuracy']:.3f}"))
+        self.show(f"{self.model.value}: accuracy {r['accuracy']:.3f}, macro-F1 {r['macro_f1']:.3f} on {r['n_test']} test "
+                  f"documents ({r['n_train']} trained on, {r['duplicates_dropped']} duplicate texts dropped first).", "success")
+
+# %% ../nbs/12_panels.ipynb #cell-031
+class TunePanel(Panel):
+    "Search a tiny GPT's learning rate and width with `llmwork.platform.tune`, trials as parallel Dask tasks."
+    def __init__(self, session: Session, model_overrides: dict | None = None, batch_size: int = 8):
+        super().__init__(session, "tune")
+        self.model_overrides = model_overrides or {}
+        self.batch_size = batch_size
+        self.n_trials = widgets.BoundedIntText(value=6, min=1, max=500, description="Trials")
+        self.steps = widgets.BoundedIntText(value=60, min=2, max=1_000_000, description="Steps/trial")
+        self.lr_low = widgets.FloatText(value=3e-4, description="lr from")
+        self.lr_high = widgets.FloatText(value=3e-3, description="lr to")
+        self.widths = widgets.Text(value="64, 128", description="Widths")
+        self.run_button = widgets.Button(description="Run", button_style="primary")
+        self.run_button.on_click(lambda _: self.start())
+        self.table = widgets.HTML()
+        self.figure = widgets.Output()
+        self.result = None
+        self.children = [widgets.HBox([self.n_trials, self.steps]), widgets.HBox([self.lr_low, self.lr_high, self.widths]),
+                         widgets.HBox([self.run_button, self.progress]), self.status, self.table, self.figure]
+
+    def space(self) -> dict:
+        "The search space as `tune` takes it: lr log-uniform between the bounds, width among the listed values."
+        try: widths = [int(w) for w in self.widths.value.replace(",", " ").split()]
+        except ValueError: raise ValueError(f"Widths must be whole numbers separated by commas, got {self.widths.value!r}.") from None
+        if not 0 < self.lr_low.value < self.lr_high.value:
+            raise ValueError(f"The learning-rate range must satisfy 0 < from < to, got {self.lr_low.value} to {self.lr_high.value}.")
+        return {"lr": {"low": self.lr_low.value, "high": self.lr_high.value, "log": True}, "n_embd": {"choices": widths}}
+
+    def search(self):
+        "Tokenize the (cleaned) corpus once, then run the trials on the session's Dask cluster."
+        from llmwork.platform import gpt_trial, tune
+        space = self.space()
+        tokens = (self.session.clean_dir or self.session.out_dir) / "tokens-byte"
+        prepare_tokens(self.session.read(cleaned=True), tokens, "byte")
+        fixed = {"data": str(tokens), "steps": self.steps.value, "batch_size": self.batch_size,
+                 "eval_every": max(1, self.steps.value // 3), **self.model_overrides}
+        storage = self.session.out_dir / "tune" / f"study-{int(time.time())}.journal"
+        storage.parent.mkdir(parents=True, exist_ok=True)
+        return tune(gpt_trial, space, self.n_trials.value, self.session.client, storage=storage, fixed=fixed)
+
+    def start(self):
+        self.run_job(self.run_button, self.search, self._show_results, f"Running {self.n_trials.value} trials…")
+
+    def _show_results(self, result):
+        self.result = result
+        shown = result.table.drop(columns=[c for c in ("worker", "duration", "data") if c in result.table.columns])
+        self.table.value = shown.to_html(index=False, float_format=lambda v: f"{v:.4g}")
+        self.figure.clear_output()
+        with self.figure: display(result.figure())
+        self.show(f"Best eval loss {result.best_loss:.4f} with {html.escape(str(result.best_params))}.", "success")
+
+# %% ../nbs/12_panels.ipynb #cell-032
 class Workbench(widgets.VBox):
-    "The clean, cluster and train panels as tabs sharing one Dask client and one corpus; the engine shown on top."
+    "The clean, cluster, train, search, classify and tune panels as tabs sharing one Dask client and one corpus; the engine on top."
     def __init__(self, corpus: str | None = None, out_dir="llmwork-workbench", backend=None, client=None,
                  scheduler: str | None = None, n_workers: int | None = 2, session: Session | None = None,
                  train_options: dict | None = None, cluster_options: dict | None = None):
@@ -708,9 +837,12 @@ class Workbench(widgets.VBox):
         self.clean = CleanPanel(self.session)
         self.cluster = ClusterPanel(self.session, **(cluster_options or {}))
         self.train = TrainPanel(self.session, **(train_options or {}))
+        self.search = SearchPanel(self.session)
+        self.classify = ClassifyPanel(self.session)
+        self.tune = TunePanel(self.session)
         self.header = widgets.HTML(self._header())
-        self.tabs = widgets.Tab(children=[self.clean, self.cluster, self.train])
-        for i, title in enumerate(("Clean", "Cluster", "Train")): self.tabs.set_title(i, title)
+        self.tabs = widgets.Tab(children=[self.clean, self.cluster, self.train, self.search, self.classify, self.tune])
+        for i, title in enumerate(("Clean", "Cluster", "Train", "Search", "Classify", "Tune")): self.tabs.set_title(i, title)
         self.session.on_change(lambda _: setattr(self.header, "value", self._header()))
         super().__init__([self.header, self.tabs])
         self.add_class("llmwork-workbench")
