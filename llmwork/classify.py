@@ -879,7 +879,7 @@ def classify_command(args) -> int:
     print(f"accuracy {summary['accuracy']:.4f}  macro-F1 {summary['macro_f1']:.4f}  ({args.model}, trained in {train_s:.1f} s)")
     _save_classifier(model, args.model, work)
     confusion_figure(summary, f"{args.model} on {Path(args.test or args.train).name}").write_html(
-        work / "confusion.html", include_plotlyjs="cdn")
+        work / "confusion.html", include_plotlyjs=True)  # opens offline
     pd.DataFrame({"id": test_df["id"], "label": test_df["label"], "prediction": pred}).to_csv(work / "predictions.csv", index=False)
     _write_json(work / "metrics.json", {**summary, "model": args.model, "train_seconds": train_s, "n_train": len(train_df),
                                         "n_test": len(test_df), "duplicates_dropped": n_dup, "seed": args.seed})
@@ -923,7 +923,7 @@ def ner_command(args) -> int:
     else:
         tagger.save(work / "model")
     write_conll(test_s.assign(predicted=pred), work / "predictions.conll", columns=("tokens", "tags", "predicted"))
-    _entity_figure(scores, args.model).write_html(work / "entity_f1.html", include_plotlyjs="cdn")
+    _entity_figure(scores, args.model).write_html(work / "entity_f1.html", include_plotlyjs=True)  # opens offline
     _write_json(work / "metrics.json", {**scores, "model": args.model, "train_seconds": train_s, "columns": list(columns)})
     print(f"wrote {_publish(work, args.outdir)}/")
     return 0
