@@ -27,8 +27,7 @@ __all__ = ['PRESETS', 'EDITS', 'EDIT_RATES', 'murmur3_32', 'ShingleSpans', 'shin
            'simplify_text', 'preset_input', 'minhash_signatures', 'detection_threshold', 'detection_probability',
            'choose_banding', 'check_banding', 'band_buckets', 'bucket_pairs', 'ShingleSets', 'shingle_sets',
            'duplicate_groups', 'DedupResult', 'find_duplicates', 'FuzzyDedup', 'edit_text', 'planted_corpus',
-           'exact_similar_pairs', 'score_dedup', 'format_dedup', 'run_dedup', 'dedup_command', 'add_commands',
-           'demo_stage']
+           'exact_similar_pairs', 'score_dedup', 'format_dedup', 'run_dedup', 'dedup_command', 'add_commands']
 
 # %% ../nbs/03_fuzzy.ipynb #cell-006
 _MASK32 = np.uint64(0xFFFFFFFF)
@@ -864,14 +863,3 @@ def add_commands(subparsers):
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=dedup_command)
-
-def demo_stage(args, out, state: dict):
-    "The `llmwork demo` stage: fuzzy dedup of the demo corpus into `out/dedup`."
-    from pathlib import Path
-    from llmwork.io import read_sample_corpus
-    corpus = state.get("corpus")
-    if corpus is None: corpus = read_sample_corpus(on_error="skip", backend=state.get("backend"))
-    report = run_dedup(corpus, Path(out) / "dedup", FuzzyDedup(persist=True), overwrite=True)
-    print(format_dedup(report))
-    state["dedup"] = report
-    return report
