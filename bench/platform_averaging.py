@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from _cluster import shut  # bench/ is on sys.path when a script here runs
 from llmwork import platform
 from llmwork.backend import get_client
 from llmwork.io import sample_corpus_path
@@ -22,14 +23,6 @@ from llmwork.train import TokenBatches, TrainConfig, load_checkpoint
 
 SHAPE = dict(n_layer=2, n_head=4, n_embd=64, block_size=64)
 
-
-
-def shut(client):
-    "Close a client and its cluster; a slow worker shutdown on a loaded machine must not lose the results."
-    try:
-        client.close(); client.cluster.close(timeout=60)
-    except Exception as e:
-        print(f"(cluster shutdown: {type(e).__name__})")
 
 def common_eval(checkpoint, data):
     model = GPT(gpt_config("gpt-tiny", vocab_size=257, **SHAPE)); model.load_state_dict(load_checkpoint(checkpoint)["model"]); model.eval()

@@ -11,6 +11,7 @@ from pathlib import Path
 import dask
 import pandas as pd
 
+from _cluster import shut  # bench/ is on sys.path when a script here runs
 from llmwork import platform
 from llmwork.backend import get_client
 from llmwork.clean import Pipeline
@@ -19,14 +20,6 @@ from llmwork.io import read_corpus, sample_corpus_path
 PIPELINE = {"steps": [{"step": "unicode_normalize"}, {"step": "clean_whitespace"}, {"step": "gopher_quality"},
                       {"step": "exact_dedup"}]}
 
-
-
-def shut(client):
-    "Close a client and its cluster; a slow worker shutdown on a loaded machine must not lose the results."
-    try:
-        client.close(); client.cluster.close(timeout=60)
-    except Exception as e:
-        print(f"(cluster shutdown: {type(e).__name__})")
 
 def kept_ids(path):
     return sorted(pd.concat([pd.read_parquet(f, columns=["id"]) for f in sorted(Path(path).glob("*.parquet"))])["id"])

@@ -13,19 +13,12 @@ import dask
 import dask.dataframe as dd
 import pandas as pd
 
+from _cluster import shut  # bench/ is on sys.path when a script here runs
 from llmwork import platform
 from llmwork.backend import get_client
 from llmwork.io import sample_corpus_path
 from llmwork.models import ByteTokenizer, pack_tokens
 
-
-
-def shut(client):
-    "Close a client and its cluster; a slow worker shutdown on a loaded machine must not lose the results."
-    try:
-        client.close(); client.cluster.close(timeout=60)
-    except Exception as e:
-        print(f"(cluster shutdown: {type(e).__name__})")
 
 def main():
     ap = argparse.ArgumentParser(); ap.add_argument("--quick", action="store_true"); ap.add_argument("--trials", type=int)
