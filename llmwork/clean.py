@@ -27,7 +27,9 @@ import pandas as pd
 import pyarrow as pa
 import yaml
 
+from . import engine
 from .backend import is_gpu_frame, to_pandas
+from .engine import as_arrow_strings, string_series
 from .io import MANIFEST, dataset_manifest
 
 # %% auto #0
@@ -35,10 +37,9 @@ __all__ = ['STEPS', 'STEP_MODULES', 'REMOVED_COLUMNS', 'DEFAULT_BOILERPLATE', 'S
            'SENTENCE_END_CHARS', 'STOP_WORDS', 'POLICY_SUBSTRINGS', 'register_step', 'Step', 'step_from_config',
            'frame_namespace', 'null_strings', 'mark_removed', 'PartitionStep', 'Filter', 'Normalizer',
            'apply_partition_steps', 'run_partition_steps', 'combine_step_stats', 'first_reason', 'Validate',
-           'unicode_normalize', 'UnicodeNormalize', 'CleanWhitespace', 'as_arrow_strings', 'string_series',
-           'replace_backrefs', 'replace_with_flags', 'StripBoilerplate', 'text_hash', 'explode_split', 'extract_groups',
-           'split_chunk', 'word_tokens', 'document_tokens', 'char_class', 'regex_escape', 'per_row', 'split_lines',
-           'GopherQuality', 'find_duplicates', 'ngram_table', 'top_ngram_chars', 'duplicate_ngram_chars',
+           'unicode_normalize', 'UnicodeNormalize', 'CleanWhitespace', 'StripBoilerplate', 'text_hash', 'explode_split',
+           'extract_groups', 'split_chunk', 'word_tokens', 'document_tokens', 'char_class', 'regex_escape', 'per_row',
+           'split_lines', 'GopherQuality', 'find_duplicates', 'ngram_table', 'top_ngram_chars', 'duplicate_ngram_chars',
            'GopherRepetition', 'count_sentences', 'sentence_counts', 'line_sentence_counts', 'C4Quality',
            'FineWebQuality', 'LengthFilter', 'NonTextFilter', 'ExactDedup', 'Pipeline', 'default_steps',
            'default_pipeline', 'format_funnel', 'load_pipeline', 'clean_corpus', 'clean_command', 'add_commands']
@@ -174,7 +175,7 @@ def apply_partition_steps(df, steps):
         for step in steps:
             n_in, chars_in = len(df), _chars(df["text"])
             if isinstance(step, Normalizer): cache.clear()  # rewritten text, new words
-            df, reason = step.apply(df)
+            with engine.in_step(step.name): df, reason = step.apply(df)
             counts = {}
             if reason is not None:
                 drop = reason.notna()
@@ -230,18 +231,15 @@ class Validate(Filter):
 
     def reasons(self, df):
         text = df["text"]
-        out = first_reason(df["id"], [(text.isna(), "null_text"), (text.str.strip().str.len() == 0, "empty")])
+        out = first_reason(df["id"], [(text.isna(), "null_text"), (engine.strip(text).str.len() == 0, "empty")])
         # an unreadable row's own read error is the more precise reason, so it wins
         if "read_error" in df.columns: out = df["read_error"].astype(out.dtype).fillna(out)
         return out
 
 # %% ../nbs/02_clean.ipynb #cell-018
 def unicode_normalize(text, form: str = "NFKC"):
-    "Unicode-normalize a string Series (pandas natively; cuDF through the host, which has the only NFKC tables)."
-    if is_gpu_frame(text):
-        import cudf
-        return cudf.from_pandas(to_pandas(text).str.normalize(form)).set_index(text.index) if len(text) else text
-    return text.str.normalize(form)
+    "Unicode-normalize a string Series (pandas natively; on cuDF this one step goes to the host through Arrow: libcudf has no NFKC tables)."
+    return engine.normalize(text, form)
 
 @register_step
 @dataclass
@@ -266,39 +264,16 @@ class CleanWhitespace(Normalizer):
     max_blank_lines: int = 1
 
     def normalize(self, text):
-        text = text.str.replace(r"\r\n?|[\x{2028}\x{2029}]", "\n", regex=True).str.replace(_CONTROL, "", regex=True)
-        text = text.str.replace(r"[^\S\n]+", " ", regex=True)
-        text = text.str.replace(r" ?\n ?", "\n", regex=True)
-        text = text.str.replace("\n{%d,}" % (self.max_blank_lines + 2), "\n" * (self.max_blank_lines + 1), regex=True)
-        return text.str.strip()
+        text = engine.replace(engine.replace(text, r"\r\n?|[\x{2028}\x{2029}]", "\n"), _CONTROL, "")
+        text = engine.replace(text, r"[^\S\n]+", " ")
+        text = engine.replace(text, r" ?\n ?", "\n")
+        text = engine.replace(text, "\n{%d,}" % (self.max_blank_lines + 2), "\n" * (self.max_blank_lines + 1))
+        return engine.strip(text)
 
 # %% ../nbs/02_clean.ipynb #cell-024
-def as_arrow_strings(text):
-    "pandas: the Series as `ArrowDtype(string)` so that `.str.split` returns Arrow lists (no Python lists); cuDF: as is."
-    if is_gpu_frame(text): return text
-    return text.astype(pd.ArrowDtype(pa.string()))
-
-def string_series(text):
-    "pandas: the Series as pandas' Arrow-backed `string` dtype, whose `.str` methods run in Arrow (RE2); cuDF: as is."
-    if is_gpu_frame(text) or (isinstance(text.dtype, pd.StringDtype) and text.dtype.storage == "pyarrow"): return text
-    return text.astype(pd.StringDtype("pyarrow"))
-
-def replace_backrefs(text, pattern, replacement):
-    "Regex replace with `\\1`-style back references (cuDF names this `replace_with_backrefs`)."
-    if is_gpu_frame(text): return text.str.replace_with_backrefs(pattern, replacement)
-    return text.str.replace(pattern, replacement, regex=True)
-
-
-def replace_with_flags(text, pattern: str, replacement: str, flags: str):
-    "Regex replace with flags given as letters (`i` ignore case, `m` multiline): inline for Arrow's RE2, `flags=` for cuDF."
-    if is_gpu_frame(text):
-        value = (re.IGNORECASE if "i" in flags else 0) | (re.MULTILINE if "m" in flags else 0)
-        return text.str.replace(pattern, replacement, regex=True, flags=value)
-    # the flags= argument would send pandas down a Python-regex loop; RE2 reads them inline and stays vectorized
-    return string_series(text).str.replace(f"(?{flags}){pattern}", replacement, regex=True)
-
-DEFAULT_BOILERPLATE = (r"^(share|tweet|pin|email|print)( (this|on|it))?\b.{0,30}$", r"all rights reserved",
-                       r"^click here\b", r"^(posted|last updated|updated) (on|at)\b.{0,40}$",
+# the word boundaries are spelled as classes: libcudf's \b is Unicode-aware, RE2's ASCII (see llmwork.dialect)
+DEFAULT_BOILERPLATE = (r"^(share|tweet|pin|email|print)( (this|on|it))?(?:[^0-9A-Za-z_\n].{0,29})?$", r"all rights reserved",
+                       r"^click here(?:[^0-9A-Za-z_\n]|$)", r"^(posted|last updated|updated) (on|at)(?:[^0-9A-Za-z_\n].{0,39})?$",
                        r"^(subscribe|sign up) (to|for) (our|the) newsletter")
 
 @register_step
@@ -319,7 +294,7 @@ class StripBoilerplate(Normalizer):
         # a whole line (with its newline) goes when any pattern matches it; ^/$ in a pattern anchor to the line
         line = rf"^[^\S\n]*(?:{body})[^\S\n]*(?:\n|$)" if all(p.startswith("^") and p.endswith("$") for p in self.patterns) else None
         pattern = line or "|".join(self._line_regex(p) for p in self.patterns)
-        return replace_with_flags(text, pattern, "", "im").str.rstrip("\n")
+        return engine.replace(text, pattern, "", flags="im").str.rstrip("\n")
 
     @staticmethod
     def _line_regex(p):
@@ -419,51 +394,46 @@ _EMOTICON = "^(?:" + "|".join(re.sub(r"([\\^$.|?*+()\[\]{}])", r"\\\1", e) for e
 
 def text_hash(text):
     "A 64-bit hash per string (pandas: `hash_pandas_object`; cuDF: xxhash64); equal strings, equal hashes."
-    if is_gpu_frame(text): return text.hash_values(method="xxhash64")
-    return pd.util.hash_pandas_object(text, index=False)
+    return engine.hash64(text)
 
 def explode_split(text, pattern=None, regex=False, drop_empty=False):
     "Split each string and explode: a frame with `row` (position of the source string), `pos` (index within it), `part`."
-    lists = as_arrow_strings(text).reset_index(drop=True)
-    lists = lists.str.split(pattern, regex=regex) if pattern is not None else lists.str.split()
+    lists = engine.split(as_arrow_strings(text).reset_index(drop=True), pattern, regex=regex)
     out = string_series(lists.explode()).rename("part").reset_index().rename(columns={"index": "row"})
     keep = out["part"].notna()
-    if drop_empty: keep = keep & (out["part"].str.len() > 0)
+    # a whitespace split has no empty parts; on the GPU it is a regex split, whose leading empty part goes here
+    if drop_empty or pattern is None: keep = keep & (out["part"].str.len() > 0)
     out = out[keep].reset_index(drop=True)
     out["pos"] = out.groupby("row").cumcount()
     return out
 
 def extract_groups(text, pattern):
-    "A frame of the named capture groups of `pattern` (Arrow extracts only named groups; cuDF only unnamed ones)."
-    if is_gpu_frame(text):
-        out = text.str.extract(re.sub(r"\?P<\w+>", "", pattern))
-        out.columns = re.findall(r"\?P<(\w+)>", pattern)
-        return out
-    return as_arrow_strings(text).str.extract(pattern)
+    "A frame of the named capture groups of `pattern` (Arrow extracts only named groups; libcudf only numbered ones)."
+    return engine.extract(text, pattern)
 
 def split_chunk(chunks):
     "Space-separated tokens of each whitespace-free chunk, spaCy-style: prefixes, core (infixes), suffixes."
-    emoticon = chunks.str.contains(_EMOTICON)
+    emoticon = engine.contains(chunks, _EMOTICON)
     parts = extract_groups(chunks, _CHUNK)
     pre, core, suf = (string_series(parts[c].fillna("")) for c in ("pre", "core", "suf"))
     # the period after a capital ("A.D.", "3D.") and after the abbreviations spaCy knows stays with the word
     dotted = suf.str.startswith(".") & ~suf.str.startswith("..") & (core.str.len() > 0)
-    keeps_dot = dotted & (~core.str.contains(_DOT_SPLITS_AFTER) | core.str.contains(_ABBREVIATION))
+    keeps_dot = dotted & (~engine.contains(core, _DOT_SPLITS_AFTER) | engine.contains(core, _ABBREVIATION))
     core = core.where(~keeps_dot, core + ".")
     suf = suf.where(~keeps_dot, suf.str.slice(1))
     # words spaCy splits by its exception list ("cannot", "dont", "id")
     listed = core.isin(list(_SPLIT_WORDS))
     if bool(listed.any()): core = core.mask(listed, string_series(core[listed].map(_SPLIT_WORDS)))
     # only cores with something besides letters can hold an infix, a unit, a contraction or a URL
-    special = core.str.contains(r"[^\pL\pM]|^[Cc]annot$")
+    special = engine.contains(core, r"[^\pL\pM]|^[Cc]annot$")
     inner = core[special]
-    url = inner.str.contains(_URL)
-    split = replace_backrefs(replace_backrefs(inner, *_CONTRACTION), *_UNIT)
-    for pattern, replacement in _INFIXES * 2: split = replace_backrefs(split, pattern, replacement)
+    url = engine.contains(inner, _URL)
+    split = engine.replace(engine.replace(inner, *_CONTRACTION), *_UNIT)
+    for pattern, replacement in _INFIXES * 2: split = engine.replace(split, pattern, replacement)
     core = core.mask(special, inner.where(url, split))
     has_pre, has_suf = pre.str.len() > 0, suf.str.len() > 0
-    pre = pre.mask(has_pre, replace_backrefs(pre[has_pre], *_EDGE_UNITS))
-    suf = suf.mask(has_suf, replace_backrefs(suf[has_suf], *_EDGE_UNITS))
+    pre = pre.mask(has_pre, engine.replace(pre[has_pre], *_EDGE_UNITS))
+    suf = suf.mask(has_suf, engine.replace(suf[has_suf], *_EDGE_UNITS))
     return (pre + " " + core + " " + suf).where(~emoticon, chunks)
 
 def word_tokens(text):
@@ -568,7 +538,7 @@ def _reasons_for(df, text, rules):
 def split_lines(text):
     "Lines as Python's `str.splitlines` makes them: a frame with `row`, `pos`, `part`, plus the count per row."
     lines = explode_split(text, _LINE_BREAK, regex=True)
-    n_lines = per_row(lines["pos"] * 0 + 1, lines["row"], len(text)) - text.str.contains(f"(?:{_LINE_BREAK})$").astype("int64")
+    n_lines = per_row(lines["pos"] * 0 + 1, lines["row"], len(text)) - engine.contains(text, f"(?:{_LINE_BREAK})$").astype("int64")
     return lines, n_lines
 
 # %% ../nbs/02_clean.ipynb #cell-038
@@ -594,24 +564,24 @@ class GopherQuality(Filter):
         tok = document_tokens(df)
         word, row = tok["token"], tok["row"]
         one = row * 0 + 1
-        nonsym = word.str.contains(char_class(SYMBOL_CHARS, negate=True))
+        nonsym = engine.contains(word, char_class(SYMBOL_CHARS, negate=True))
         n_words = per_row(one, row, n)
         n_real = per_row(nonsym.astype("int64"), row, n)
         mean_length = per_row(word.str.len().where(nonsym, 0).astype("int64"), row, n) / n_real
-        n_alpha = per_row(word.str.contains(r"\pL").astype("int64"), row, n)
+        n_alpha = per_row(engine.contains(word, r"\pL").astype("int64"), row, n)
         stop = tok[word.isin(list(self.stop_words))][["row", "token"]].drop_duplicates()
         n_stop = per_row(stop["row"] * 0 + 1, stop["row"], n)
         lines, n_lines = split_lines(text)
-        bullet = lines["part"].str.contains(f"^[{_WS}]*[•\\-]").astype("int64")
-        end_ellipsis = lines["part"].str.contains(f"(?:\\.\\.\\.|…)[{_WS}]*$").astype("int64")
-        ellipses = text.str.count(r"\.\.\.") + text.str.count("…")
+        bullet = engine.contains(lines["part"], f"^[{_WS}]*[•\\-]").astype("int64")
+        end_ellipsis = engine.contains(lines["part"], f"(?:\\.\\.\\.|…)[{_WS}]*$").astype("int64")
+        ellipses = engine.count(text, r"\.\.\.") + engine.count(text, "…")
         rules = []
         if self.min_doc_words: rules.append((n_real < self.min_doc_words, "gopher_short_doc"))
         if self.max_doc_words: rules.append((n_real > self.max_doc_words, "gopher_long_doc"))
         if self.min_avg_word_length: rules.append((mean_length < self.min_avg_word_length, "gopher_below_avg_threshold"))
         if self.max_avg_word_length: rules.append((mean_length > self.max_avg_word_length, "gopher_above_avg_threshold"))
         if self.max_symbol_word_ratio:
-            rules.append((text.str.count("#") / n_words > self.max_symbol_word_ratio, "gopher_too_many_hashes"))
+            rules.append((engine.count(text, "#") / n_words > self.max_symbol_word_ratio, "gopher_too_many_hashes"))
             rules.append((ellipses / n_words > self.max_symbol_word_ratio, "gopher_too_many_ellipsis"))
         if self.max_bullet_lines_ratio:
             rules.append((per_row(bullet, lines["row"], n) / n_lines > self.max_bullet_lines_ratio, "gopher_too_many_bullets"))
@@ -682,7 +652,7 @@ class GopherRepetition(Filter):
         text = _rows(df)
         n, length = len(text), text.str.len()
         rules = [(length == 0, "empty")]
-        paragraphs = explode_split(text.str.strip(), r"\n{2,}", regex=True)
+        paragraphs = explode_split(engine.strip(text), r"\n{2,}", regex=True)
         n_para = per_row(paragraphs["pos"] * 0 + 1, paragraphs["row"], n)
         para_dups, para_chars = find_duplicates(paragraphs, n)
         if self.dup_para_frac: rules.append((para_dups / n_para > self.dup_para_frac, "dup_para_frac"))
@@ -713,7 +683,7 @@ def count_sentences(tok, group, n_groups: int):
     "Sentences per group of tokens (spaCy's sentencizer): one more than the sentence ends followed by a word."
     word = tok["token"]
     ends = word.isin(list(SENTENCE_END_CHARS))
-    is_word = ~ends & ~word.str.contains(r"^\pP+$")
+    is_word = ~ends & ~engine.contains(word, r"^\pP+$")
     ends_so_far = ends.astype("int64").groupby(group).cumsum()
     at_words = frame_namespace(tok).DataFrame({"group": group[is_word], "ends": ends_so_far[is_word]})
     before = at_words.groupby("group")["ends"].shift(1, fill_value=0)
@@ -754,8 +724,8 @@ class C4Quality(Filter):
         text = _rows(df)
         n = len(text)
         lines, _ = split_lines(text)
-        line = lines["part"].str.strip()
-        n_words = line.str.count(f"[^{_WS}]+")
+        line = engine.strip(lines["part"])
+        n_words = engine.count(line, f"[^{_WS}]+")
         keep = line == line
         if self.max_word_length != -1:
             long_lines = line[line.str.len() > self.max_word_length]
@@ -764,19 +734,19 @@ class C4Quality(Filter):
                 too_long = per_row(words["part"].str.len(), words["row"], len(long_lines), "max") > self.max_word_length
                 too_long.index = long_lines.index
                 keep = keep & ~too_long.reindex(line.index, fill_value=False).astype(bool)
-        cited = line.str.contains(_CITATION) if self.remove_citations else line != line
-        if self.remove_citations: line = line.str.replace(_CITATION, "", regex=True)
+        cited = engine.contains(line, _CITATION) if self.remove_citations else line != line
+        if self.remove_citations: line = engine.replace(line, _CITATION, "")
         if self.filter_no_terminal_punct:
-            keep = keep & line.str.contains("[.?!\"']$") & ~line.str.endswith("...")
+            keep = keep & engine.contains(line, "[.?!\"']$") & ~line.str.endswith("...")
         keep = keep & (n_words >= self.min_words_per_line)
-        lower = line.str.lower()
-        lorem = keep & lower.str.contains("lorem ipsum") if self.filter_lorem_ipsum else keep & False
+        lower = engine.lower(line)
+        lorem = keep & engine.contains(lower, "lorem ipsum") if self.filter_lorem_ipsum else keep & False
         keep = keep & ~lorem
-        if self.filter_javascript: keep = keep & ~lower.str.contains("javascript")
-        curly = keep & line.str.contains("{", regex=False) if self.filter_curly_bracket else keep & False
+        if self.filter_javascript: keep = keep & ~engine.contains(lower, "javascript")
+        curly = keep & engine.contains(line, r"\{") if self.filter_curly_bracket else keep & False
         keep = keep & ~curly
         if self.filter_policy and self.policy_substrings:
-            keep = keep & ~lower.str.contains("|".join(regex_escape(p) for p in self.policy_substrings))
+            keep = keep & ~engine.contains(lower, "|".join(regex_escape(p) for p in self.policy_substrings))
         # datatrove stops at the first line with lorem ipsum or a curly bracket: which one decides the reason
         fatal = lines.assign(code=lorem.astype("int64") + 2 * curly.astype("int64"))
         fatal = fatal[fatal["code"] > 0].sort_values(["row", "pos"]).drop_duplicates("row")
@@ -811,12 +781,12 @@ class FineWebQuality(Filter):
         text = _rows(df)
         n = len(text)
         lines = explode_split(text, "\n")
-        lines = lines[lines["part"].str.strip().str.len() > 0].reset_index(drop=True)
+        lines = lines[engine.strip(lines["part"]).str.len() > 0].reset_index(drop=True)
         n_lines = per_row(lines["pos"] * 0 + 1, lines["row"], n)
-        punct = per_row(lines["part"].str.contains(char_class(TERMINAL_PUNCTUATION) + "$").astype("int64"), lines["row"], n) / n_lines
+        punct = per_row(engine.contains(lines["part"], char_class(TERMINAL_PUNCTUATION) + "$").astype("int64"), lines["row"], n) / n_lines
         short = per_row((lines["part"].str.len() <= self.short_line_length).astype("int64"), lines["row"], n) / n_lines
         _, dup_chars = find_duplicates(lines, n)
-        newlines = text.str.count("\n")
+        newlines = engine.count(text, "\n")
         tok = document_tokens(df)
         n_words = per_row(tok["row"] * 0 + 1, tok["row"], n)
         low_punct = punct < self.line_punct_thr
@@ -852,8 +822,8 @@ class NonTextFilter(Filter):
 
     def reasons(self, df):
         text = _rows(df)
-        visible = text.str.len() - text.str.count(f"[{_WS}]")
-        letters = text.str.count(r"[\pL\pM]")
+        visible = text.str.len() - engine.count(text, f"[{_WS}]")
+        letters = engine.count(text, r"[\pL\pM]")
         return _reasons_for(df, text, [(letters / visible < self.min_letter_fraction, "mostly_non_text")])
 
 # %% ../nbs/02_clean.ipynb #cell-053
@@ -879,6 +849,11 @@ def _exact_removed(df, columns, step):
 class ExactDedup(Step):
     "Keep the smallest-id document of each distinct text; remove the rest as `exact_duplicate` of it."
     name: ClassVar[str] = "exact_dedup"
+
+    def gpu_calls(self) -> list:
+        "The cuDF calls of the GPU path that are not API pandas shares: the text hash the shuffle is keyed on."
+        with engine.recording() as calls: text_hash(pd.Series(["x"]))
+        return calls
 
     def run(self, ddf):
         columns = list(ddf.columns)

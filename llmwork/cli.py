@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import engine
 from .backend import BackendError, describe, resolve_backend
 from .io import CorpusError, read_corpus, read_sample_corpus, sample_corpus_path
 from .clean import Pipeline, default_steps, format_funnel
@@ -42,7 +43,7 @@ def info_command(args) -> int:
 # %% ../nbs/13_cli.ipynb #cell-008
 def _lengths(part):
     text = part["text"].fillna("")
-    return part.assign(n_chars=text.str.len(), n_words=text.str.count(r"\S+"),
+    return part.assign(n_chars=text.str.len(), n_words=engine.count(text, r"\S+"),
                        n_bytes=text.str.encode("utf-8").str.len())[["n_chars", "n_words", "n_bytes"]]
 
 def corpus_summary(ddf) -> dict:
@@ -131,7 +132,7 @@ def demo_command(args) -> int:
 
 # %% ../nbs/13_cli.ipynb #cell-013
 COMMAND_MODULES = ("clean", "fuzzy", "embed", "cluster", "search", "viz", "models", "train", "launch",
-                   "datasets", "classify", "platform", "panels")
+                   "datasets", "classify", "platform", "panels", "gpu_check")
 
 def _module_commands(subparsers):
     for name in COMMAND_MODULES:
