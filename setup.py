@@ -12,7 +12,8 @@ def _reqs(key): return cfg.get(key, "").split()
 
 extras = {
     "dev": _reqs("dev_requirements"),
-    # cuDF and dask-cuda for CUDA 12; ~4.5 GB, never installed by CI (see DESIGN.md for why these pins).
+    # cuDF and dask-cuda for CUDA 12; ~4.8 GB. It installs without a GPU, and CI installs it: `llmwork gpu-check` and
+    # tests/test_gpu_conformance.py check the GPU engine against cuDF's own classes and libcudf's regex compiler.
     "gpu": ["cudf-cu12==26.10.*", "dask-cudf-cu12==26.10.*", "dask-cuda[cu12]==26.10.*"],
     # Fine-tuning BERT-style weights you have on disk (llmwork ner --model hf --hf-dir DIR).
     "hf": ["transformers>=4.40"],

@@ -29,9 +29,10 @@ __all__ = ['Regex', 'GpuCall', 'record', 'recording', 'in_step', 'resolve', 'cal
 # %% ../nbs/00b_engine.ipynb #cell-006
 @dataclass(frozen=True)
 class Regex:
-    "A regex argument of a pylibcudf call: the libcudf `translation` and the RE2 pattern (`source`) it came from."
+    "A regex argument of a pylibcudf call: the libcudf `translation` and the RE2 pattern (`source`, with `flags` letters) it came from."
     translation: Translation
     source: str
+    flags: str = ""
 
     def program(self):
         "libcudf's compiled program (host-side compile, cached)."
@@ -164,7 +165,7 @@ def string_series(text):
 @functools.lru_cache(maxsize=4096)
 def regex(pattern: str, flags: str = "") -> Regex:
     "The libcudf form of the RE2 `pattern` (flags as letters), as a pylibcudf call argument."
-    return Regex(to_libcudf(pattern, flags), pattern)
+    return Regex(to_libcudf(pattern, flags), pattern, flags)
 
 def _inline(pattern: str, flags: str) -> str: return f"(?{flags}){pattern}" if flags else pattern
 
