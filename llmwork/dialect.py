@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 # %% auto #0
-__all__ = ['MULTILINE', 'DOTALL', 'RegexDialectError', 'ranges_of', 're2_set', 'whitespace_set', 'class_text', 'Translation',
-           'to_libcudf', 'check_libcudf', 'same_matches']
+__all__ = ['MULTILINE', 'DOTALL', 'RegexDialectError', 'ranges_of', 're2_set', 'whitespace_set', 'lower_table', 'class_text',
+           'Translation', 'to_libcudf', 'check_libcudf', 'same_matches']
 
 # %% ../nbs/00a_dialect.ipynb #cell-005
 class RegexDialectError(ValueError):
@@ -65,7 +65,17 @@ def whitespace_set() -> tuple[tuple[int, int], ...]:
     if not (trimmed == split).all(): raise RuntimeError("Arrow's trim and split disagree on what whitespace is")
     return ranges_of(points[trimmed])
 
-# %% ../nbs/00a_dialect.ipynb #cell-016
+# %% ../nbs/00a_dialect.ipynb #cell-015
+@functools.cache
+def lower_table() -> dict[int, str]:
+    "Arrow's lower-case mapping as a `str.translate` table: every character it changes, to its one-character lower case."
+    chars, points = _characters()
+    lowered = pc.utf8_lower(chars)
+    if pc.max(pc.utf8_length(lowered)).as_py() != 1: raise RuntimeError("Arrow's lower case is no longer one-to-one")
+    changed = pc.not_equal(lowered, chars).to_numpy(zero_copy_only=False)
+    return dict(zip(points[changed].tolist(), pc.filter(lowered, changed).to_pylist()))
+
+# %% ../nbs/00a_dialect.ipynb #cell-019
 def _class_char(c: int) -> str:
     if c < 0x20 or c == 0x7F: return f"\\x{c:02x}"
     ch = chr(c)
@@ -76,7 +86,7 @@ def class_text(ranges) -> str:
     if not ranges: raise RegexDialectError("a character class that matches nothing has no libcudf spelling")
     return "[" + "".join(_class_char(a) if a == b else f"{_class_char(a)}-{_class_char(b)}" for a, b in ranges) + "]"
 
-# %% ../nbs/00a_dialect.ipynb #cell-019
+# %% ../nbs/00a_dialect.ipynb #cell-022
 _LIBCUDF_SPECIAL = set("[\\^$.|?*+(){}")  # escaped when literal outside a class (regex.md, Characters)
 _QUANTIFIER = re.compile(r"\{(\d+)(?:,(\d*))?\}")
 _CONTROL_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "f": "\f", "a": "\a", "v": "\v"}
@@ -110,7 +120,7 @@ def _escape_end(p: str, i: int) -> int:
         return end + 1
     return i + (3 if c in "pP" else 4 if c == "x" else 2)
 
-# %% ../nbs/00a_dialect.ipynb #cell-021
+# %% ../nbs/00a_dialect.ipynb #cell-024
 def _refuse(construct: str, pattern: str, advice: str):
     raise RegexDialectError(f"{construct} in {pattern!r} has no exact libcudf equivalent: {advice}")
 
@@ -133,7 +143,7 @@ def _escape(esc: str, pattern: str, icase: bool, multiline: bool) -> str:
     if e.isalnum(): _refuse(esc, pattern, "libcudf does not read this escape")
     return _literal(e, icase)
 
-# %% ../nbs/00a_dialect.ipynb #cell-022
+# %% ../nbs/00a_dialect.ipynb #cell-025
 def _group(pattern: str, i: int, groups: list) -> tuple[str, int]:
     "The libcudf spelling of the group opening at `pattern[i] == '('`, and where the group's body starts."
     if pattern.startswith("(?:", i): return "(?:", i + 3
@@ -153,7 +163,7 @@ def _repeat(pattern: str, i: int, after_item: bool) -> tuple[str, int]:
     if max(int(x) for x in q.groups() if x) > 999: _refuse(q.group(0), pattern, "libcudf repeats at most 999 times")
     return q.group(0), q.end()
 
-# %% ../nbs/00a_dialect.ipynb #cell-023
+# %% ../nbs/00a_dialect.ipynb #cell-026
 def _leading_flags(pattern: str, flags: str) -> tuple[str, str]:
     "Move leading inline flag groups such as `(?im)` from `pattern` into `flags`."
     while lead := re.match(r"\(\?([ims]+)\)", pattern): flags, pattern = flags + lead.group(1), pattern[lead.end():]
@@ -180,7 +190,7 @@ def to_libcudf(pattern: str, flags: str = "") -> Translation:
         i = end
     return Translation("".join(out), (MULTILINE if multiline else 0) | (DOTALL if "s" in flags else 0), tuple(groups))
 
-# %% ../nbs/00a_dialect.ipynb #cell-026
+# %% ../nbs/00a_dialect.ipynb #cell-029
 def check_libcudf(t: Translation) -> str | None:
     "None if libcudf's compiler (run on the host) accepts the translation, else its message."
     from pylibcudf.strings.regex_program import RegexProgram

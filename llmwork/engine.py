@@ -19,12 +19,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .backend import is_gpu_frame
-from .dialect import Translation, class_text, to_libcudf, whitespace_set
+from .dialect import Translation, class_text, lower_table, to_libcudf, whitespace_set
 
 # %% auto #0
-__all__ = ['Regex', 'GpuCall', 'record', 'recording', 'in_step', 'resolve', 'call', 'call_function', 'as_arrow_strings',
-           'string_series', 'regex', 'contains', 'count', 'replace', 'split', 'extract', 'strip', 'normalize', 'hash64',
-           'lower']
+__all__ = ['Regex', 'GpuCall', 'record', 'recording', 'in_step', 'resolve', 'call', 'call_function', 'run', 'bind',
+           'as_arrow_strings', 'string_series', 'regex', 'contains', 'count', 'replace', 'split', 'extract', 'strip',
+           'normalize', 'hash64', 'lower']
 
 # %% ../nbs/00b_engine.ipynb #cell-006
 @dataclass(frozen=True)
@@ -151,7 +151,25 @@ def call_function(api: str, *args, **kwargs):
     record(GpuCall.of(api, *args, **kwargs))
     return resolve(api)[0](*args, **kwargs)
 
-# %% ../nbs/00b_engine.ipynb #cell-019
+# %% ../nbs/00b_engine.ipynb #cell-017
+_PLACEHOLDERS = (GpuCall.SERIES, GpuCall.FRAME, GpuCall.COLUMN)
+
+def run(spec: GpuCall, *data, target=None):
+    "Run the listed call `spec`, its placeholders replaced by `data` in order: a method of `target` if given, else the function `spec.api`."
+    data = iter(data)
+    def fill(v):
+        if isinstance(v, str) and v in _PLACEHOLDERS: return next(data)
+        return type(v)(fill(x) for x in v) if isinstance(v, (list, tuple)) else v
+    args, kwargs = [fill(a) for a in spec.args], {k: fill(v) for k, v in spec.kwargs}
+    if target is None: return call_function(spec.api, *args, **kwargs)
+    return call(target, spec.api.split(".", 2)[2], *args, **kwargs)
+
+def bind(spec: GpuCall) -> inspect.BoundArguments:
+    "Bind `spec`'s arguments to the signature of the cuDF/pylibcudf function or method it names (TypeError if they do not fit)."
+    fn, is_method = resolve(spec.api)
+    return inspect.signature(fn).bind(*(["self"] if is_method else []), *spec.args, **dict(spec.kwargs))
+
+# %% ../nbs/00b_engine.ipynb #cell-022
 def as_arrow_strings(text):
     "pandas: the Series as `ArrowDtype(string)` so that `.str.split` returns Arrow lists; cuDF: as is."
     if is_gpu_frame(text): return text
@@ -169,7 +187,7 @@ def regex(pattern: str, flags: str = "") -> Regex:
 
 def _inline(pattern: str, flags: str) -> str: return f"(?{flags}){pattern}" if flags else pattern
 
-# %% ../nbs/00b_engine.ipynb #cell-020
+# %% ../nbs/00b_engine.ipynb #cell-023
 def _native(a):
     "A pylibcudf argument from a call's argument: a compiled program for a `Regex`, a string Scalar for a str."
     import pylibcudf as plc
@@ -193,7 +211,7 @@ def _strings(text, api: str, *args):
     if isinstance(result, cudf.Series): result.name = text.name
     return result
 
-# %% ../nbs/00b_engine.ipynb #cell-021
+# %% ../nbs/00b_engine.ipynb #cell-024
 def contains(text, pattern: str, flags: str = ""):
     "Whether each string has a match of the RE2 `pattern` (`flags`: letters i, m, s)."
     out = _strings(text, "contains.contains_re", (pattern, flags))
@@ -210,7 +228,7 @@ def replace(text, pattern: str, replacement: str, flags: str = ""):
     else: out = _strings(text, "replace_re.replace_re", (pattern, flags), replacement, -1)
     return string_series(text).str.replace(_inline(pattern, flags), replacement, regex=True) if out is None else out
 
-# %% ../nbs/00b_engine.ipynb #cell-024
+# %% ../nbs/00b_engine.ipynb #cell-027
 def split(text, pattern: str | None = None, regex: bool = False):
     "A Series of lists: each string split on `pattern` (literal, or RE2 if `regex`), or on whitespace runs if None."
     if pattern is None:
@@ -235,7 +253,7 @@ def strip(text):
     out = _strings(text, "replace_re.replace_re", (f"^{ws}+|{ws}+$", ""), "", -1)
     return string_series(text).str.strip() if out is None else out
 
-# %% ../nbs/00b_engine.ipynb #cell-027
+# %% ../nbs/00b_engine.ipynb #cell-030
 def _method(text, name: str, cpu, *args, **kwargs):
     "Run the cuDF method `name` on a cuDF object (recording it), else record it if recording and run `cpu()`."
     if is_gpu_frame(text): return call(text, name, *args, **kwargs)
@@ -256,5 +274,6 @@ def hash64(text):
     return _method(text, "hash_values", lambda: pd.util.hash_pandas_object(text, index=False), method="xxhash64")
 
 def lower(text):
-    "Lower-cased strings."
-    return _method(text, "str.lower", lambda: text.str.lower())
+    "Lower-cased strings: Arrow's one-to-one mapping on both engines (on cuDF a `str.translate` with Arrow's table, as libcudf's own case tables differ)."
+    if not is_gpu_frame(text) and not _recorders: return text.str.lower()
+    return _method(text, "str.translate", lambda: text.str.lower(), lower_table())

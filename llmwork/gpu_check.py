@@ -19,8 +19,8 @@ from .dialect import RegexDialectError, check_libcudf, to_libcudf
 from .engine import GpuCall
 
 # %% auto #0
-__all__ = ['PROBE_TEXTS', 'probe_corpus', 'Finding', 'pipeline_calls', 'check_call', 'gpu_check', 'format_findings',
-           'gpu_check_command', 'add_commands']
+__all__ = ['PROBE_TEXTS', 'GPU_PATHS', 'probe_corpus', 'Finding', 'pipeline_calls', 'path_calls', 'check_call', 'gpu_check',
+           'format_findings', 'gpu_check_command', 'add_commands']
 
 # %% ../nbs/12a_gpu_check.ipynb #cell-006
 PROBE_TEXTS = (
@@ -81,12 +81,23 @@ def pipeline_calls(pipeline=None, n_sample: int = 300):
     return calls, findings
 
 # %% ../nbs/12a_gpu_check.ipynb #cell-011
+GPU_PATHS = ("llmwork.embed", "llmwork.cluster", "llmwork.search")
+
+def path_calls() -> list[GpuCall]:
+    "The listed GPU calls of embedding, k-means clustering and search, each attributed to its module."
+    calls = []
+    for name in GPU_PATHS:
+        module = importlib.import_module(name)
+        calls += [GpuCall(c.api, c.args, c.kwargs, name.split(".")[-1]) for c in module.gpu_calls()]
+    return calls
+
+# %% ../nbs/12a_gpu_check.ipynb #cell-014
 def _bind_problem(call: GpuCall) -> str | None:
-    try: fn, is_method = engine.resolve(call.api)
+    try: fn, _ = engine.resolve(call.api)
     except (AttributeError, ValueError, ImportError) as e: return f"not in cuDF: {e}"
     try: sig = inspect.signature(fn)
     except (TypeError, ValueError): return None  # a builtin without a signature: existence is all we can check
-    try: sig.bind(*(["self"] if is_method else []), *call.args, **dict(call.kwargs))
+    try: engine.bind(call)
     except TypeError as e: return f"does not bind to {call.api}{sig}: {e}"
     return None
 
@@ -101,11 +112,12 @@ def check_call(call: GpuCall) -> Finding:
     "Whether `call` exists in cuDF, binds to its signature, and its patterns compile with libcudf and `re`."
     return Finding(call.step or "?", str(call), _bind_problem(call) or _pattern_problem(call), len(call.regexes))
 
-# %% ../nbs/12a_gpu_check.ipynb #cell-014
-def gpu_check(pipeline=None, n_sample: int = 300, extra_steps=()) -> list[Finding]:
-    "One `Finding` per distinct call of `pipeline` (plus `extra_steps`), and per step that could not be listed."
+# %% ../nbs/12a_gpu_check.ipynb #cell-017
+def gpu_check(pipeline=None, n_sample: int = 300, extra_steps=(), paths: bool = False) -> list[Finding]:
+    "One `Finding` per distinct call of `pipeline` (plus `extra_steps`, and the embed/cluster/search paths if `paths`), and per step that could not be listed."
     steps = list(load_pipeline(pipeline).steps) + list(extra_steps)
     calls, findings = pipeline_calls(steps, n_sample)
+    if paths: calls += path_calls()
     seen = set()
     for call in calls:
         key = (call.step, str(call))
@@ -122,14 +134,14 @@ def format_findings(findings) -> str:
     rows += [f"FAIL {f.step}: {f.call[:120]}: {f.problem}" for f in bad]
     return "\n".join(rows)
 
-# %% ../nbs/12a_gpu_check.ipynb #cell-020
+# %% ../nbs/12a_gpu_check.ipynb #cell-023
 def gpu_check_command(args) -> int:
     if importlib.util.find_spec("cudf") is None or importlib.util.find_spec("pylibcudf") is None:
         print("llmwork gpu-check checks against cuDF's own code, which is not installed: pip install 'llmwork[gpu]' (no GPU needed).")
         return 2
     from llmwork.fuzzy import FuzzyDedup
     extra = [] if args.config else [FuzzyDedup(preset="nemo"), FuzzyDedup(preset="fineweb")]
-    findings = gpu_check(args.config, n_sample=args.sample, extra_steps=extra)
+    findings = gpu_check(args.config, n_sample=args.sample, extra_steps=extra, paths=not args.config)
     print(format_findings(findings))
     return 1 if any(f.problem for f in findings) else 0
 
@@ -137,7 +149,7 @@ def add_commands(subparsers):
     "Add `llmwork gpu-check` to the CLI's subparsers."
     p = subparsers.add_parser("gpu-check", help="check, without a GPU, that a pipeline's cuDF calls and patterns conform to cuDF",
                               description="List the cuDF calls the GPU engine would make for a pipeline (default: the default "
-                              "pipeline and both fuzzy-dedup presets), bind each to cuDF's real signature and compile each "
+                              "pipeline, both fuzzy-dedup presets, embedding, k-means and search), bind each to cuDF's real signature and compile each "
                               "pattern with libcudf's compiler and Python's re. Exit 0 if all conform, 1 naming what does "
                               "not, 2 if the gpu extra is not installed. Needs cuDF installed, not a GPU.")
     p.add_argument("config", nargs="?", help="pipeline config (YAML or JSON), e.g. the pipeline.yaml of a run")

@@ -28,7 +28,7 @@ def _constructible_steps():
 
 def test_default_pipeline_and_fuzzy_presets_conform():
     from llmwork.fuzzy import FuzzyDedup
-    findings = gpu_check(None, n_sample=100, extra_steps=[FuzzyDedup(preset="nemo"), FuzzyDedup(preset="fineweb")])
+    findings = gpu_check(None, n_sample=100, extra_steps=[FuzzyDedup(preset="nemo"), FuzzyDedup(preset="fineweb")], paths=True)
     assert [f for f in findings if f.problem] == [], format_findings(findings)
     assert sum(f.patterns for f in findings) >= 50  # the filters' patterns really were compiled
 
@@ -80,3 +80,24 @@ def test_cudf_has_none_of_the_calls_that_broke_the_gpu_engine():
         import pandas as pd
         engine.normalize(pd.Series(["ﬁ"]))
     assert all(f.problem is None for f in map(__import__("llmwork.gpu_check", fromlist=["check_call"]).check_call, calls))
+
+
+def test_dataframe_methods_the_cleaning_steps_share_with_pandas_exist_in_cudf():
+    """The calls that do not go through llmwork.engine are dataframe API that pandas and cuDF share: every method
+    name clean.py calls that pandas' Series/DataFrame/GroupBy/.str define must exist on cuDF's counterpart too."""
+    import ast, inspect as ins
+    import cudf, pandas as pd
+    from cudf.core.accessors.string import StringMethods
+    from cudf.core.groupby.groupby import DataFrameGroupBy, SeriesGroupBy
+    import llmwork.clean as clean
+    modules = {k for k, v in vars(clean).items() if ins.ismodule(v)}  # re.sub, np.unique...: not frame methods
+    names = {n.func.attr for n in ast.walk(ast.parse(ins.getsource(clean)))
+             if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+             and not (isinstance(n.func.value, ast.Name) and n.func.value.id in modules | {"self", "step", "cls"})}
+    cpu_classes = [pd.Series, pd.DataFrame, pd.core.strings.accessor.StringMethods, pd.core.groupby.SeriesGroupBy,
+                   pd.core.groupby.DataFrameGroupBy]
+    gpu_classes = [cudf.Series, cudf.DataFrame, StringMethods, SeriesGroupBy, DataFrameGroupBy]
+    # by name only (the receiver's type is not known statically): a pandas method name no cuDF class has is a bug
+    missing = sorted(name for name in names if not name.startswith("_") and any(hasattr(c, name) for c in cpu_classes)
+                     and not any(hasattr(g, name) for g in gpu_classes))
+    assert missing == [], f"clean.py calls pandas methods cuDF lacks: {missing}"
