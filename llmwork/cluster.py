@@ -5,6 +5,7 @@
 # %% ../nbs/05_cluster.ipynb #cell-003
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import ClassVar
@@ -14,15 +15,20 @@ import pandas as pd
 import torch
 
 from .backend import resolve_backend, is_gpu_frame, to_pandas
-from .clean import Step, mark_removed, register_step
-from .embed import series_to_vectors
+from .embed import gpu_run, series_to_tensor, series_to_vectors
+try:
+    from llmwork.clean import Step, mark_removed, register_step
+except ModuleNotFoundError as e:  # a torch-only machine (no Dask): k-means and the semantic-dedup kernel still import
+    if (e.name or "").split(".")[0] not in ("dask", "distributed", "yaml", "fsspec", "pyarrow"): raise
+    Step, mark_removed, register_step = object, None, (lambda cls: cls)
 
 # %% auto #0
 __all__ = ['CHUNK_BYTES', 'CPU_CHUNK_BYTES', 'TERM_PATTERN', 'nearest_centers', 'chunk_rows', 'cpu_threads', 'map_chunks',
            'LloydStatistics', 'lloyd_statistics', 'FarthestRows', 'farthest_rows', 'update_centers', 'kmeans_plusplus',
            'random_rows', 'absolute_tolerance', 'lloyd', 'exact_assignment', 'KMeans', 'vector_blocks', 'DaskKMeans',
-           'assign_clusters', 'cluster_corpus', 'semantic_duplicates', 'find_semantic_duplicates', 'split_duplicates',
-           'SemanticDedup', 'distinguishing_terms', 'cluster_summaries']
+           'assign_clusters', 'cluster_corpus', 'semantic_duplicates', 'semantic_duplicates_torch',
+           'cluster_duplicates_torch', 'find_semantic_duplicates', 'split_duplicates', 'SemanticDedup', 'gpu_calls',
+           'distinguishing_terms', 'cluster_summaries']
 
 # %% ../nbs/05_cluster.ipynb #cell-006
 def _unit_rows(x: torch.Tensor) -> torch.Tensor:
@@ -319,33 +325,53 @@ class KMeans:
         return f"KMeans(n_clusters={self.n_clusters}, init={self.init if isinstance(self.init, str) else 'array'!r}, spherical={self.spherical}, seed={self.seed})"
 
 # %% ../nbs/05_cluster.ipynb #cell-034
-def _partition_vectors(frame, column: str) -> np.ndarray:
-    if is_gpu_frame(frame): frame = to_pandas(frame)
+def _partition_vectors(frame, column: str):
+    "A partition's vectors: a float32 NumPy block from pandas, a CUDA tensor from cuDF (it stays on the GPU)."
+    if is_gpu_frame(frame): return series_to_tensor(frame[column], "cuda")
     return series_to_vectors(frame[column])
 
-def _block_moments(block: np.ndarray, spherical: bool) -> tuple:
-    x = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32))
+def _block_tensor(block) -> torch.Tensor:
+    "A float32 tensor view of a block (a NumPy block: no copy; a tensor stays on its device)."
+    if isinstance(block, torch.Tensor): return block.to(torch.float32)
+    return torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32))
+
+def _host(t: torch.Tensor) -> np.ndarray: return t.cpu().numpy()
+
+def _compute_device(x: torch.Tensor, device) -> torch.device:
+    "Where a block is processed: `device` if given, else where a CUDA block lies, else the engine's device."
+    return torch.device(device) if device else (x.device if x.is_cuda else _device(None))
+
+def _on_device(block, device) -> torch.Tensor:
+    "A block as a float32 tensor on `device`, to persist there for the whole fit."
+    return _block_tensor(block).to(_device(device))
+
+def _block_moments(block, spherical: bool) -> tuple:
+    x = _block_tensor(block)
     if spherical: x = _unit_rows(x)
     x = x.to(torch.float64)
-    return len(x), x.sum(dim=0).numpy(), (x * x).sum(dim=0).numpy()
+    return len(x), _host(x.sum(dim=0)), _host((x * x).sum(dim=0))  # two d-vectors come back
 
-def _block_sample(block: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+def _block_sample(block, fraction: float, seed: int) -> np.ndarray:
     keep = np.random.default_rng(seed).random(len(block)) < fraction
+    if isinstance(block, torch.Tensor): return _host(block[torch.from_numpy(keep).to(block.device)].to(torch.float32))  # the init sample only
     return np.asarray(block[keep], dtype=np.float32)
 
-def _block_statistics(block: np.ndarray, centers: np.ndarray, spherical: bool, chunk_size, device) -> LloydStatistics:
-    x = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32))
-    return lloyd_statistics(x, torch.from_numpy(centers).to(_device(device)), spherical, chunk_size).to("cpu")
+def _block_statistics(block, centers: np.ndarray, spherical: bool, chunk_size, device) -> LloydStatistics:
+    x = _block_tensor(block)
+    return lloyd_statistics(x, torch.from_numpy(centers).to(_compute_device(x, device)), spherical, chunk_size).to("cpu")
 
-def _block_farthest(block: np.ndarray, centers: np.ndarray, n: int, spherical: bool, chunk_size, device) -> FarthestRows:
-    x = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32))
-    return farthest_rows(x, torch.from_numpy(centers).to(_device(device)), n, spherical, chunk_size).to("cpu")
+def _block_farthest(block, centers: np.ndarray, n: int, spherical: bool, chunk_size, device) -> FarthestRows:
+    x = _block_tensor(block)
+    return farthest_rows(x, torch.from_numpy(centers).to(_compute_device(x, device)), n, spherical, chunk_size).to("cpu")
 
-def _block_assignment(block: np.ndarray, centers: np.ndarray, spherical: bool, chunk_size, device) -> tuple:
-    device = _device(device)
-    labels, inertia = exact_assignment(torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32)),
-                                       torch.from_numpy(centers).to(device), spherical, chunk_size)
-    return labels.cpu().numpy(), inertia
+def _block_labels(block, centers: np.ndarray, spherical: bool, chunk_size, device) -> tuple:
+    "`(labels tensor on the block's compute device, inertia)`: a CUDA block is assigned where it lies."
+    x = _block_tensor(block)
+    return exact_assignment(x, torch.from_numpy(centers).to(_compute_device(x, device)), spherical, chunk_size)
+
+def _block_assignment(block, centers: np.ndarray, spherical: bool, chunk_size, device) -> tuple:
+    labels, inertia = _block_labels(block, centers, spherical, chunk_size, device)
+    return _host(labels), inertia
 
 def _broadcast(value):
     "Scatter `value` to all workers when a distributed client is running, so each task does not carry a copy."
@@ -395,7 +421,9 @@ class DaskKMeans(KMeans):
         "Cluster the vectors of a Dask DataFrame (`column`) or Dask array; sets everything `KMeans.fit` does, with `labels_` a NumPy array in partition order."
         import dask
         device = _device(self.device)
-        blocks = list(dask.persist(*vector_blocks(data, self.column)))
+        blocks = vector_blocks(data, self.column)  # cuDF partitions give CUDA tensors
+        if device.type == "cuda": blocks = [dask.delayed(_on_device)(b, device) for b in blocks]
+        blocks = list(dask.persist(*blocks))  # on the workers (the GPU's memory on the GPU engine) for all iterations
         moments = dask.compute(*[dask.delayed(_block_moments)(b, self.spherical) for b in blocks])
         n = sum(m[0] for m in moments)
         self._check(n)
@@ -406,7 +434,8 @@ class DaskKMeans(KMeans):
         if isinstance(self.init, str):
             fraction = min(1.0, max(self.init_sample_size, 20 * self.n_clusters) / n)
             sample = _as_float_tensor(np.concatenate(dask.compute(*[dask.delayed(_block_sample)(b, fraction, self.seed + i) for i, b in enumerate(blocks)])), device)
-            if len(sample) < self.n_clusters: sample = _as_float_tensor(np.concatenate(dask.compute(*blocks)), device)
+            if len(sample) < self.n_clusters:
+                sample = _as_float_tensor(np.concatenate(dask.compute(*[dask.delayed(_block_sample)(b, 1.0, 0) for b in blocks])), device)
         statistics, farthest = self._statistics(blocks)
         best = None
         for _ in range(self._runs()):
@@ -422,13 +451,23 @@ class DaskKMeans(KMeans):
         return self
 
 # %% ../nbs/05_cluster.ipynb #cell-041
+def _device_labels(labels: torch.Tensor, index, name: str):
+    "A cuDF int64 column of the CUDA tensor `labels`, made on the device, with `index`."
+    from llmwork.embed import _vector_specs
+    specs = _vector_specs()
+    series = gpu_run(specs["series"], gpu_run(specs["wrap"], labels.to(torch.int64).contiguous()))
+    series.index, series.name = index, name
+    return series
+
 def _assign_partition(frame, centers: np.ndarray, spherical: bool, column: str, label_col: str, device):
+    "Add `label_col` to one partition; only the vector column is read, and on cuDF nothing leaves the GPU."
+    if is_gpu_frame(frame) and len(frame):
+        labels, _ = _block_labels(_partition_vectors(frame, column), centers, spherical, None, "cuda")  # where the data is
+        return frame.assign(**{label_col: _device_labels(labels, frame.index, label_col)})
     labels = np.zeros(0, dtype=np.int64)
     if len(frame):
         labels, _ = _block_assignment(_partition_vectors(frame, column), centers, spherical, None, device)
-    out = frame.copy()
-    out[label_col] = labels  # a NumPy column works for pandas and cuDF alike
-    return out
+    return frame.assign(**{label_col: labels})  # a NumPy column (an empty cuDF frame too)
 
 def assign_clusters(ddf, model: KMeans, column: str = "embedding", label_col: str = "cluster"):
     "Lazily add `label_col`, the index of the nearest of `model.cluster_centers_` to each row's `column` vector."
@@ -476,34 +515,105 @@ def semantic_duplicates(ids, vectors: np.ndarray, threshold: float, block_rows: 
     result[order] = np.where(duplicate_of >= 0, order[np.maximum(duplicate_of, 0)], -1)
     return result
 
+# %% ../nbs/05_cluster.ipynb #cell-044b
+@torch.no_grad()
+def semantic_duplicates_torch(x: torch.Tensor, threshold: float, block_rows: int = 2048) -> torch.Tensor:
+    """`semantic_duplicates` for rows already in id order, all on `x`'s device: the row each row duplicates, or -1.
+    The greedy pass (a kept row removes every later row above `threshold` not removed yet) runs as tensor ops
+    without reading anything back inside a block: one small read per block, the rows that have a later near-copy."""
+    n, device = len(x), x.device
+    x = _unit_rows(x.to(torch.float32))
+    removed = torch.zeros(n, dtype=torch.bool, device=device)
+    duplicate_of = torch.full((n,), -1, dtype=torch.int64, device=device)
+    if n < 2: return duplicate_of
+    block_rows = max(1, min(block_rows, 2**25 // n))
+    columns = torch.arange(n, device=device)
+    for start in range(0, n, block_rows):
+        block = x[start:start + block_rows]
+        later = (block @ x.T > threshold) & (columns.unsqueeze(0) > (start + torch.arange(len(block), device=device)).unsqueeze(1))
+        for i in torch.nonzero(later.any(dim=1)).flatten().tolist():  # the block's rows with a later near-copy
+            row = start + i
+            covered = later[i] & ~removed & ~removed[row]  # nothing, if this row was removed itself
+            removed |= covered
+            duplicate_of = torch.where(covered, row, duplicate_of)
+    return duplicate_of
+
+def cluster_duplicates_torch(x: torch.Tensor, labels: torch.Tensor, threshold: float) -> torch.Tensor:
+    "For rows sorted by (cluster, id): the row (global index) each duplicates inside its cluster, or -1; on `x`'s device."
+    _, counts = torch.unique_consecutive(labels, return_counts=True)
+    out, start = [], 0
+    for size in counts.tolist():  # one number per cluster comes back
+        found = semantic_duplicates_torch(x[start:start + size], threshold)
+        out.append(torch.where(found >= 0, found + start, found))
+        start += size
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.int64, device=x.device)
+
 # %% ../nbs/05_cluster.ipynb #cell-047
-def _partition_semantic_duplicates(frame, threshold: float, column: str, label_col: str, device) -> pd.DataFrame:
-    frame = to_pandas(frame) if is_gpu_frame(frame) else frame
+def _found_frame(ids=None, duplicate_of=None) -> pd.DataFrame:
+    return pd.DataFrame({"id": pd.Series(ids if ids is not None else [], dtype=str),
+                         "duplicate_of": pd.Series(duplicate_of if duplicate_of is not None else [], dtype=str)})
+
+@functools.cache
+def _semantic_specs(label_col: str = "cluster") -> dict:
+    "The cuDF calls of the GPU semantic-dedup partition: sort by (cluster, id), read the labels, gather the ids of removed rows."
+    from llmwork.engine import GpuCall
+    return {"sort": GpuCall.of("cudf.DataFrame.sort_values", [label_col, "id"], ignore_index=True),  # strings by bytes = NumPy's code-point order
+            "labels": GpuCall.of("cudf.Series.to_cupy", dtype="int64"),
+            "take": GpuCall.of("cudf.Series.take", GpuCall.SERIES),
+            "renumber": GpuCall.of("cudf.Series.reset_index", drop=True),
+            "frame": GpuCall.of("cudf.DataFrame", GpuCall.FRAME),
+            "from_pandas": GpuCall.of("cudf.from_pandas", GpuCall.FRAME)}
+
+def _gpu_partition_semantic_duplicates(frame, threshold: float, column: str, label_col: str):
+    "The GPU twin of `_partition_semantic_duplicates`: sort, similarities and the greedy pass on the device; a cuDF frame out."
+    from llmwork.embed import _vector_specs
+    specs, vector_specs = _semantic_specs(label_col), _vector_specs()
+    frame = gpu_run(specs["sort"], target=frame)
+    x = series_to_tensor(frame[column], "cuda")
+    labels = torch.from_dlpack(gpu_run(specs["labels"], target=frame[label_col]))
+    covering = cluster_duplicates_torch(x, labels, threshold)
+    hit = covering >= 0
+    if not bool(hit.any()): return gpu_run(specs["from_pandas"], _found_frame())  # one flag comes back
+    ids = frame["id"]
+    def ids_at(rows: torch.Tensor):  # rows: a CUDA int64 tensor, as a cuDF column (no copy), then a gather
+        where = gpu_run(vector_specs["series"], gpu_run(vector_specs["wrap"], rows.contiguous()))
+        return gpu_run(specs["renumber"], target=gpu_run(specs["take"], where, target=ids))
+    return gpu_run(specs["frame"], {"id": ids_at(torch.nonzero(hit).flatten()), "duplicate_of": ids_at(covering[hit])})
+
+def _partition_semantic_duplicates(frame, threshold: float, column: str, label_col: str, device):
+    if is_gpu_frame(frame): return _gpu_partition_semantic_duplicates(frame, threshold, column, label_col)
     found = []
     for _, group in frame.groupby(label_col, sort=True):
         ids = group["id"].to_numpy()
         covering = semantic_duplicates(ids, series_to_vectors(group[column]), threshold, device=device)
         hit = covering >= 0
         found.append(pd.DataFrame({"id": ids[hit], "duplicate_of": ids[covering[hit]]}))
-    if not found: return pd.DataFrame({"id": pd.Series([], dtype=str), "duplicate_of": pd.Series([], dtype=str)})
+    if not found: return _found_frame()
     out = pd.concat(found, ignore_index=True)
     return out.astype({"id": str, "duplicate_of": str})
 
 def find_semantic_duplicates(clustered, eps: float = 0.01, column: str = "embedding", label_col: str = "cluster",
                              device=None) -> pd.DataFrame:
-    "`(id, duplicate_of)` for every document of a clustered corpus whose cosine to a kept one in its cluster exceeds `1 - eps`."
+    """`(id, duplicate_of)` for every document of a clustered corpus whose cosine to a kept one in its cluster exceeds `1 - eps`.
+    Only `(id, vector, cluster)` are shuffled; the result (removed ids only) comes back to the client as pandas."""
     slim = clustered[["id", column, label_col]]
     shuffled = slim.shuffle(on=label_col, npartitions=max(1, clustered.npartitions))
-    meta = pd.DataFrame({"id": pd.Series([], dtype=str), "duplicate_of": pd.Series([], dtype=str)})
-    found = shuffled.map_partitions(_partition_semantic_duplicates, 1 - eps, column, label_col, device, meta=meta).compute()
-    return found.sort_values("id", ignore_index=True)
+    meta = _found_frame()
+    if is_gpu_frame(clustered._meta): meta = gpu_run(_semantic_specs(label_col)["from_pandas"], meta)
+    found = to_pandas(shuffled.map_partitions(_partition_semantic_duplicates, 1 - eps, column, label_col, device, meta=meta).compute())
+    return found.astype({"id": str, "duplicate_of": str}).sort_values("id", ignore_index=True)
 
 # %% ../nbs/05_cluster.ipynb #cell-049
+@functools.cache
+def _split_specs() -> dict:
+    from llmwork.engine import GpuCall
+    return {"to_device": GpuCall.of("cudf.from_pandas", GpuCall.SERIES), "map": GpuCall.of("cudf.Series.map", GpuCall.SERIES)}
+
 def _split_partition(frame, duplicates: pd.Series, keep: bool, step: str, columns: list):
-    if is_gpu_frame(frame):
-        import cudf
-        duplicates = cudf.from_pandas(duplicates)
-    duplicate_of = frame["id"].map(duplicates)
+    if is_gpu_frame(frame):  # the (id -> duplicate_of) table goes to the GPU once per partition; the lookup is a join there
+        specs = _split_specs()
+        duplicate_of = gpu_run(specs["map"], gpu_run(specs["to_device"], duplicates), target=frame["id"])
+    else: duplicate_of = frame["id"].map(duplicates)
     hit = duplicate_of.notna()
     if keep: return frame[~hit][columns]
     removed = frame[hit][columns]
@@ -539,7 +649,7 @@ class SemanticDedup(Step):
         if not 0 < self.eps < 1: raise ValueError(f"semantic_dedup: eps must be between 0 and 1 (a cosine distance), got {self.eps}.")
         columns = list(ddf.columns)
         n = int(ddf.shape[0].compute())
-        if n == 0: return split_duplicates(ddf, pd.DataFrame({"id": pd.Series([], dtype=str), "duplicate_of": pd.Series([], dtype=str)}), self.name)
+        if n == 0: return split_duplicates(ddf, _found_frame(), self.name)
         embedder = None
         if self.column not in columns:
             slim = ddf[["id", "text"]]
@@ -552,6 +662,22 @@ class SemanticDedup(Step):
         clustered, _, _ = cluster_corpus(slim, n_clusters, embedder=embedder, sample_size=self.sample_size, seed=self.seed,
                                          max_iter=self.max_iter, column=self.column)
         return split_duplicates(ddf, find_semantic_duplicates(clustered, self.eps, self.column), self.name)
+
+    def gpu_calls(self) -> list:
+        "The cuDF calls this step makes on the GPU engine (embedding, k-means, assignment, the dedup kernel, the split)."
+        from llmwork.embed import gpu_calls as embed_calls
+        return _unique([*embed_calls(), *gpu_calls()])
+
+def _unique(calls: list) -> list:
+    out = []
+    for c in calls:
+        if c not in out: out.append(c)
+    return out
+
+def gpu_calls(label_col: str = "cluster") -> list:
+    "The cuDF calls of the GPU clustering path: vectors in and labels out (`llmwork.embed`'s list-column calls), semantic dedup, the split."
+    from llmwork.embed import _vector_specs
+    return _unique([*_vector_specs().values(), *_semantic_specs(label_col).values(), *_split_specs().values()])
 
 # %% ../nbs/05_cluster.ipynb #cell-054
 TERM_PATTERN = r"(?u)\b[a-zA-Z][a-zA-Z0-9+\-]{2,}\b"

@@ -5,7 +5,9 @@
 # %% ../nbs/04_embed.ipynb #cell-003
 from __future__ import annotations
 
+import functools
 import json
+import math
 import os
 import shutil
 import uuid
@@ -14,16 +16,23 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 import torch
-from sklearn.feature_extraction.text import HashingVectorizer
 
 from .backend import is_gpu_frame, resolve_backend
+# scikit-learn and SciPy are imported where they are used, so that the torch-only parts (and llmwork.cluster's
+# k-means, which imports this module) load on a machine that has numpy and torch but not them
 
 # %% auto #0
-__all__ = ['EMBEDDERS', 'register_embedder', 'Embedder', 'load_embedder', 'HashedTfidf', 'randomized_pca', 'HashedTfidfEmbedder',
-           'vectors_to_series', 'series_to_vectors', 'embed_partition', 'embed_corpus', 'write_embeddings',
-           'read_embeddings', 'sample_texts', 'fit_embedder']
+__all__ = ['EMBEDDERS', 'gpu_run', 'register_embedder', 'Embedder', 'load_embedder', 'HashedTfidf', 'tfidf_on_device',
+           'randomized_pca', 'HashedTfidfEmbedder', 'vectors_to_series', 'series_to_vectors',
+           'vectors_to_device_series', 'series_to_tensor', 'embed_partition', 'embed_corpus', 'gpu_calls',
+           'write_embeddings', 'read_embeddings', 'sample_texts', 'fit_embedder']
+
+# %% ../nbs/04_embed.ipynb #cell-003b
+def gpu_run(spec, *data, target=None):
+    "`llmwork.engine.run`, imported when called so that the torch-only paths load where pyarrow and pandas' extras are absent."
+    from llmwork import engine
+    return engine.run(spec, *data, target=target)
 
 # %% ../nbs/04_embed.ipynb #cell-006
 EMBEDDERS: dict = {}
@@ -84,16 +93,19 @@ def load_embedder(path) -> Embedder:
 # %% ../nbs/04_embed.ipynb #cell-008
 def _as_text_list(texts) -> list:
     "Plain Python strings for scikit-learn, with null or missing texts as empty strings."
-    if hasattr(texts, "to_pandas"): texts = texts.to_pandas()  # a cuDF Series
+    if is_gpu_frame(texts):  # a cuDF Series: the text comes to the host once, for the tokenizer (see below)
+        from llmwork.engine import GpuCall
+        texts = gpu_run(GpuCall.of("cudf.Series.to_arrow"), target=texts).to_pylist()
     if isinstance(texts, pd.Series): return texts.fillna("").astype(str).tolist()
     return ["" if t is None or (isinstance(t, float) and np.isnan(t)) else str(t) for t in texts]
 
-def _l2_normalize_rows(matrix: sp.csr_matrix) -> sp.csr_matrix:
+def _l2_normalize_rows(matrix):
+    import scipy.sparse as sp
     norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
     norms[norms == 0] = 1.0
     return sp.csr_matrix(sp.diags((1.0 / norms).astype(np.float32)) @ matrix)
 
-def _smoothed_idf(counts: sp.csr_matrix) -> np.ndarray:
+def _smoothed_idf(counts) -> np.ndarray:
     n = counts.shape[0]
     document_frequency = np.bincount(counts.indices, minlength=counts.shape[1])
     return (np.log((1 + n) / (1 + document_frequency)) + 1).astype(np.float32)
@@ -101,14 +113,19 @@ def _smoothed_idf(counts: sp.csr_matrix) -> np.ndarray:
 class HashedTfidf:
     "Sparse hashed TF-IDF features of words and character n-grams; `fit` learns the IDF from a sample."
     def __init__(self, n_features: int = 2**16, char_ngram_range=(3, 4)):
+        from sklearn.feature_extraction.text import HashingVectorizer
         self.n_features, self.char_ngram_range = n_features, tuple(char_ngram_range)
         common = dict(n_features=n_features, alternate_sign=False, norm=None, lowercase=True, dtype=np.float32)
         self.vectorizers = [HashingVectorizer(analyzer="word", **common),
                             HashingVectorizer(analyzer="char_wb", ngram_range=self.char_ngram_range, **common)]
         self.idfs = None
 
+    def raw_counts(self, texts: list) -> list:
+        "Per vectorizer, a CSR matrix of token counts (tokenized and hashed on the host by scikit-learn)."
+        return [v.transform(texts).tocsr() for v in self.vectorizers]
+
     def _counts(self, texts: list) -> list:
-        counts = [v.transform(texts).tocsr() for v in self.vectorizers]
+        counts = self.raw_counts(texts)
         for c in counts: c.data = 1 + np.log(c.data)  # sublinear TF
         return counts
 
@@ -116,21 +133,49 @@ class HashedTfidf:
         self.idfs = [_smoothed_idf(c) for c in self._counts(_as_text_list(texts))]
         return self
 
-    def transform(self, texts) -> sp.csr_matrix:
+    def transform(self, texts):
         "A `(len(texts), 2 * n_features)` float32 CSR matrix with unit-norm rows (zero rows for empty texts)."
+        import scipy.sparse as sp
         if self.idfs is None: raise ValueError("HashedTfidf is not fitted yet: call fit(sample_texts) first.")
         halves = [_l2_normalize_rows(c @ sp.diags(idf)) for c, idf in zip(self._counts(_as_text_list(texts)), self.idfs)]
         return sp.hstack(halves, format="csr", dtype=np.float32) * np.float32(1 / np.sqrt(2))
 
+# %% ../nbs/04_embed.ipynb #cell-010c
+def _torch_csr_parts(matrix, device) -> tuple:
+    "`(rows, cols, values)` of a CSR matrix as tensors on `device` (one host-to-device copy of its three arrays)."
+    indptr = torch.from_numpy(matrix.indptr.astype(np.int64)).to(device)
+    cols = torch.from_numpy(matrix.indices.astype(np.int64)).to(device)
+    values = torch.from_numpy(np.ascontiguousarray(matrix.data, dtype=np.float32)).to(device)
+    rows = torch.repeat_interleave(torch.arange(matrix.shape[0], device=device), indptr.diff())
+    return rows, cols, values
+
+def tfidf_on_device(tfidf: HashedTfidf, texts, device) -> tuple:
+    """`HashedTfidf.transform` with the weighting on `device`: `(rows, cols, values, shape)` of the same matrix
+    (COO order, row by row), float32 tensors on `device`. Tokens are counted and hashed on the host (see above)."""
+    if tfidf.idfs is None: raise ValueError("HashedTfidf is not fitted yet: call fit(sample_texts) first.")
+    device, texts = torch.device(device), _as_text_list(texts)
+    scale = torch.tensor(1 / np.sqrt(2), dtype=torch.float32)
+    parts = []
+    for half, (counts, idf) in enumerate(zip(tfidf.raw_counts(texts), tfidf.idfs)):
+        rows, cols, values = _torch_csr_parts(counts, device)
+        values = (1 + torch.log(values)) * torch.from_numpy(idf).to(device)[cols]
+        norms = torch.zeros(len(texts), dtype=torch.float32, device=device).index_add_(0, rows, values * values).sqrt_()
+        norms[norms == 0] = 1.0
+        parts.append((rows, cols + half * tfidf.n_features, values * (1.0 / norms)[rows] * scale.to(device)))
+    rows, cols, values = (torch.cat(p) for p in zip(*parts))
+    order = torch.argsort(rows, stable=True)  # row by row, each row's word columns before its character columns
+    return rows[order], cols[order], values[order], (len(texts), 2 * tfidf.n_features)
+
 # %% ../nbs/04_embed.ipynb #cell-012
-def _torch_csr(matrix: sp.csr_matrix, device) -> torch.Tensor:
+def _torch_csr(matrix, device) -> torch.Tensor:
+    import scipy.sparse as sp
     matrix = sp.csr_matrix(matrix, dtype=np.float32)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
         return torch.sparse_csr_tensor(torch.from_numpy(matrix.indptr.astype(np.int64)), torch.from_numpy(matrix.indices.astype(np.int64)),
                                        torch.from_numpy(matrix.data), size=matrix.shape, device=device, check_invariants=False)
 
-def randomized_pca(matrix: sp.csr_matrix, n_components: int, niter: int = 4, seed: int = 0, device="cpu",
+def randomized_pca(matrix, n_components: int, niter: int = 4, seed: int = 0, device="cpu",
                    oversample: int = 16) -> tuple:
     "`(components (n_features, n_components), mean (n_features,))` of a sparse matrix's PCA, without densifying it."
     m, n = matrix.shape
@@ -181,14 +226,42 @@ class HashedTfidfEmbedder(Embedder):
         components, mean = randomized_pca(used, self.dim, self.niter, self.seed, self.torch_device)
         self.components = _fix_signs(components.cpu().numpy().astype(np.float32))
         self.offset = mean.cpu().numpy() @ self.components
+        self.__dict__.pop("_on_device", None)
         return self
 
     def transform(self, texts) -> np.ndarray:
+        "Vectors as a NumPy array: SciPy on the host when this embedder's torch device is the CPU, else `transform_on` it."
         if self.components is None: raise ValueError("HashedTfidfEmbedder is not fitted yet: call fit(sample_texts) first.")
+        if torch.device(self.torch_device).type != "cpu": return self.transform_on(texts, self.torch_device).cpu().numpy()
         features = self.tfidf.transform(texts)[:, self.columns]
         vectors = np.asarray(features @ self.components, dtype=np.float32) - self.offset
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.where(norms == 0, 1, norms)
+
+    def _device_arrays(self, device: torch.device) -> tuple:
+        "The fitted arrays on `device` (uploaded once per device): feature -> projection row (-1: unused), components, offset."
+        cache = self.__dict__.setdefault("_on_device", {})
+        if str(device) not in cache:
+            position = np.full(2 * self.n_features, -1, dtype=np.int64)
+            position[self.columns] = np.arange(len(self.columns))
+            cache[str(device)] = (torch.from_numpy(position).to(device), torch.from_numpy(self.components).to(device),
+                                  torch.from_numpy(np.asarray(self.offset, dtype=np.float32)).to(device))
+        return cache[str(device)]
+
+    def transform_on(self, texts, device) -> torch.Tensor:
+        """`transform`'s vectors as a float32 `(len(texts), dim)` tensor on `device`: tokens hashed on the host, the
+        TF-IDF weighting, the projection (a sparse-dense product) and the normalization on `device`."""
+        if self.components is None: raise ValueError("HashedTfidfEmbedder is not fitted yet: call fit(sample_texts) first.")
+        device = torch.device(device)
+        position, components, offset = self._device_arrays(device)
+        rows, cols, values, (n, _) = tfidf_on_device(self.tfidf, texts, device)
+        cols = position[cols]
+        used = cols >= 0
+        features = torch.sparse_coo_tensor(torch.stack([rows[used], cols[used]]), values[used], (n, len(self.columns)),
+                                           check_invariants=False)  # valid by construction
+        vectors = torch.sparse.mm(features, components) - offset
+        norms = vectors.norm(dim=1, keepdim=True)
+        return vectors / torch.where(norms == 0, torch.ones_like(norms), norms)
 
     def _arrays(self) -> dict:
         return dict(word_idf=self.tfidf.idfs[0], char_idf=self.tfidf.idfs[1], columns=self.columns,
@@ -197,6 +270,7 @@ class HashedTfidfEmbedder(Embedder):
     def _set_arrays(self, arrays: dict):
         self.tfidf.idfs = [arrays["word_idf"], arrays["char_idf"]]
         self.columns, self.components, self.offset = arrays["columns"], arrays["components"], arrays["offset"]
+        self.__dict__.pop("_on_device", None)
 
 # %% ../nbs/04_embed.ipynb #cell-022
 def vectors_to_series(matrix: np.ndarray, index=None, name: str = "embedding") -> pd.Series:
@@ -207,9 +281,8 @@ def vectors_to_series(matrix: np.ndarray, index=None, name: str = "embedding") -
     return pd.Series(column, index=index, name=name, dtype=object)
 
 def series_to_vectors(series, dim: int | None = None) -> np.ndarray:
-    "A `(len(series), dim)` float32 array from a vector column (pandas object/list column or cuDF list column)."
-    if hasattr(series, "to_arrow") and not isinstance(series, pd.Series):  # cuDF list column
-        series = series.to_arrow().to_pandas()
+    "A `(len(series), dim)` float32 NumPy array from a vector column (pandas object/list column, or a cuDF list column copied to the host)."
+    if is_gpu_frame(series): return series_to_tensor(series, "cuda").cpu().numpy()
     values = list(series)
     if not values: return np.zeros((0, dim or 0), dtype=np.float32)
     if isinstance(values[0], str):
@@ -217,25 +290,62 @@ def series_to_vectors(series, dim: int | None = None) -> np.ndarray:
                          "strings; build it with embed_corpus, or wrap from_pandas in dask.config.set({'dataframe.convert-string': False}).")
     return np.stack(values).astype(np.float32, copy=False)
 
+# %% ../nbs/04_embed.ipynb #cell-022b
+@functools.cache
+def _vector_specs() -> dict:
+    "The cuDF calls that move vectors between torch tensors and cuDF list columns, without leaving the device."
+    from llmwork.engine import GpuCall
+    return {"wrap": GpuCall.of("pylibcudf.Column.from_cuda_array_interface", GpuCall.COLUMN),  # a 2-D array -> LIST<FLOAT32>
+            "series": GpuCall.of("cudf.Series.from_pylibcudf", GpuCall.COLUMN),
+            "flatten": GpuCall.of("cudf.Series.explode", ignore_index=True),                   # n*d floats, in row order
+            "array": GpuCall.of("cudf.Series.to_cupy", dtype="float32"),
+            "list_dtype": GpuCall.of("cudf.ListDtype", "float32"),
+            "empty": GpuCall.of("cudf.Series", [], dtype=GpuCall.SERIES)}
+
+def vectors_to_device_series(vectors: torch.Tensor, index=None, name: str = "embedding"):
+    """A cuDF list column (`list<float32>`) holding the rows of the CUDA tensor `vectors`, built on the device:
+    pylibcudf wraps the 2-D array as a list column (offsets 0, d, 2d, ...) and keeps a reference to the tensor."""
+    specs = _vector_specs()
+    if len(vectors) == 0: series = gpu_run(specs["empty"], gpu_run(specs["list_dtype"]))
+    else: series = gpu_run(specs["series"], gpu_run(specs["wrap"], vectors.detach().to(torch.float32).contiguous()))
+    if index is not None: series.index = index
+    series.name = name
+    return series
+
+def series_to_tensor(series, device=None) -> torch.Tensor:
+    "A float32 `(len(series), d)` tensor on `device` from a vector column; a cuDF list column stays on the GPU (DLPack, no copy to the host)."
+    if not is_gpu_frame(series):
+        return torch.from_numpy(np.ascontiguousarray(series_to_vectors(series))).to(device or "cpu")
+    specs = _vector_specs()
+    flat = gpu_run(specs["array"], target=gpu_run(specs["flatten"], target=series))
+    return torch.from_dlpack(flat).reshape(len(series), -1).to(device or "cuda")
+
+# %% ../nbs/04_embed.ipynb #cell-022c
 def embed_partition(frame, embedder: Embedder, text_col: str = "text", column: str = "embedding"):
-    "Add `column` holding `embedder`'s vector of each row's `text_col` to one pandas or cuDF partition."
-    vectors = embedder.transform(frame[text_col])
+    "Add `column` holding `embedder`'s vector of each row's `text_col` to one pandas or cuDF partition (a cuDF list column made on the device)."
     if is_gpu_frame(frame):
-        import cudf, pyarrow as pa
-        out = frame.copy()
-        out[column] = cudf.Series.from_arrow(pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), vectors.shape[1]))
-        return out
-    out = frame.copy()
-    out[column] = vectors_to_series(vectors, index=frame.index, name=column)
-    return out
+        vectors = embedder.transform_on(frame[text_col], "cuda") if len(frame) else torch.zeros((0, embedder.dim), device="cuda")
+        return frame.assign(**{column: vectors_to_device_series(vectors, index=frame.index, name=column)})
+    vectors = embedder.transform(frame[text_col])
+    return frame.assign(**{column: vectors_to_series(vectors, index=frame.index, name=column)})
+
+def _vector_meta(meta, column: str):
+    "`meta` with an empty vector `column`: object dtype on pandas, `list<float32>` on cuDF."
+    if is_gpu_frame(meta):
+        specs = _vector_specs()
+        return meta.assign(**{column: gpu_run(specs["empty"], gpu_run(specs["list_dtype"]))})
+    return meta.assign(**{column: pd.Series([], dtype=object)})
 
 def embed_corpus(ddf, embedder: Embedder, text_col: str = "text", column: str = "embedding"):
     "Lazily add an `embedding` column (float32 unit vectors) to every partition of a Dask corpus."
     import dask
     if text_col not in ddf.columns: raise ValueError(f"The corpus has no {text_col!r} column (columns: {list(ddf.columns)}).")
-    meta = ddf._meta.copy()
-    meta[column] = pd.Series([], dtype=object)
-    return ddf.map_partitions(embed_partition, dask.delayed(embedder, pure=False), text_col, column, meta=meta)
+    return ddf.map_partitions(embed_partition, dask.delayed(embedder, pure=False), text_col, column, meta=_vector_meta(ddf._meta, column))
+
+def gpu_calls() -> list:
+    "The cuDF calls of the GPU embedding path (for `llmwork gpu-check`): texts to the host for the tokenizer, vectors to and from list columns."
+    from llmwork.engine import GpuCall
+    return [GpuCall.of("cudf.Series.to_arrow"), *_vector_specs().values()]
 
 # %% ../nbs/04_embed.ipynb #cell-025
 def _write_partition(frame, directory: str, index: int, fmt: str, column: str) -> int:

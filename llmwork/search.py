@@ -27,14 +27,15 @@ import pyarrow.parquet as pq
 import torch
 
 from .backend import resolve_backend, is_gpu_frame, to_pandas
+from .embed import gpu_run
 from .io import CorpusError
 
 # %% auto #0
 __all__ = ['MANIFEST_NAMES', 'SNIPPET_CHARS', 'WHERE_EXAMPLES', 'GREP_PARTITION_ROWS', 'PROVENANCE_FIELDS', 'SEARCH_KINDS',
            'SearchError', 'ScanStats', 'StoredDataset', 'open_dataset', 'scan', 'snippet', 'match_context', 'find_ids',
-           'parse_where', 'find_where', 'grep_partition', 'grep', 'as_vectors', 'exact_topk', 'InvertedFileIndex',
-           'VectorIndex', 'nearest', 'provenance', 'duplicates_of', 'load_index', 'search', 'search_command',
-           'add_commands', 'SearchBox', 'search_box']
+           'parse_where', 'find_where', 'grep_partition', 'grep', 'gpu_calls', 'as_vectors', 'exact_topk',
+           'InvertedFileIndex', 'VectorIndex', 'nearest', 'provenance', 'duplicates_of', 'load_index', 'search',
+           'search_command', 'add_commands', 'SearchBox', 'search_box']
 
 # %% ../nbs/06_search.ipynb #cell-006
 class SearchError(CorpusError):
@@ -350,23 +351,38 @@ def _compile_pattern(pattern: str, regex: bool, case: bool) -> re.Pattern:
         raise SearchError(f"Invalid regular expression {pattern!r}: {e.msg} at position {e.pos}. "
                           "Escape special characters with a backslash, or search for the literal text with --fixed-strings.") from None
 
-def _engine_frame(table: pa.Table, backend):
-    if backend.is_gpu:
-        import cudf
-        return cudf.DataFrame.from_arrow(table)
-    return table.to_pandas()
+def _read_spec(path: str, columns: list, groups: list):
+    "cuDF's Parquet reader (decoding on the GPU) for row groups `groups` of one file."
+    from llmwork.engine import GpuCall
+    return GpuCall.of("cudf.read_parquet", path, columns=list(columns), row_groups=[list(groups)])
+
+def _literal_spec(pattern: str, case: bool):
+    "cuDF's literal substring test; with `case=False` it lower-cases both sides on the device."
+    from llmwork.engine import GpuCall
+    return GpuCall.of("cudf.Series.str.contains", pattern, case=case, regex=False)
+
+def _gpu_mask(texts, pattern: str, regex: bool, case: bool):
+    """Match on the device. A regex is the RE2 pattern translated to libcudf's dialect (`llmwork.engine.contains`,
+    with flag `i` for `case=False`: cuDF's `str.contains(case=False, regex=True)` raises NotImplementedError)."""
+    from llmwork import engine
+    if regex: return engine.contains(texts, pattern, "" if case else "i")
+    return gpu_run(_literal_spec(pattern, case), target=texts)
 
 def grep_partition(frame, text_col: str, pattern: str, regex: bool = True, case: bool = True, limit: int = 20):
-    "(number of matches, first `limit` matching rows) of one pandas or cuDF partition; `text` nulls never match."
+    "(number of matches, first `limit` matching rows as pandas) of one pandas or cuDF partition; `text` nulls never match."
     texts = frame[text_col]
-    with warnings.catch_warnings():  # pandas warns about groups in the pattern; we only need the mask
-        warnings.simplefilter("ignore", UserWarning)
-        if is_gpu_frame(frame) and not case:  # cuDF matches case-insensitively through flags, not `case`
-            mask = (texts.str.lower().str.contains(pattern.lower(), regex=False) if not regex
-                    else texts.str.contains(pattern, regex=True, flags=re.IGNORECASE))
-        else: mask = texts.str.contains(pattern, regex=regex, case=case, na=False)
+    if is_gpu_frame(frame): mask = _gpu_mask(texts, pattern, regex, case)
+    else:
+        with warnings.catch_warnings():  # pandas warns about groups in the pattern; we only need the mask
+            warnings.simplefilter("ignore", UserWarning)
+            mask = texts.str.contains(pattern, regex=regex, case=case, na=False)
     mask = mask.fillna(False).astype(bool)
-    return int(mask.sum()), to_pandas(frame[mask].head(limit))
+    return int(mask.sum()), to_pandas(frame[mask].head(limit))  # a count and at most `limit` rows leave the device
+
+def _read_part(ds: StoredDataset, i: int, groups: list, columns: list, gpu: bool):
+    "Row groups `groups` of file `i`: a cuDF frame decoded on the GPU, or an Arrow table decoded on the host."
+    if gpu: return gpu_run(_read_spec(str(ds.files[i]), columns, groups))
+    return ds.fragment(i).subset(row_group_ids=groups).to_table(columns=columns, schema=ds.schema)
 
 GREP_PARTITION_ROWS = 250_000
 
@@ -394,15 +410,15 @@ def grep(dataset, pattern: str, regex: bool = True, case: bool = True, columns=N
 
     def one_part(part):  # a partition is a run of row groups of one file: few large reads, one vectorized match each
         i, groups = part
-        table = ds.fragment(i).subset(row_group_ids=groups).to_table(columns=read, schema=ds.schema)
-        try: n, head = grep_partition(_engine_frame(table, b), ds.text_col, pattern, regex, case, limit)
+        part = _read_part(ds, i, groups, read, b.is_gpu)
+        try: n, head = grep_partition(part if b.is_gpu else part.to_pandas(), ds.text_col, pattern, regex, case, limit)
         except (pa.ArrowInvalid, re.error, RuntimeError, ValueError) as e:
             raise SearchError(f"The pattern {pattern!r} is not supported by the {b.name} engine's regular expressions "
                               f"({str(e).splitlines()[0]}); avoid back-references and look-arounds.") from None
-        return table.num_rows, n, head
+        return len(part) if b.is_gpu else part.num_rows, n, head
 
-    # Arrow decodes and matches (RE2) outside the GIL, so two files at a time use two cores
-    with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
+    # Arrow decodes and matches (RE2) outside the GIL, so two files at a time use two cores; one GPU: one at a time
+    with ThreadPoolExecutor(max_workers=1 if b.is_gpu else min(2, os.cpu_count() or 1)) as pool:
         results = list(pool.map(one_part, _partitions(ds, GREP_PARTITION_ROWS)))
     stats.rows_read = sum(r[0] for r in results)
     stats.row_groups_decoded = stats.row_groups_read
@@ -418,6 +434,14 @@ def grep(dataset, pattern: str, regex: bool = True, case: bool = True, columns=N
     ds.last_stats = stats
     out.attrs.update(total=total, stats=asdict(stats))
     return out
+
+def gpu_calls(pattern: str = "x", regex: bool = True, case: bool = True) -> list:
+    "The cuDF calls of a GPU `grep` for `pattern` (for `llmwork gpu-check`: a regex is listed translated to libcudf's dialect)."
+    from llmwork.engine import recording
+    read = _read_spec("part-00000.parquet", ["id", "text"], [0])
+    if not regex: return [read, _literal_spec(pattern, case)]
+    with recording() as calls: _gpu_mask(pd.Series([], dtype="str"), pattern, regex, case)  # records; runs the CPU twin on nothing
+    return [read, *calls]
 
 # %% ../nbs/06_search.ipynb #cell-044
 def as_vectors(x, device=None) -> torch.Tensor:

@@ -427,6 +427,12 @@ class SemanticDedupOfClusters(Step):
                                      meta=mark_removed(ddf._meta, self.name, "semantic_duplicate"))
         return kept, removed
 
+    def gpu_calls(self) -> list:
+        "The cuDF calls this step makes on the GPU engine: embedding, assignment, the dedup kernel and the split (`llmwork.cluster`)."
+        from llmwork.cluster import _unique, gpu_calls
+        from llmwork.embed import gpu_calls as embed_calls
+        return _unique([*embed_calls(), *gpu_calls()])
+
 # %% ../nbs/07_viz.ipynb #cell-046
 def basic_signals(texts) -> pd.DataFrame:
     "Cheap per-document quality signals: words, mean word length, share of non-letter characters, upper-case share, lines."

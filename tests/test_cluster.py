@@ -270,3 +270,68 @@ def test_dask_kmeans_on_stored_parquet_embeddings(tmp_path):
     assert adjusted_rand_score(truth, m.labels_) >= 0.99
     single = KMeans(3, init=m.cluster_centers_, max_iter=1).fit(x)
     np.testing.assert_array_equal(single.labels_, m.labels_)
+
+
+def _bind(call):
+    from llmwork.engine import bind
+    return bind(call)
+
+
+def test_gpu_calls_of_semantic_dedup_steps_bind_to_cudf():
+    pytest.importorskip("cudf")
+    from llmwork.cluster import SemanticDedup
+    from llmwork.viz import SemanticDedupOfClusters
+    for step in (SemanticDedup(), SemanticDedupOfClusters()):
+        calls = step.gpu_calls()
+        assert {"cudf.DataFrame.sort_values", "cudf.Series.take", "cudf.Series.map", "cudf.from_pandas"} <= {c.api for c in calls}
+        for call in calls: _bind(call)
+    bad = type(calls[0])("cudf.Series.take", (), (("indexes", None),))
+    with pytest.raises(TypeError): _bind(bad)
+
+
+@pytest.mark.parametrize("threshold", [0.8, 0.95, 0.99])
+def test_torch_semantic_dedup_kernel_equals_numpy(threshold):
+    from llmwork.cluster import cluster_duplicates_torch, semantic_duplicates, semantic_duplicates_torch
+    rng = np.random.default_rng(3)
+    base = rng.normal(size=(120, 8)).astype(np.float32)
+    x = np.concatenate([base, base + rng.normal(scale=0.05, size=base.shape).astype(np.float32), rng.normal(size=(60, 8)).astype(np.float32)])
+    x = x[rng.permutation(len(x))]
+    ids = [f"{i:04d}" for i in range(len(x))]
+    expected = semantic_duplicates(ids, x, threshold)
+    assert (semantic_duplicates_torch(torch.from_numpy(x), threshold).numpy() == expected).all()
+    assert (semantic_duplicates_torch(torch.from_numpy(x), threshold, block_rows=13).numpy() == expected).all()
+    labels = torch.tensor([0] * 100 + [1] * 200)
+    got = cluster_duplicates_torch(torch.from_numpy(x), labels, threshold).numpy()
+    first, second = semantic_duplicates(ids[:100], x[:100], threshold), semantic_duplicates(ids[100:], x[100:], threshold)
+    assert (got == np.concatenate([first, np.where(second >= 0, second + 100, -1)])).all()
+
+
+def test_dask_kmeans_on_tensor_blocks_equals_numpy_blocks():
+    import dask
+    from llmwork.cluster import _block_assignment, _block_moments, _block_sample, _block_statistics
+    x = np.random.default_rng(0).normal(size=(500, 6)).astype(np.float32)
+    centers = x[:4].copy()
+    t = torch.from_numpy(x.copy())
+    a, b = _block_statistics(x, centers, False, None, None), _block_statistics(t, centers, False, None, None)
+    assert torch.equal(a.sums, b.sums) and torch.equal(a.counts, b.counts)
+    assert (_block_assignment(x, centers, True, None, None)[0] == _block_assignment(t, centers, True, None, None)[0]).all()
+    assert (_block_sample(x, 0.3, 5) == _block_sample(t, 0.3, 5)).all()
+    assert all(np.array_equal(p, q) for p, q in zip(_block_moments(x, True)[1:], _block_moments(t, True)[1:]))
+
+
+def test_torch_only_paths_import_without_dask():
+    import subprocess, sys
+    from pathlib import Path
+    code = ("import sys, importlib.abc\n"
+            "class B(importlib.abc.MetaPathFinder):\n"
+            "    def find_spec(self, name, path, target=None):\n"
+            "        if name.split('.')[0] in {'dask', 'distributed', 'cudf', 'pyarrow', 'sklearn', 'scipy', 'yaml', 'fsspec'}:\n"
+            "            raise ModuleNotFoundError(name, name=name)\n"
+            "sys.meta_path.insert(0, B())\n"
+            "import numpy as np\n"
+            "from llmwork.cluster import KMeans, semantic_duplicates_torch\n"
+            "x = np.random.default_rng(0).normal(size=(200, 4)).astype(np.float32)\n"
+            "print(KMeans(3, device='cpu').fit(x).labels_.shape)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(Path(__file__).parent.parent))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "(200,)"

@@ -96,3 +96,35 @@ def test_bad_input_messages(tmp_path, docs):
     (tmp_path / "bad.npz").write_bytes(b"junk")
     with pytest.raises(Exception):
         load_embedder(tmp_path / "bad.npz")
+
+
+def _bind(call):
+    from llmwork.engine import bind
+    return bind(call)
+
+
+def test_gpu_calls_bind_to_cudf_signatures():
+    pytest.importorskip("cudf")
+    from llmwork.embed import gpu_calls
+    calls = gpu_calls()
+    assert {c.api for c in calls} >= {"cudf.Series.to_arrow", "pylibcudf.Column.from_cuda_array_interface",
+                                      "cudf.Series.from_pylibcudf", "cudf.Series.explode", "cudf.Series.to_cupy"}
+    for call in calls: _bind(call)
+
+
+def test_device_transform_equals_host_transform(docs, embedder):
+    import torch
+    texts = list(docs.text[:500]) + ["", None]
+    on_device = embedder.transform_on(texts, "cpu")  # the torch path, run on the CPU
+    assert on_device.dtype == torch.float32
+    np.testing.assert_allclose(on_device.numpy(), embedder.transform(texts), atol=1e-5)
+
+
+def test_tfidf_on_device_equals_scipy(docs):
+    import torch
+    from llmwork.embed import HashedTfidf, tfidf_on_device
+    tfidf = HashedTfidf(n_features=2**12).fit(docs.text[:300])
+    host = tfidf.transform(docs.text[:50])
+    rows, cols, values, shape = tfidf_on_device(tfidf, docs.text[:50], "cpu")
+    assert shape == host.shape
+    np.testing.assert_allclose(torch.zeros(shape).index_put_((rows, cols), values).numpy(), host.toarray(), atol=1e-6)

@@ -282,3 +282,26 @@ def test_manifest_under_either_name(stored, tmp_path):
     (legacy / "_manifest.json").rename(legacy / "manifest.json")
     got = find_ids(legacy, "debian:zsh")
     assert got["id"].tolist() == ["debian:zsh"] and got.attrs["stats"]["files_read"] == 1
+
+def _bind(call):
+    from llmwork.engine import bind
+    return bind(call)
+
+
+@pytest.mark.parametrize("pattern,regex,case", [("python", True, True), ("lorem ipsum", True, False), ("c++", False, True),
+                                                ("Lorem", False, False), (r"[0-9]+\.[0-9]+", True, True)])
+def test_gpu_grep_calls_bind_and_compile(pattern, regex, case):
+    pytest.importorskip("cudf")
+    from llmwork.search import gpu_calls
+    calls = gpu_calls(pattern, regex, case)
+    assert calls[0].api == "cudf.read_parquet"
+    assert calls[1].api == ("pylibcudf.strings.contains.contains_re" if regex else "cudf.Series.str.contains")
+    for call in calls:
+        _bind(call)
+        for r in call.regexes: r.program()  # libcudf's compiler, on the host
+
+
+def test_gpu_grep_refuses_patterns_without_a_libcudf_equivalent(stored):
+    pytest.importorskip("cudf")
+    from llmwork.search import gpu_calls
+    with pytest.raises(ValueError, match="no exact libcudf equivalent"): gpu_calls(r"\bGTK\b")
