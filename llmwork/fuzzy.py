@@ -19,15 +19,20 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+import functools
+
+from . import engine
 from .backend import is_gpu_frame, to_pandas
+from .engine import GpuCall
 
 # %% auto #0
 __all__ = ['PRESETS', 'EDITS', 'EDIT_RATES', 'murmur3_32', 'ShingleSpans', 'shingle_spans', 'minhash_array', 'minhash',
            'reference_murmur3_32', 'reference_minhash', 'MinhashPreset', 'get_preset', 'permutation_parameters',
-           'simplify_text', 'preset_input', 'minhash_signatures', 'detection_threshold', 'detection_probability',
-           'choose_banding', 'check_banding', 'band_buckets', 'bucket_pairs', 'ShingleSets', 'shingle_sets',
-           'duplicate_groups', 'DedupResult', 'find_duplicates', 'FuzzyDedup', 'edit_text', 'planted_corpus',
-           'exact_similar_pairs', 'score_dedup', 'format_dedup', 'run_dedup', 'dedup_command', 'add_commands']
+           'simplify_text', 'preset_input', 'simplify_texts', 'minhash_signatures', 'detection_threshold',
+           'detection_probability', 'choose_banding', 'check_banding', 'band_buckets', 'bucket_pairs', 'ShingleSets',
+           'shingle_sets', 'duplicate_groups', 'DedupResult', 'find_duplicates', 'FuzzyDedup', 'edit_text',
+           'planted_corpus', 'exact_similar_pairs', 'score_dedup', 'format_dedup', 'run_dedup', 'dedup_command',
+           'add_commands']
 
 # %% ../nbs/03_fuzzy.ipynb #cell-006
 _MASK32 = np.uint64(0xFFFFFFFF)
@@ -193,19 +198,24 @@ def _minhash_spans(data, row_offsets, starts, ends, nonempty, a, b, seed, out):
         for j in range(m): out[r, j] = best[j]
 
 def _check_permutations(a, b):
-    a, b = np.asarray(a), np.asarray(b)
-    if a.ndim != 1 or a.size == 0: raise ValueError("a and b must be non-empty 1-D arrays of uint32 (one value per permutation); a is empty.")
-    if a.shape != b.shape: raise ValueError(f"a and b must have the same length (one pair per permutation); got {a.size} and {b.size}.")
+    "Refuse what cuDF's `str.minhash` refuses, and uint64 too (its 64-bit form, which llmwork does not compute), on both engines."
     for name, x in (("a", a), ("b", b)):
-        if x.dtype.kind not in "ui" or (x.size and (x.min() < 0 or x.max() > 0xFFFFFFFF)):
-            raise ValueError(f"{name} must hold integers in [0, 2**32) (uint32); got dtype {x.dtype}.")
-    return a.astype(np.uint64), b.astype(np.uint64)
+        if isinstance(x, (list, tuple)) or str(getattr(x, "dtype", "")) != "uint32":
+            kind = type(x).__name__ + (f" of {x.dtype}" if hasattr(x, "dtype") else "")
+            raise ValueError(f"Expecting a and b Series as uint32 (cuDF's minhash takes uint32, or uint64 for its 64-bit "
+                             f"form, which llmwork does not compute), got {name} as {kind}: pass np.asarray({name}, np.uint32).")
+    if len(a) == 0: raise ValueError("a and b must be non-empty 1-D arrays of uint32 (one value per permutation); a is empty.")
+    if len(a) != len(b): raise ValueError(f"a and b must have the same length (one pair per permutation); got {len(a)} and {len(b)}.")
+
+def _check_seed(seed):
+    if not 0 <= int(seed) <= 0xFFFFFFFF: raise ValueError(f"seed must be in [0, 2**32) (got {seed}).")
 
 def minhash_array(texts, seed: int, a, b, width: int, words: bool | None = None, chunk_rows: int = 4096):
     "MinHash of every row as a `(rows, permutations)` uint32 array, and a boolean array marking non-null rows."
-    a64, b64 = _check_permutations(a, b)
+    _check_permutations(a, b)
+    a64, b64 = np.asarray(a).astype(np.uint64), np.asarray(b).astype(np.uint64)
     _check_width(width)
-    if not 0 <= int(seed) <= 0xFFFFFFFF: raise ValueError(f"seed must be in [0, 2**32) (got {seed}).")
+    _check_seed(seed)
     words = _is_word_lists(texts) if words is None else words
     arr = _to_arrow(texts, words)
     out, valid = np.empty((len(arr), len(a64)), np.uint32), np.empty(len(arr), bool)
@@ -223,18 +233,24 @@ def _signature_series(values: np.ndarray, valid: np.ndarray, index=None) -> pd.S
     lists = pa.ListArray.from_arrays(offsets, pa.array(values.reshape(-1)), mask=pa.array(~valid))
     return pd.Series(lists, index=index, dtype=pd.ArrowDtype(pa.list_(pa.uint32())))
 
+def _minhash_call(seed, width) -> tuple:
+    "`(method, args, kwargs)` of the cuDF minhash call (the GPU path and `FuzzyDedup.gpu_calls` both use it)."
+    return "str.minhash", (int(seed),), {"width": int(width)}
+
 def _minhash_cudf(texts, seed, a, b, width):
-    import cudf
     _check_permutations(a, b)
-    if int(width) < 2: raise ValueError(f"width must be an integer of 2 or more (got {width!r}).")
-    a, b = cudf.Series(np.asarray(a, np.uint32)), cudf.Series(np.asarray(b, np.uint32))
-    return texts.str.minhash(seed=np.uint32(seed), a=a, b=b, width=int(width))
+    _check_width(width)
+    _check_seed(seed)
+    a, b = (x if is_gpu_frame(x) else engine.call_function("cudf.Series", np.asarray(x)) for x in (a, b))
+    method, args, kwargs = _minhash_call(seed, width)
+    return engine.call(texts, method, *args, a=a, b=b, **kwargs)
 
 def minhash(texts, seed: int, a, b, width: int):
     "Exactly cuDF's `texts.str.minhash(seed, a, b, width)`: one list of uint32 per row (strings or lists of words)."
     if is_gpu_frame(texts): return _minhash_cudf(texts, seed, a, b, width)
     values, valid = minhash_array(texts, seed, a, b, width)
     return _signature_series(values, valid, getattr(texts, "index", None))
+
 
 # %% ../nbs/03_fuzzy.ipynb #cell-023
 def reference_murmur3_32(key: bytes, seed: int) -> int:
@@ -328,9 +344,89 @@ def preset_input(texts, preset):
     "What a preset shingles: the texts as they are (`nemo`), or lists of simplified words (`fineweb`)."
     preset = get_preset(preset)
     if not preset.words: return texts
+    if is_gpu_frame(texts): return engine.call(simplify_texts(texts), "str.split")  # libcudf: split on bytes <= " "
     texts = to_pandas(texts)
-    return pd.Series([None if t is None or t is pd.NA or (isinstance(t, float) and math.isnan(t)) else simplify_text(t).split()
-                      for t in texts], index=texts.index, dtype=object)
+    return pd.Series([None if t is None or t is pd.NA or (isinstance(t, float) and math.isnan(t)) else t.split()
+                      for t in simplify_texts(texts)], index=texts.index, dtype=object)
+
+# %% ../nbs/03_fuzzy.ipynb #cell-s02
+@lru_cache(maxsize=1)
+def _python_classes() -> dict:
+    "Character classes (spelled for RE2 and libcudf alike) of what Python 3's `re` and `unicodedata` mean, from Python itself."
+    import sys
+    from llmwork.dialect import class_text, ranges_of
+    points = np.r_[np.arange(0, 0xD800), np.arange(0xE000, sys.maxunicode + 1)].tolist()
+    chars = [chr(c) for c in points]
+    cls = lambda keep: class_text(ranges_of([c for c, ch in zip(points, chars) if keep(ch)]))
+    digit = cls(str.isdecimal)  # Python's `\d` in a str pattern is exactly str.isdecimal
+    return {"numbers": f"{digit}+(?:[.,،٫⎖⎗⎘]{digit}+)?", "space": cls(str.isspace) + "+",
+            "punctuation": class_text(ranges_of(map(ord, _PUNCTUATION))), "marks": cls(lambda ch: unicodedata.category(ch) == "Mn") + "+",
+            # Arrow's lower/NFD equal Python's for every code point but these: U+0130 (Python lowers it to two code
+            # points), U+03A3 (Python's final-sigma rule looks at the context) and what Python's Unicode leaves unassigned
+            "python_only": cls(lambda ch: ch in "\u0130\u03a3" or unicodedata.category(ch) == "Cn")}
+
+_ASCII_NUMBERS, _ASCII_SPACE = r"[0-9]+(?:[.,][0-9]+)?", r"[\x09-\x0d\x1c-\x20]+"  # what the classes above match in ASCII
+
+def _arrow_simplify(arr: pa.Array) -> pa.Array:
+    "`simplify_text` of every string of `arr` with Arrow's kernels (exact for rows without a `python_only` character)."
+    import pyarrow.compute as pc
+    c = _python_classes()
+    arr = pc.replace_substring_regex(pc.utf8_lower(arr), c["numbers"], "0")
+    arr = pc.replace_substring_regex(arr, c["punctuation"], " ")  # one space per character, as str.translate
+    arr = pc.utf8_trim(pc.replace_substring_regex(arr, c["space"], " "), " ")
+    arr = pc.replace_substring_regex(pc.utf8_normalize(arr, "NFD"), c["marks"], "")  # identity on ASCII rows
+    return pc.utf8_trim(arr, " ")  # NFD makes no whitespace, so " " is the only whitespace left
+
+def _both(obj, method: str, *args, **kwargs):
+    "`obj.<method>(...)` on either engine; on cuDF through `engine.call`, so that it is listed."
+    if is_gpu_frame(obj): return engine.call(obj, method, *args, **kwargs)
+    return functools.reduce(getattr, method.split("."), obj)(*args, **kwargs)
+
+def _concat(parts: list, **kwargs):
+    if parts and is_gpu_frame(parts[0]): return engine.call_function("cudf.concat", parts, **kwargs)
+    return pd.concat(parts, **kwargs)
+
+def _host_arrow(obj) -> pa.Array:
+    "A pandas or cuDF Series (or Index) as a host Arrow array."
+    if is_gpu_frame(obj) or type(obj).__module__.startswith("cudf"): return engine.call(obj, "to_arrow")
+    return pa.array(np.asarray(obj)) if isinstance(obj, pd.Index) else _to_arrow(obj, False)
+
+def _strings_like(arr: pa.Array, like, labels: np.ndarray):
+    "`arr` as a Series of `like`'s engine, labelled `labels`."
+    if not is_gpu_frame(like): return pd.Series(arr.to_pylist(), index=labels, dtype="str")
+    out = engine.call_function("cudf.Series.from_arrow", arr)
+    out.index = engine.call_function("cudf.Index", labels)
+    return out
+
+def simplify_texts(texts):
+    """`simplify_text` of every string of a pandas or cuDF Series (nulls stay null), vectorized, with exactly its output.
+    ASCII rows, the bulk of most corpora, run on the Series' own engine (on cuDF: `str.lower`, libcudf regex replaces
+    with the classes of Python's `\\d` and `\\s`, `str.translate`, `str.strip`). Rows holding non-ASCII characters go
+    to the host, through Arrow, once: libcudf has no NFD decomposition, and its case tables cover the BMP only and
+    lack Python's final-sigma rule, whereas Arrow's `utf8_lower` and `utf8_normalize` equal Python's for every code
+    point except the `python_only` class (U+0130, U+03A3, code points Python's Unicode leaves unassigned); the rare
+    rows that hold one of these run `simplify_text` itself."""
+    import pyarrow.compute as pc
+    index, t = texts.index, texts.reset_index(drop=True)
+    if is_gpu_frame(t): plain = (engine.call(t, "str.byte_count") == t.str.len()).fillna(True)
+    else: plain = pd.Series(pc.fill_null(pc.string_is_ascii(_to_arrow(t, False)), True).to_numpy(zero_copy_only=False), index=t.index)
+    ascii_ = t[plain]
+    ascii_ = engine.replace(engine.lower(ascii_), _ASCII_NUMBERS, "0")
+    ascii_ = engine.replace(_both(ascii_, "str.translate", _punctuation_table()), _ASCII_SPACE, " ")
+    parts = [_both(ascii_, "str.strip", " ")]
+    rest = t[~plain]
+    if len(rest):
+        arr = _host_arrow(rest)
+        python = pc.match_substring_regex(arr, _python_classes()["python_only"])
+        simple = _arrow_simplify(arr)
+        if pc.any(python).as_py():
+            exact = pa.array([simplify_text(s) for s in arr.filter(python).to_pylist()], simple.type)
+            simple = pc.replace_with_mask(simple, python, exact)
+        parts.append(_strings_like(simple, t, _host_arrow(rest.index).to_numpy(zero_copy_only=False)))
+    out = _concat(parts).sort_index()
+    out.index = index
+    return out
+
 
 # %% ../nbs/03_fuzzy.ipynb #cell-033
 def minhash_signatures(texts, preset="nemo", seed: int | None = None, as_array: bool = False):
@@ -340,14 +436,11 @@ def minhash_signatures(texts, preset="nemo", seed: int | None = None, as_array: 
     a, b = permutation_parameters(preset.num_perm, preset.seed if seed is None else seed)
     words = preset_input(texts, preset)
     if is_gpu_frame(texts):
-        if preset.words:
-            import cudf
-            words = cudf.Series(words)
         result = _minhash_cudf(words, a[0], a, b, preset.width)
         if not as_array: return result
-        valid = np.asarray(result.notna().values.get(), dtype=bool)  # null rows hold no values in cuDF's list column
+        valid = _host_arrow(result.notna()).to_numpy(zero_copy_only=False)  # as_array: a host result; null rows hold no values
         values = np.zeros((len(result), preset.num_perm), np.uint32)
-        values[valid] = np.asarray(result.list.leaves.values.get()).reshape(-1, preset.num_perm)
+        values[valid] = _host_arrow(result.list.leaves).to_numpy().reshape(-1, preset.num_perm)
         return values, valid
     values, valid = minhash_array(words, int(a[0]), a, b, preset.width, words=preset.words)
     return (values, valid) if as_array else _signature_series(values, valid, getattr(texts, "index", None))
@@ -430,6 +523,7 @@ def _bucket_pairs(b, d, max_bucket_size):
 
 def bucket_pairs(frame: pd.DataFrame, max_bucket_size: int = 64) -> pd.DataFrame:
     "Candidate pairs `(left < right)` of documents sharing a bucket, from a frame of `doc`, `bucket` columns."
+    if is_gpu_frame(frame): return _gpu_bucket_pairs(frame, max_bucket_size)
     buckets, docs = frame["bucket"].to_numpy(np.int64), frame["doc"].to_numpy(np.int64)
     order = np.lexsort((docs, buckets))
     left, right = _bucket_pairs(buckets[order], docs[order], max_bucket_size)
@@ -516,6 +610,7 @@ def _doc_keys(partition: int, rows: np.ndarray) -> np.ndarray:
     return (np.int64(partition) << _DOC_BITS) | rows.astype(np.int64)
 
 def _partition_buckets(part, partition: int, text_col: str, preset, seed, bands: int, rows: int) -> pd.DataFrame:
+    if is_gpu_frame(part): return _gpu_partition_buckets(part, partition, text_col, preset, seed, bands, rows)
     texts = part[text_col]
     present = np.asarray(to_pandas(texts.notna() & (texts.str.len() > 0)), dtype=bool)
     where = np.flatnonzero(present)
@@ -529,6 +624,9 @@ def _partition_buckets(part, partition: int, text_col: str, preset, seed, bands:
 
 def _band_batch(frame: pd.DataFrame, first: int, count: int) -> pd.DataFrame:
     cols = [f"b{k}" for k in range(first, first + count)]
+    if is_gpu_frame(frame):
+        return engine.call_function("cudf.concat", [engine.call_function("cudf.DataFrame", {"doc": frame["doc"], "bucket": frame[c]})
+                                                    for c in cols], ignore_index=True)
     return pd.DataFrame({"doc": np.repeat(frame["doc"].to_numpy(), count), "bucket": frame[cols].to_numpy().reshape(-1)})
 
 def _candidate_rows(part, rows: np.ndarray, text_col: str, id_col: str, preset):
@@ -593,8 +691,9 @@ def find_duplicates(ddf, preset="nemo", threshold: float = 0.8, bands: int | Non
     times["signatures_s"] = time.perf_counter() - t0
     tick("signatures", 1, total)
 
-    meta = pd.DataFrame({"doc": np.array([], np.int64), "bucket": np.array([], np.int64)})
-    pair_meta = pd.DataFrame({"left": np.array([], np.int64), "right": np.array([], np.int64)})
+    gpu = is_gpu_frame(ddf._meta)
+    meta = _empty_frame({"doc": "int64", "bucket": "uint64" if gpu else "int64"}, gpu)
+    pair_meta = _empty_frame({"left": "int64", "right": "int64"}, gpu)
     pairs, t1 = [], time.perf_counter()
     for b, first in enumerate(range(0, bands, bands_per_iteration)):
         count = min(bands_per_iteration, bands - first)
@@ -602,33 +701,204 @@ def find_duplicates(ddf, preset="nemo", threshold: float = 0.8, bands: int | Non
         found = batch.shuffle(on="bucket", npartitions=max(1, len(frames))).map_partitions(bucket_pairs, max_bucket_size, meta=pair_meta)
         pairs.append(found.compute())
         tick("lsh", 2 + b, total)
-    pairs = pd.concat(pairs, ignore_index=True).drop_duplicates() if pairs else pair_meta
+    pairs = _concat(pairs, ignore_index=True).drop_duplicates() if pairs else pair_meta
     times["lsh_s"] = time.perf_counter() - t1
     del frames
 
     t2 = time.perf_counter()
-    docs = np.unique(np.concatenate([pairs["left"].to_numpy(), pairs["right"].to_numpy()]))
-    by_part = pd.Series(docs & ((1 << _DOC_BITS) - 1)).groupby(docs >> _DOC_BITS)
-    wanted = {int(p): rows_.to_numpy() for p, rows_ in by_part}
-    fetched = dask.compute(*[dask.delayed(_candidate_rows)(parts[p], r, text_col, id_col, preset) for p, r in sorted(wanted.items())])
-    ids, sets = _stitch_sets(list(fetched))
-    left, right = np.searchsorted(docs, pairs["left"].to_numpy()), np.searchsorted(docs, pairs["right"].to_numpy())
-    similarity = sets.jaccard(left, right)
-    keep = similarity >= threshold if verify else np.ones(len(left), bool)
-    times["verify_s"] = time.perf_counter() - t2
-    tick("verify", total - 1, total)
-
-    labels = duplicate_groups(len(docs), left[keep], right[keep])
-    duplicates = _removals(ids, labels)
+    if gpu:  # the same stages on the device; only the verified edges come to the host
+        duplicates, n_candidate_docs, n_verified = _gpu_verify(parts, pairs, text_col, id_col, preset, threshold, verify)
+        times["verify_s"] = time.perf_counter() - t2
+        tick("verify", total - 1, total)
+    else:
+        docs = np.unique(np.concatenate([pairs["left"].to_numpy(), pairs["right"].to_numpy()]))
+        by_part = pd.Series(docs & ((1 << _DOC_BITS) - 1)).groupby(docs >> _DOC_BITS)
+        wanted = {int(p): rows_.to_numpy() for p, rows_ in by_part}
+        fetched = dask.compute(*[dask.delayed(_candidate_rows)(parts[p], r, text_col, id_col, preset) for p, r in sorted(wanted.items())])
+        ids, sets = _stitch_sets(list(fetched))
+        left, right = np.searchsorted(docs, pairs["left"].to_numpy()), np.searchsorted(docs, pairs["right"].to_numpy())
+        similarity = sets.jaccard(left, right)
+        keep = similarity >= threshold if verify else np.ones(len(left), bool)
+        times["verify_s"] = time.perf_counter() - t2
+        tick("verify", total - 1, total)
+        labels = duplicate_groups(len(docs), left[keep], right[keep])
+        duplicates, n_candidate_docs, n_verified = _removals(ids, labels), len(docs), int(keep.sum())
     times["total_s"] = time.perf_counter() - t0
     tick("groups", total, total)
     stats = dict(preset=preset.name, threshold=threshold, bands=bands, rows=rows, num_perm=preset.num_perm,
                  detection_threshold=round(detection_threshold(bands, rows), 4),
                  detection_at_threshold=round(float(detection_probability(threshold, bands, rows)), 4),
-                 verify=verify, n_docs=int(n_docs), n_candidate_pairs=int(len(pairs)), n_candidate_docs=int(len(docs)),
-                 n_verified_pairs=int(keep.sum()), n_groups=int(duplicates["duplicate_of"].nunique()),
+                 verify=verify, n_docs=int(n_docs), n_candidate_pairs=int(len(pairs)), n_candidate_docs=int(n_candidate_docs),
+                 n_verified_pairs=n_verified, n_groups=int(duplicates["duplicate_of"].nunique()),
                  n_duplicates=int(len(duplicates)), **{k: round(v, 3) for k, v in times.items()})
     return DedupResult(duplicates, stats)
+
+# %% ../nbs/03_fuzzy.ipynb #cell-g02
+def _band_hash_call(band: int) -> tuple:
+    "`(method, args, kwargs)` of a band's bucket on cuDF: xxhash64 of the band's `rows` columns, seeded by the band number."
+    return "hash_values", (), {"method": "xxhash64", "seed": int(band)}
+
+def _gpu_band_buckets(sig, bands: int, rows: int, first_band: int = 0):
+    """A uint64 bucket per document and band (cuDF frame `b{k}`), from a list column of signatures. Not the CPU's
+    values, but the same partition of documents into buckets (two bands collide with probability 2**-64 on both)."""
+    out = {}
+    for band in range(first_band, first_band + bands):
+        values = engine.call_function("cudf.DataFrame", {f"r{j}": engine.call(sig, "list.get", j) for j in range(band * rows, (band + 1) * rows)})
+        method, args, kwargs = _band_hash_call(band)
+        out[f"b{band}"] = engine.call(values, method, *args, **kwargs)
+    return engine.call_function("cudf.DataFrame", out)
+
+def _gpu_nonzero_rows(sig, num_perm: int):
+    "Rows of a list column of signatures with a value other than 0 (the CPU's `values.any(axis=1)`), on the device."
+    leaves = sig.list.leaves  # a property: no call to list
+    row = engine.call_function("cudf.Series", range(len(leaves))) // num_perm
+    frame = engine.call_function("cudf.DataFrame", {"row": row, "nonzero": (leaves != 0).astype("int8")})
+    found = engine.call(frame, "groupby", "row", sort=True)["nonzero"].max()
+    return (found > 0).reset_index(drop=True)
+
+def _gpu_bucket_pairs(frame, max_bucket_size: int):
+    "`bucket_pairs` with cuDF: a merge inside small buckets, a chain and a star (as the CPU) inside big ones."
+    f = engine.call(frame, "sort_values", ["bucket", "doc"], ignore_index=True)
+    size = engine.call(engine.call(f, "groupby", "bucket")["doc"], "transform", "count")
+    small = f[size <= max_bucket_size]
+    both = engine.call(small, "merge", small, on="bucket", suffixes=("_l", "_r"))
+    both = both[both["doc_l"] < both["doc_r"]]
+    pairs = [engine.call_function("cudf.DataFrame", {"left": both["doc_l"], "right": both["doc_r"]})]
+    big = f[size > max_bucket_size]
+    if len(big):
+        first = engine.call(engine.call(big, "groupby", "bucket")["doc"], "transform", "min")
+        prev, same = big["doc"].shift(1), (big["bucket"].shift(1) == big["bucket"]).fillna(False)
+        star = big["doc"] != first
+        pairs += [engine.call_function("cudf.DataFrame", {"left": first[star], "right": big["doc"][star]}),
+                  engine.call_function("cudf.DataFrame", {"left": prev[same].astype("int64"), "right": big["doc"][same]})]
+    return engine.call_function("cudf.concat", pairs, ignore_index=True)
+
+
+# %% ../nbs/03_fuzzy.ipynb #cell-g03
+_HASH_SEEDS = (0, 1)  # two 32-bit MurmurHash3 seeds: a 64-bit hash per shingle, as the CPU's sets hold
+
+def _ngram_hash_call(width: int, seed: int) -> tuple:
+    return "str.hash_character_ngrams", (int(width),), {"as_list": False, "seed": seed}
+
+def _string_hash_call(seed: int) -> tuple:
+    return "hash_values", (), {"method": "murmur3", "seed": seed}
+
+def _gpu_hash_pair(strings, doc):
+    "(doc, h1, h2) rows: two seeded MurmurHash3 of each string."
+    out = {"doc": doc.reset_index(drop=True)}
+    for k, s in enumerate(_HASH_SEEDS):
+        method, args, kwargs = _string_hash_call(s)
+        out[f"h{k + 1}"] = engine.call(strings, method, *args, **kwargs).reset_index(drop=True)
+    return engine.call_function("cudf.DataFrame", out)
+
+def _gpu_word_shingles(words, width: int):
+    "Each row's shingles (words `i..i+width` joined without separator; all words where fewer), and their row."
+    exploded = engine.call(words, "explode")  # one row per word, labelled by its row (rows here hold words)
+    exploded = exploded[exploded.notna()]
+    doc = exploded.index.to_series().reset_index(drop=True)
+    flat = exploded.reset_index(drop=True)
+    ahead = [flat.shift(-k) for k in range(1, width + 1)]
+    full = (doc.shift(-width) == doc).fillna(False)  # word i starts a full shingle
+    n_words = engine.call(words, "list.len")
+    short = n_words <= width  # rows with too few words: one shingle of them all
+    long_shingles = engine.call(flat[full], "str.cat", others=[a[full] for a in ahead])
+    short_shingles = engine.call(words[short], "str.join", "")
+    strings = engine.call_function("cudf.concat", [long_shingles.reset_index(drop=True), short_shingles.reset_index(drop=True)], ignore_index=True)
+    docs = engine.call_function("cudf.concat", [doc[full].reset_index(drop=True), words[short].index.to_series().reset_index(drop=True)], ignore_index=True)
+    return strings, docs
+
+def _gpu_shingle_sets(texts, preset: MinhashPreset):
+    """The shingle set of every row (labelled 0..n-1) as distinct `(doc, h1, h2)` rows, on the device: the same sets
+    as `shingle_sets` (a 64-bit hash of the same byte strings), so the same exact Jaccard."""
+    texts = texts.reset_index(drop=True)
+    if preset.words:
+        strings, docs = _gpu_word_shingles(preset_input(texts, preset), preset.width)
+        sets = _gpu_hash_pair(strings, docs)
+    else:
+        length = texts.str.len()
+        long_rows, short_rows = texts[length >= preset.width], texts[length < preset.width]
+        parts = []
+        if len(long_rows):  # hash_character_ngrams refuses a column without any n-gram
+            out = {}
+            for k, s in enumerate(_HASH_SEEDS):
+                method, args, kwargs = _ngram_hash_call(preset.width, s)
+                h = engine.call(long_rows, method, *args, **kwargs)  # exploded: one row per n-gram, labelled by its row
+                if k == 0: out["doc"] = h.index.to_series().reset_index(drop=True)
+                out[f"h{k + 1}"] = h.reset_index(drop=True)
+            parts.append(engine.call_function("cudf.DataFrame", out))
+        if len(short_rows):  # shorter than a shingle: the whole string, which no n-gram can equal
+            parts.append(_gpu_hash_pair(short_rows, short_rows.index.to_series()))
+        sets = engine.call_function("cudf.concat", parts, ignore_index=True)
+    return engine.call(sets, "drop_duplicates", ignore_index=True)
+
+def _gpu_jaccard(sets, left, right):
+    """Exact Jaccard of the rows `left[k]`, `right[k]` of `sets` (a float64 Series in pair order), by merges on the
+    device. Memory: 24 bytes per shingle of the smaller document of each pair."""
+    sizes = engine.call(engine.call(sets, "groupby", "doc", sort=True), "size").reset_index(drop=True).astype("int64")  # every doc has a shingle
+    size_l, size_r = sizes.take(left).reset_index(drop=True), sizes.take(right).reset_index(drop=True)
+    left, right = left.reset_index(drop=True), right.reset_index(drop=True)
+    swap = size_l > size_r
+    pairs = engine.call_function("cudf.DataFrame", {"pair": engine.call_function("cudf.Series", range(len(left))),
+                                                    "small": left.where(~swap, right), "other": right.where(~swap, left)})
+    mine = engine.call(pairs, "merge", sets, left_on="small", right_on="doc")[["pair", "other", "h1", "h2"]]
+    shared = engine.call(mine, "merge", sets, left_on=["other", "h1", "h2"], right_on=["doc", "h1", "h2"])
+    inter = engine.call(engine.call(shared, "groupby", "pair"), "size")
+    inter = engine.call(inter, "reindex", range(len(left)), fill_value=0).reset_index(drop=True).astype("int64")
+    return inter / (size_l + size_r - inter)
+
+
+# %% ../nbs/03_fuzzy.ipynb #cell-g04
+def _gpu_partition_buckets(part, partition: int, text_col: str, preset, seed, bands: int, rows: int):
+    "`_partition_buckets` on a cuDF partition: every stage on the device."
+    texts = part[text_col].reset_index(drop=True)
+    present = (texts.notna() & (texts.str.len() > 0)).fillna(False)
+    where = engine.call_function("cudf.Series", range(len(texts)), dtype="int64")[present].reset_index(drop=True)
+    columns = {"doc": "int64", **{f"b{k}": "uint64" for k in range(bands)}}
+    if not len(where): return _empty_frame(columns, gpu=True)
+    sig = minhash_signatures(texts[present], preset, seed).reset_index(drop=True)
+    shingled = _gpu_nonzero_rows(sig, get_preset(preset).num_perm)  # all zeros: nothing to shingle
+    if not shingled.any(): return _empty_frame(columns, gpu=True)
+    frame = _gpu_band_buckets(sig[shingled].reset_index(drop=True), bands, rows)
+    frame.insert(0, "doc", (where[shingled] + (partition << _DOC_BITS)).reset_index(drop=True))
+    return frame
+
+def _empty_frame(columns: dict, gpu: bool):
+    if not gpu: return pd.DataFrame({c: np.array([], d) for c, d in columns.items()})
+    return engine.call_function("cudf.DataFrame", {c: np.array([], d) for c, d in columns.items()})
+
+def _gpu_candidate_rows(part, rows, text_col: str, id_col: str, preset):
+    "The ids and the shingle sets (`doc, h1, h2`, docs numbered 0..) of the rows at positions `rows` (a cuDF Series)."
+    picked = engine.call(part, "take", rows)
+    return picked[id_col].astype(str).reset_index(drop=True), _gpu_shingle_sets(picked[text_col], get_preset(preset))
+
+def _gpu_stitch_sets(parts):
+    ids, sets, base = [], [], 0
+    for i, s in parts:
+        ids.append(i)
+        sets.append(s.assign(doc=s["doc"] + base))
+        base += len(i)
+    return engine.call_function("cudf.concat", ids, ignore_index=True), engine.call_function("cudf.concat", sets, ignore_index=True)
+
+def _gpu_verify(parts, pairs, text_col, id_col, preset, threshold, verify):
+    """Candidate pairs (a cuDF frame) -> `(duplicates, n_candidate_docs, n_verified_pairs)`. Everything on the device
+    but the connected components, which run on the host over the verified pairs only (16 bytes each), and the ids of
+    the documents in them (one string per document that has a duplicate)."""
+    docs = engine.call(engine.call_function("cudf.concat", [pairs["left"], pairs["right"]], ignore_index=True), "unique")
+    docs = engine.call(docs, "sort_values", ignore_index=True)
+    part_of, row_of = docs // (1 << _DOC_BITS), docs % (1 << _DOC_BITS)
+    present = sorted(_host_arrow(engine.call(part_of, "unique")).to_pylist())  # partition numbers: a few ints
+    fetched = dask.compute(*[dask.delayed(_gpu_candidate_rows)(parts[p], row_of[part_of == p].reset_index(drop=True),
+                                                               text_col, id_col, preset) for p in present])
+    ids, sets = _gpu_stitch_sets(list(fetched))
+    position = lambda keys: engine.call_function("cudf.Series", engine.call(docs, "searchsorted", keys))
+    left, right = position(pairs["left"]), position(pairs["right"])
+    keep = _gpu_jaccard(sets, left, right) >= threshold if verify else (left == left)
+    left_k, right_k = (_host_arrow(s).to_numpy() for s in (left[keep], right[keep]))  # the verified edges
+    labels = duplicate_groups(len(docs), left_k, right_k)
+    nodes = np.unique(np.concatenate([left_k, right_k]))
+    node_ids = np.asarray(_host_arrow(ids.take(nodes)).to_pylist(), dtype=object)
+    return _removals(node_ids, labels[nodes]), len(docs), int(len(left_k))
+
 
 # %% ../nbs/03_fuzzy.ipynb #cell-053
 from typing import ClassVar
@@ -674,12 +944,58 @@ class FuzzyDedup(Step):
                                       self.bands_per_iteration, self.max_bucket_size, progress=self.progress)
         return self.result
 
+    def gpu_calls(self) -> list[GpuCall]:
+        "The cuDF calls of this step on cuDF partitions, for `llmwork gpu-check` (from the helpers the GPU path runs)."
+        return _fuzzy_gpu_calls(self)
+
     def run(self, ddf):
         if self.persist: ddf = ddf.persist()
         duplicates = dask.delayed(self.find(ddf).duplicates, traverse=False)
         kept = ddf.map_partitions(_without, duplicates, meta=ddf._meta)
         removed = ddf.map_partitions(_only_removed, duplicates, self.name, meta=mark_removed(ddf._meta, "", None))
         return kept, removed
+
+# %% ../nbs/03_fuzzy.ipynb #cell-c02
+def _fuzzy_gpu_calls(step) -> list[GpuCall]:
+    "The cuDF calls `find_duplicates` and `FuzzyDedup.run` make on cuDF partitions under `step`'s settings."
+    preset = get_preset(step.preset)
+    bands, rows = (step.bands, step.rows) if step.bands is not None else choose_banding(preset.num_perm, min(step.threshold, 0.999))
+    a, _ = permutation_parameters(preset.num_perm, preset.seed if step.seed is None else step.seed)
+    S, F, C = GpuCall.SERIES, GpuCall.FRAME, GpuCall.COLUMN
+    SG, FG = "cudf.core.groupby.groupby.SeriesGroupBy", "cudf.core.groupby.groupby.DataFrameGroupBy"
+    spec = lambda api, call, *data: GpuCall.of(f"{api}.{call[0]}", *call[1], *data, **call[2])
+    method, args, kwargs = _minhash_call(int(a[0]), preset.width)
+    calls = [GpuCall.of("cudf.Series", S), GpuCall.of("cudf.Series", range(4), dtype="int64"),
+             GpuCall.of(f"cudf.Series.{method}", *args, a=S, b=S, **kwargs)]
+    if preset.words:
+        calls += [GpuCall.of("cudf.Series.str.byte_count"), GpuCall.of("cudf.Series.str.lower"),
+                  GpuCall.of("pylibcudf.strings.replace_re.replace_re", C, engine.regex(_ASCII_NUMBERS), "0", -1),
+                  GpuCall.of("cudf.Series.str.translate", _punctuation_table()),
+                  GpuCall.of("pylibcudf.strings.replace_re.replace_re", C, engine.regex(_ASCII_SPACE), " ", -1),
+                  GpuCall.of("cudf.Series.str.strip", " "), GpuCall.of("cudf.Series.from_arrow", S), GpuCall.of("cudf.Index", S),
+                  GpuCall.of("cudf.Index.to_arrow"), GpuCall.of("cudf.RangeIndex.to_arrow"), GpuCall.of("cudf.Series.str.split"),
+                  GpuCall.of("cudf.Series.explode"), GpuCall.of("cudf.Series.list.len"), GpuCall.of("cudf.Series.str.cat", others=[S]),
+                  GpuCall.of("cudf.Series.str.join", "")]
+        calls += [spec("cudf.Series", _string_hash_call(s)) for s in _HASH_SEEDS]
+    else:
+        calls += [spec("cudf.Series", _ngram_hash_call(preset.width, s)) for s in _HASH_SEEDS]
+        calls += [spec("cudf.Series", _string_hash_call(s)) for s in _HASH_SEEDS]
+    calls += [GpuCall.of("cudf.Series.list.get", j) for j in range(bands * rows)]
+    calls += [spec("cudf.DataFrame", _band_hash_call(k)) for k in range(bands)]
+    calls += [GpuCall.of("cudf.DataFrame", {"doc": S}), GpuCall.of("cudf.concat", [F], ignore_index=True), GpuCall.of("cudf.concat", [F]),
+              GpuCall.of("cudf.DataFrame.groupby", "row", sort=True), GpuCall.of("cudf.DataFrame.groupby", "bucket"),
+              GpuCall.of("cudf.DataFrame.sort_values", ["bucket", "doc"], ignore_index=True),
+              GpuCall.of(f"{SG}.transform", "count"), GpuCall.of(f"{SG}.transform", "min"),
+              GpuCall.of("cudf.DataFrame.merge", F, on="bucket", suffixes=("_l", "_r")),
+              GpuCall.of("cudf.Series.unique"), GpuCall.of("cudf.Series.sort_values", ignore_index=True), GpuCall.of("cudf.Series.to_arrow"),
+              GpuCall.of("cudf.DataFrame.take", S), GpuCall.of("cudf.DataFrame.drop_duplicates", ignore_index=True),
+              GpuCall.of("cudf.Series.searchsorted", S), GpuCall.of("cudf.DataFrame.groupby", "doc", sort=True), GpuCall.of(f"{FG}.size"),
+              GpuCall.of("cudf.DataFrame.merge", F, left_on="small", right_on="doc"),
+              GpuCall.of("cudf.DataFrame.merge", F, left_on=["other", "h1", "h2"], right_on=["doc", "h1", "h2"]),
+              GpuCall.of("cudf.DataFrame.groupby", "pair"), GpuCall.of("cudf.Series.reindex", range(4), fill_value=0),
+              GpuCall.of("cudf.Series.isin", S)]
+    return calls
+
 
 # %% ../nbs/03_fuzzy.ipynb #cell-056
 EDITS = ("delete_words", "insert_words", "swap_words", "delete_lines", "swap_lines")

@@ -11,6 +11,8 @@ import pytest
 from llmwork import fuzzy as F
 from llmwork.io import sample_corpus_path
 
+U32 = lambda *v: np.array(v, np.uint32)
+
 
 @pytest.fixture(scope="module")
 def sample():
@@ -29,9 +31,9 @@ def test_cudf_documented_vectors():
 
 def test_cudf_cpp_test_vectors():
     s = pd.Series(["doc 1", "d", "The quick brown fox jumpéd over the lazy brown dog."])
-    assert F.minhash(s, 0, [10, 11, 12], [10, 11, 12], 4).tolist() == [
+    assert F.minhash(s, 0, U32(10, 11, 12), U32(10, 11, 12), 4).tolist() == [
         [1392101586, 394869177, 811528444], [2264583304, 2920538364, 3576493424], [253327882, 41747273, 302030804]]
-    assert F.minhash(pd.Series(["x" * 2048]), 0, [20, 21, 22], [20, 21, 22], 4).tolist() == [[1731998032, 315359380, 3193688024]]
+    assert F.minhash(pd.Series(["x" * 2048]), 0, U32(20, 21, 22), U32(20, 21, 22), 4).tolist() == [[1731998032, 315359380, 3193688024]]
 
 
 def test_nemo_full_range_vector():
@@ -79,7 +81,7 @@ def test_numba_matches_reference_on_random_full_range_parameters(sample, width):
 
 
 def test_nulls_empties_and_input_types():
-    a, b = [7, 8], [9, 10]
+    a, b = U32(7, 8), U32(9, 10)
     for s in (pd.Series(["abc", None, ""], dtype="str"), pd.Series(["abc", None, ""], dtype=object),
               pd.Series(["abc", None, ""], dtype="string[pyarrow]")):
         r = F.minhash(s, 3, a, b, 4)
@@ -102,11 +104,15 @@ def test_chunking_and_slices_do_not_change_values(sample):
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: F.minhash(pd.Series(["a"]), 0, [1], [2], 1), "width must be an integer of 2 or more"),
-    (lambda: F.minhash(pd.Series(["a"]), 0, [], [], 4), "empty"),
-    (lambda: F.minhash(pd.Series(["a"]), 0, [1, 2], [3], 4), "same length"),
-    (lambda: F.minhash(pd.Series(["a"]), 0, [-1], [3], 4), "[0, 2**32)"),
-    (lambda: F.minhash(pd.Series(["a"]), -5, [1], [3], 4), "seed must be in"),
+    (lambda: F.minhash(pd.Series(["a"]), 0, U32(1), U32(2), 1), "width must be an integer of 2 or more"),
+    (lambda: F.minhash(pd.Series(["a"]), 0, U32(), U32(), 4), "empty"),
+    (lambda: F.minhash(pd.Series(["a"]), 0, U32(1, 2), U32(3), 4), "same length"),
+    (lambda: F.minhash(pd.Series(["a"]), 0, [1], [3], 4), "Expecting a and b Series as uint32"),
+    (lambda: F.minhash(pd.Series(["a"]), 0, np.array([1]), U32(3), 4), "got a as ndarray of int64"),
+    (lambda: F.minhash(pd.Series(["a"]), 0, U32(1), np.array([3], np.uint64), 4), "got b as ndarray of uint64"),
+    (lambda: F.minhash(pd.Series(["a"]), 0, pd.Series([1], dtype="int32"), U32(3), 4), "got a as Series of int32"),
+    (lambda: F._minhash_cudf(None, 0, [1], U32(3), 4), "Expecting a and b Series as uint32"),  # the GPU path refuses alike
+    (lambda: F.minhash(pd.Series(["a"]), -5, U32(1), U32(3), 4), "seed must be in"),
     (lambda: F.minhash_signatures(pd.Series(["a"]), "nope"), "Unknown MinHash preset 'nope'"),
     (lambda: F.check_banding(260, 27, 10), "at most the 260 permutations"),
     (lambda: F.FuzzyDedup(bands=4), "both bands and rows"),
@@ -135,6 +141,47 @@ def test_fineweb_is_five_word_shingles_of_simplified_text():
     assert F.minhash_signatures(pd.Series([text]), "fineweb").iloc[0] == F.reference_minhash(words, int(a[0]), a, b, 4)
     sets = F.shingle_sets(pd.Series([text]), "fineweb")
     assert len(sets) == 1 and sets.offsets[1] == len(words) - 4
+
+
+def test_permutations_as_pandas_uint32_series_work():
+    a, b = pd.Series([1, 2, 3], dtype="uint32"), pd.Series([4, 5, 6], dtype="uint32")
+    assert F.minhash(pd.Series(["this is my"]), 0, a, b, 5).tolist() == [[1305480171, 462824409, 74608232]]
+
+
+def test_vectorized_simplify_equals_the_loop(sample):
+    odd = ["ΟΔΟΣ ΣΑΣ Σ", "İstanbul", "\u0378 unassigned", "a \u0301 b", "\u037e;\u1fef x", "x\x1c\x85\xa0y ٣٫١٤ 12,5",
+           "Ünïcödé “quotes” — dashes… ％ 【brackets】 ٣٫١٤ numbers", "ǅungla ǈ ǋ", "𐐀𐐁 Deseret", "\u1e9e STRASSE"]
+    texts = TRICKY + odd + sample["text"].tolist()[::3]
+    got = F.simplify_texts(pd.Series(texts, index=np.arange(len(texts))[::-1]))
+    assert got.tolist() == [F.simplify_text(t) for t in texts]
+    assert got.index.tolist() == list(range(len(texts)))[::-1]
+
+
+def test_python_classes_match_python_re():
+    import re, sys
+    c = F._python_classes()
+    points = [p for p in range(0, sys.maxunicode + 1, 7) if not 0xD800 <= p < 0xE000]
+    import pyarrow as pa, pyarrow.compute as pc
+    chars = pa.array([chr(p) for p in points])
+    for name, py in (("space", r"\s"), ):
+        want = [bool(re.fullmatch(py, chr(p))) for p in points]
+        assert pc.match_substring_regex(chars, "^" + c[name] + "$").to_pylist() == want
+
+
+@pytest.mark.parametrize("preset", ["nemo", "fineweb"])
+def test_gpu_calls_bind_to_cudf_signatures(preset):
+    import inspect
+    pytest.importorskip("cudf")
+    from llmwork.engine import resolve
+    calls = F.FuzzyDedup(preset=preset, threshold=0.85).gpu_calls()
+    apis = {c.api for c in calls}
+    assert {"cudf.Series.str.minhash", "cudf.Series.list.get", "cudf.DataFrame.hash_values", "cudf.DataFrame.merge"} <= apis
+    assert ("cudf.Series.str.hash_character_ngrams" in apis) == (preset == "nemo")
+    assert ("cudf.Series.str.translate" in apis) == (preset == "fineweb")
+    for call in calls:
+        fn, is_method = resolve(call.api)
+        inspect.signature(fn).bind(*((None,) * is_method + call.args), **dict(call.kwargs))
+        for r in call.regexes: r.program()
 
 
 def test_simplify_text_agrees_with_datatrove(sample):
