@@ -125,16 +125,18 @@ def gpu_check(pipeline=None, n_sample: int = 300, extra_steps=(), paths: bool = 
     return findings
 
 def format_findings(findings) -> str:
-    "A table of the findings: step, status, call; failures listed again at the end with their reasons."
-    rows = [f"{'step':<22} {'status':<6} call"]
-    rows += [f"{f.step:<22} {'ok' if f.problem is None else 'FAIL':<6} {f.call[:150]}" for f in findings]
+    "A table of the findings (calls of one step to one function folded into a row), failures listed again at the end with their reasons."
+    rows, groups = [f"{'step':<22} {'status':<6} {'calls':>5}  call"], {}
+    for f in findings: groups.setdefault((f.step, f.call.split("(")[0], f.problem is None), []).append(f)
+    for (step, _, ok), fs in groups.items():
+        rows.append(f"{step:<22} {'ok' if ok else 'FAIL':<6} {len(fs):>5}  {fs[0].call[:140]}{' ...' if len(fs) > 1 else ''}")
     bad = [f for f in findings if f.problem]
     rows.append(f"{len(findings) - len(bad)} of {len(findings)} calls conform"
                 f" ({sum(f.patterns for f in findings)} patterns compiled by libcudf)")
     rows += [f"FAIL {f.step}: {f.call[:120]}: {f.problem}" for f in bad]
     return "\n".join(rows)
 
-# %% ../nbs/12a_gpu_check.ipynb #cell-023
+# %% ../nbs/12a_gpu_check.ipynb #cell-025
 def gpu_check_command(args) -> int:
     if importlib.util.find_spec("cudf") is None or importlib.util.find_spec("pylibcudf") is None:
         print("llmwork gpu-check checks against cuDF's own code, which is not installed: pip install 'llmwork[gpu]' (no GPU needed).")
