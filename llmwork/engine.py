@@ -22,9 +22,9 @@ from .backend import is_gpu_frame
 from .dialect import Translation, class_text, lower_table, to_libcudf, whitespace_set
 
 # %% auto #0
-__all__ = ['Regex', 'GpuCall', 'record', 'recording', 'in_step', 'resolve', 'call', 'call_function', 'run', 'bind',
-           'as_arrow_strings', 'string_series', 'regex', 'contains', 'count', 'replace', 'split', 'extract', 'strip',
-           'normalize', 'hash64', 'lower']
+__all__ = ['Regex', 'StringScalar', 'GpuCall', 'record', 'recording', 'in_step', 'resolve', 'call', 'call_function', 'run',
+           'bind', 'as_arrow_strings', 'string_series', 'regex', 'contains', 'count', 'replace', 'split', 'extract',
+           'strip', 'normalize', 'hash64', 'lower']
 
 # %% ../nbs/00b_engine.ipynb #cell-006
 @dataclass(frozen=True)
@@ -41,6 +41,12 @@ class Regex:
     def __repr__(self):  # listings show the pattern as written (RE2); the translation is often a long class
         return f"Regex({self.source!r}{', flags=' + str(self.translation.flags) if self.translation.flags else ''})"
 
+@dataclass(frozen=True)
+class StringScalar:
+    "A string argument that pylibcudf takes as a `Scalar` (a replacement, a delimiter), not as a Python str."
+    value: str
+    def __repr__(self): return f"Scalar({self.value!r})"
+
 @functools.lru_cache(maxsize=4096)
 def _program(pattern: str, flags: int):
     from pylibcudf.strings.regex_program import RegexProgram
@@ -52,7 +58,7 @@ class _Shown(str):
     def __repr__(self): return str(self)
 
 def _describe(value) -> str:
-    if isinstance(value, (Regex, str, int, float, bool, type(None))): return repr(value)
+    if isinstance(value, (Regex, StringScalar, str, int, float, bool, type(None))): return repr(value)
     if isinstance(value, (list, tuple)) and len(value) <= 4: return repr(type(value)(_Shown(_describe(v)) for v in value))
     return f"<{type(value).__name__}>"
 
@@ -189,10 +195,10 @@ def _inline(pattern: str, flags: str) -> str: return f"(?{flags}){pattern}" if f
 
 # %% ../nbs/00b_engine.ipynb #cell-023
 def _native(a):
-    "A pylibcudf argument from a call's argument: a compiled program for a `Regex`, a string Scalar for a str."
+    "A pylibcudf argument from a call's argument: a compiled program for a `Regex`, a device scalar for a `StringScalar`."
     import pylibcudf as plc
     if isinstance(a, Regex): return a.program()
-    if isinstance(a, str): return plc.Scalar.from_py(a, dtype=plc.DataType(plc.TypeId.STRING))
+    if isinstance(a, StringScalar): return plc.Scalar.from_py(a.value, dtype=plc.DataType(plc.TypeId.STRING))
     return a
 
 def _strings(text, api: str, *args):
@@ -225,7 +231,7 @@ def count(text, pattern: str, flags: str = ""):
 def replace(text, pattern: str, replacement: str, flags: str = ""):
     "Replace every match of the RE2 `pattern`; `replacement` may hold `\\1`-style back references."
     if re.search(r"\\\d", replacement): out = _strings(text, "replace_re.replace_with_backrefs", (pattern, flags), replacement)
-    else: out = _strings(text, "replace_re.replace_re", (pattern, flags), replacement, -1)
+    else: out = _strings(text, "replace_re.replace_re", (pattern, flags), StringScalar(replacement), -1)
     return string_series(text).str.replace(_inline(pattern, flags), replacement, regex=True) if out is None else out
 
 # %% ../nbs/00b_engine.ipynb #cell-027
@@ -237,7 +243,7 @@ def split(text, pattern: str | None = None, regex: bool = False):
     if regex:
         out = _strings(text, "split.split.split_record_re", (pattern, ""), -1)
         return as_arrow_strings(text).str.split(pattern, regex=True) if out is None else out
-    out = _strings(text, "split.split.split_record", pattern, -1)
+    out = _strings(text, "split.split.split_record", StringScalar(pattern), -1)
     return as_arrow_strings(text).str.split(pattern, regex=False) if out is None else out
 
 def extract(text, pattern: str):
@@ -250,7 +256,7 @@ def extract(text, pattern: str):
 def strip(text):
     "The strings without leading and trailing whitespace (Arrow's Unicode whitespace, on both engines)."
     ws = class_text(whitespace_set())
-    out = _strings(text, "replace_re.replace_re", (f"^{ws}+|{ws}+$", ""), "", -1)
+    out = _strings(text, "replace_re.replace_re", (f"^{ws}+|{ws}+$", ""), StringScalar(""), -1)
     return string_series(text).str.strip() if out is None else out
 
 # %% ../nbs/00b_engine.ipynb #cell-030

@@ -5,11 +5,14 @@
 # %% ../nbs/12a_gpu_check.ipynb #cell-003
 from __future__ import annotations
 
+import ast
+import functools
 import importlib
 import importlib.util
 import inspect
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
@@ -101,6 +104,32 @@ def _bind_problem(call: GpuCall) -> str | None:
     except TypeError as e: return f"does not bind to {call.api}{sig}: {e}"
     return None
 
+# pylibcudf's functions are compiled (Cython): their signatures carry no types, but the package ships .pyi stubs
+_KINDS = {"RegexProgram": engine.Regex, "Scalar": engine.StringScalar, "str": str, "int": int, "bool": bool}
+
+@functools.cache
+def _stub_annotations(api: str) -> dict:
+    "Parameter name -> annotation text of the pylibcudf function `api`, read from the package's .pyi stub ({} if none)."
+    module, _, name = api.rpartition(".")
+    spec = importlib.util.find_spec(module)
+    stub = Path(spec.origin).with_name(Path(spec.origin).name.split(".")[0] + ".pyi") if spec and spec.origin else None
+    if not (stub and stub.exists()): return {}
+    for node in ast.walk(ast.parse(stub.read_text())):
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            return {a.arg: ast.unparse(a.annotation) for a in node.args.args if a.annotation is not None}
+    return {}
+
+def _type_problem(call: GpuCall) -> str | None:
+    "A pylibcudf argument whose kind (program, Scalar, str, int) is not what the stub declares."
+    if not call.api.startswith("pylibcudf."): return None
+    annotations = _stub_annotations(call.api)
+    for name, value in engine.bind(call).arguments.items():
+        wanted = [_KINDS[k.strip()] for k in annotations.get(name, "").split("|") if k.strip() in _KINDS]
+        if value in (GpuCall.COLUMN, GpuCall.SERIES, GpuCall.FRAME) or not wanted: continue
+        if not isinstance(value, tuple(wanted)) or (isinstance(value, bool) and bool not in wanted):
+            return f"argument {name} is {type(value).__name__}, the stub declares {annotations[name]}"
+    return None
+
 def _pattern_problem(call: GpuCall) -> str | None:
     for rx in call.regexes:
         if (problem := check_libcudf(rx.translation)): return f"libcudf rejects {rx.translation.pattern[:80]!r} (from {rx.source[:80]!r}): {problem}"
@@ -109,8 +138,9 @@ def _pattern_problem(call: GpuCall) -> str | None:
     return None
 
 def check_call(call: GpuCall) -> Finding:
-    "Whether `call` exists in cuDF, binds to its signature, and its patterns compile with libcudf and `re`."
-    return Finding(call.step or "?", str(call), _bind_problem(call) or _pattern_problem(call), len(call.regexes))
+    "Whether `call` exists in cuDF, binds to its signature, its arguments have the stub's types, and its patterns compile."
+    return Finding(call.step or "?", str(call), _bind_problem(call) or _type_problem(call) or _pattern_problem(call),
+                   len(call.regexes))
 
 # %% ../nbs/12a_gpu_check.ipynb #cell-017
 def gpu_check(pipeline=None, n_sample: int = 300, extra_steps=(), paths: bool = False) -> list[Finding]:
