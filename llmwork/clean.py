@@ -5,6 +5,7 @@
 # %% ../nbs/02_clean.ipynb #cell-003
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import dataclasses
 import importlib
@@ -12,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import time
 import unicodedata
 import uuid
@@ -41,8 +43,9 @@ __all__ = ['STEPS', 'STEP_MODULES', 'REMOVED_COLUMNS', 'DEFAULT_BOILERPLATE', 'S
            'extract_groups', 'split_chunk', 'word_tokens', 'document_tokens', 'char_class', 'regex_escape', 'per_row',
            'split_lines', 'GopherQuality', 'find_duplicates', 'ngram_table', 'top_ngram_chars', 'duplicate_ngram_chars',
            'GopherRepetition', 'count_sentences', 'sentence_counts', 'line_sentence_counts', 'C4Quality',
-           'FineWebQuality', 'LengthFilter', 'NonTextFilter', 'ExactDedup', 'Pipeline', 'default_steps',
-           'default_pipeline', 'format_funnel', 'load_pipeline', 'clean_corpus', 'clean_command', 'add_commands']
+           'FineWebQuality', 'LengthFilter', 'NonTextFilter', 'ExactDedup', 'DuplicateIdError', 'repeated_ids',
+           'locate_ids', 'DedupeIds', 'output_lock', 'check_not_input', 'Pipeline', 'default_steps', 'default_pipeline',
+           'format_funnel', 'load_pipeline', 'clean_corpus', 'clean_command', 'add_commands']
 
 # %% ../nbs/02_clean.ipynb #cell-006
 STEPS: dict[str, type] = {}
@@ -167,6 +170,7 @@ _TOKEN_CACHE = contextvars.ContextVar("llmwork_clean_tokens", default=None)
 
 def apply_partition_steps(df, steps):
     "Run `steps` over one partition: `(kept, removed, stats)` with one stats dict per step."
+    df = df.reset_index(drop=True)  # unique row labels within the pass, whatever the ids (see document_tokens)
     removed, stats = [], []
     removed_like = mark_removed(df.iloc[:0], "", None)
     cache = {}
@@ -452,12 +456,15 @@ def document_tokens(df):
     "`word_tokens` of `df`'s text, reusing the tokens of the partition computed by an earlier step of the same pass."
     cache = _TOKEN_CACHE.get()
     if cache is None: return word_tokens(_rows(df))
+    # rows are matched by their label in the pass (unique: apply_partition_steps renumbers them), not by id, so
+    # that a corpus with a repeated id is still tokenized right (and then refused by Pipeline.run, see below)
+    labels = df.index.to_series().reset_index(drop=True)
     if "tokens" not in cache:
-        cache["tokens"], cache["ids"] = word_tokens(_rows(df)), df["id"].reset_index(drop=True)
+        cache["tokens"], cache["labels"] = word_tokens(_rows(df)), labels
         return cache["tokens"]
-    tokens, ids = cache["tokens"], cache["ids"]
-    present = ids.isin(df["id"])
-    if int(present.sum()) == len(ids): return tokens
+    tokens, cached = cache["tokens"], cache["labels"]
+    present = cached.isin(labels)
+    if int(present.sum()) == len(cached): return tokens
     new_row = present.astype("int64").cumsum() - 1
     kept = tokens[present.take(tokens["row"]).to_numpy() if not is_gpu_frame(tokens) else present.take(tokens["row"]).values]
     kept = kept.reset_index(drop=True)
@@ -840,9 +847,9 @@ def _mark_exact_duplicates(df):
 def _exact_kept(df, columns):
     return df[df["duplicate_of"].isna()][columns]
 
-def _exact_removed(df, columns, step):
+def _exact_removed(df, columns, step, reason="exact_duplicate"):
     dups = df[df["duplicate_of"].notna()]
-    return mark_removed(dups[columns], step, "exact_duplicate", dups["duplicate_of"])
+    return mark_removed(dups[columns], step, reason, dups["duplicate_of"])
 
 @register_step
 @dataclass
@@ -865,6 +872,114 @@ class ExactDedup(Step):
         return kept, removed
 
 # %% ../nbs/02_clean.ipynb #cell-056
+class DuplicateIdError(ValueError):
+    "A corpus repeats document ids; `ids` maps each (up to a few) to its count, `where` to where it occurs."
+    def __init__(self, ids: dict, where: dict | None = None):
+        self.ids, self.where = dict(ids), dict(where or {})
+        first = next(iter(self.ids))
+        at = f" ({', '.join(self.where[first])})" if self.where.get(first) else ""
+        more = f", and {len(self.ids) - 1} more id{'s' if len(self.ids) > 2 else ''} repeat" if len(self.ids) > 1 else ""
+        super().__init__(f"Document ids must be unique, but id {first!r} occurs {self.ids[first]} times{at}{more}: fix the "
+                         "ids, or pass --dedupe-ids (dedupe_ids=True) to keep the first of each and record the others as "
+                         "removed (reason duplicate_id).")
+
+def _repeated_in(part, limit: int) -> dict:
+    counts = to_pandas(part["id"].value_counts())
+    return {str(k): int(v) for k, v in counts[counts > 1].head(limit).items()}
+
+def repeated_ids(ddf, limit: int = 5):
+    "Lazily (a Delayed dict): up to `limit` ids that occur more than once in `ddf`, with their counts."
+    ids = ddf[["id"]].shuffle(on="id", npartitions=ddf.npartitions)
+    found = [dask.delayed(_repeated_in)(p, limit) for p in ids.to_delayed()]
+    return dask.delayed(lambda parts: dict(list({k: v for p in parts for k, v in p.items()}.items())[:limit]))(found)
+
+# %% ../nbs/02_clean.ipynb #cell-058
+def locate_ids(input, ids, text_col: str = "text", id_col: str = "id", per_id: int = 3) -> dict:
+    "Where each of `ids` occurs in the corpus files `input`: up to `per_id` places like `name record N` (record numbers from 1)."
+    from llmwork.io import expand_paths, read_file
+    found = {str(i): [] for i in ids}
+    for f in expand_paths(input):
+        frame = read_file(f, text_col, id_col, on_error="skip")
+        for position in np.flatnonzero(frame["id"].astype(str).isin(list(found)).to_numpy()):
+            places = found[str(frame["id"].iloc[position])]
+            if len(places) < per_id: places.append(f"{f.name} record {position + 1}")
+    return found
+
+def _with_order(df, partition_info=None):
+    "`df` with `_order`: its partition's number and each row's position, so that first still means first after a shuffle."
+    base = (partition_info or {}).get("number", 0) << 32
+    return df.assign(_order=frame_namespace(df).Series(np.arange(len(df), dtype="int64") + base, index=df.index))
+
+def _mark_repeated_ids(df):
+    df = df.sort_values(["id", "_order"])
+    return df.assign(duplicate_of=df["id"].where(df["id"].duplicated()))
+
+@register_step
+@dataclass
+class DedupeIds(Step):
+    "Keep the first document (in input order) of each id; remove the others as `duplicate_id`, `duplicate_of` their id."
+    name: ClassVar[str] = "dedupe_ids"
+
+    def run(self, ddf):
+        columns = list(ddf.columns)
+        ordered = ddf.map_partitions(_with_order, meta=_with_order(ddf._meta))
+        marked = ordered.shuffle(on="id", npartitions=ddf.npartitions).map_partitions(
+            _mark_repeated_ids, meta=_mark_repeated_ids(ordered._meta))
+        kept = marked.map_partitions(_exact_kept, columns, meta=ddf._meta)
+        removed = marked.map_partitions(_exact_removed, columns, self.name, "duplicate_id", meta=mark_removed(ddf._meta, "", None))
+        return kept, removed
+
+    def gpu_calls(self) -> list:
+        "None beyond dataframe API that pandas and cuDF share (sort, duplicated, where, the shuffle)."
+        return []
+
+# %% ../nbs/02_clean.ipynb #cell-062
+def _pid_alive(pid: int) -> bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    return True
+
+def _remove_leftovers(out: Path):
+    for leftover in out.parent.glob(f".{out.name}.tmp-*"): shutil.rmtree(leftover, ignore_errors=True)
+    for leftover in out.parent.glob(f".{out.name}.old-*"): shutil.rmtree(leftover, ignore_errors=True)
+
+def _take_lock(lock: Path, out: Path) -> int:
+    "Create `lock` exclusively, taking over one whose run is gone; a live run's lock raises FileExistsError."
+    while True:
+        try: return os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try: owner = json.loads(lock.read_text() or "{}")
+            except (OSError, ValueError): owner = {}
+            here = owner.get("host") == socket.gethostname()
+            if owner and (not here or _pid_alive(int(owner.get("pid", 0)))):
+                raise FileExistsError(f"{out} is being written by another run (pid {owner.get('pid')} on {owner.get('host')}, "
+                                      f"since {owner.get('started')}); wait for it to finish, or remove {lock} if no such run is alive.") from None
+            _remove_leftovers(out)
+            lock.unlink(missing_ok=True)
+
+@contextlib.contextmanager
+def output_lock(out):
+    "Hold `.OUT.lock` beside the output `out` while the block runs."
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lock = out.parent / f".{out.name}.lock"
+    with os.fdopen(_take_lock(lock, out), "w") as f:
+        json.dump({"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}, f)
+    try: yield lock
+    finally: lock.unlink(missing_ok=True)
+
+def check_not_input(input, output):
+    "Refuse an `output` folder that is, or holds, one of the corpus files `input` names."
+    from llmwork.io import expand_paths
+    out = Path(output).resolve()
+    for f in expand_paths(input):
+        if "file" not in str(getattr(f.fs, "protocol", "file")): continue
+        path = Path(f.path).resolve()
+        if path == out or out in path.parents:
+            raise ValueError(f"The output {output} holds the input file {f.path}: writing there would replace what is being read. Write to another directory.")
+
+# %% ../nbs/02_clean.ipynb #cell-064
 def _lazy_frame_stats(ddf):
     "Lazy (rows, characters) of a corpus frame."
     return ddf.shape[0], ddf["text"].str.len().sum()
@@ -939,12 +1054,19 @@ class Pipeline:
 
     def run(self, ddf, out_dir, overwrite: bool = False, client=None, progress: bool = False) -> dict:
         """Run over `ddf`, write `out_dir/{kept,removed,report.json,pipeline.yaml}`; return the report.
-        With a `distributed.Client` the work runs on its cluster; `progress` shows a progress bar."""
+        With a `distributed.Client` the work runs on its cluster; `progress` shows a progress bar. The output is
+        locked while the run writes (see `output_lock`) and refused if it exists, unless `overwrite`."""
         out = Path(out_dir)
         if out.exists() and not overwrite:
             raise FileExistsError(f"{out} already exists. Choose another output directory, or pass overwrite=True (--overwrite) to replace it.")
+        with output_lock(out): return self._write(ddf, out, overwrite, client, progress)
+
+    def _write(self, ddf, out: Path, overwrite: bool, client, progress) -> dict:
+        "Compute everything into a temporary folder beside `out`, then rename it into place."
         started = time.perf_counter()
         kept, removed, stats = self.plan(ddf)
+        # ids must be unique; unless the pipeline deduplicates them, a shuffle of the ids alone checks it
+        check_ids = not any(isinstance(s, DedupeIds) for s in self.steps)
         tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
         tmp.mkdir(parents=True)
         try:
@@ -954,8 +1076,10 @@ class Pipeline:
             flat = writes + [x for kind, value in stats for x in (value if kind == "partition" else value[1:])]
             # and as a graph mixing delayed objects with dataframe expressions returns results out of order,
             # everything goes in as delayed objects
-            flat = [_as_delayed(x) for x in flat]
-            values = _compute(flat, client, progress)[len(writes):]
+            flat = [_as_delayed(x) for x in flat] + ([repeated_ids(ddf)] if check_ids else [])
+            values = _compute(flat, client, progress)
+            if check_ids and (repeated := values.pop()): raise DuplicateIdError(repeated)
+            values = values[len(writes):]
             computed = []
             for kind, value in stats:
                 n = len(value) if kind == "partition" else 5
@@ -968,6 +1092,7 @@ class Pipeline:
             (tmp / "report.json").write_text(json.dumps(report, indent=1))
             self.save(tmp / "pipeline.yaml")
             if out.exists():
+                if not overwrite: raise FileExistsError(f"{out} was created while this run was writing; its result is left as it is. Choose another output directory, or pass --overwrite.")
                 old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
                 out.rename(old)
                 tmp.rename(out)
@@ -1023,7 +1148,7 @@ def _as_delayed(x):
     d = x.to_delayed()
     return dask.delayed(_counts_dict)(d) if isinstance(d, list) else d
 
-# %% ../nbs/02_clean.ipynb #cell-058
+# %% ../nbs/02_clean.ipynb #cell-066
 def default_steps() -> list[Step]:
     "The steps of the default cleaning pipeline, in order."
     return [UnicodeNormalize(), CleanWhitespace(), StripBoilerplate(), LengthFilter(), NonTextFilter(),
@@ -1033,7 +1158,7 @@ def default_pipeline() -> Pipeline:
     "The default cleaning pipeline (see `default_steps`)."
     return Pipeline(default_steps())
 
-# %% ../nbs/02_clean.ipynb #cell-061
+# %% ../nbs/02_clean.ipynb #cell-069
 def format_funnel(report: dict, top_reasons: int = 3) -> str:
     "A plain-text funnel table of a pipeline report."
     head = f"{'step':<20} {'in':>9} {'removed':>9} {'out':>9} {'removed%':>8} {'chars out':>12}  top reasons"
@@ -1048,7 +1173,7 @@ def format_funnel(report: dict, top_reasons: int = 3) -> str:
                 f"{report['chars_kept']:,} of {report['chars_in']:,} characters")
     return "\n".join(rows)
 
-# %% ../nbs/02_clean.ipynb #cell-065
+# %% ../nbs/02_clean.ipynb #cell-073
 def load_pipeline(config=None) -> Pipeline:
     "A `Pipeline` from a YAML/JSON file path, a config dict or list, an existing `Pipeline`, or the default (None)."
     if config is None: return default_pipeline()
@@ -1057,16 +1182,19 @@ def load_pipeline(config=None) -> Pipeline:
     return Pipeline.from_file(config)
 
 def clean_corpus(input, output, config=None, client=None, overwrite: bool = False, backend=None,
-                 text_col: str = "text", id_col: str = "id", progress: bool = False) -> dict:
+                 text_col: str = "text", id_col: str = "id", progress: bool = False, dedupe_ids: bool = False) -> dict:
     "Clean the corpus at `input` (files, glob or dir) into `output`; returns the report (see `Pipeline.run`)."
     from llmwork.io import read_corpus
     pipeline = load_pipeline(config)
+    if dedupe_ids: pipeline = Pipeline([DedupeIds(), *pipeline.steps])
     if Path(output).exists() and not overwrite:
         raise FileExistsError(f"{output} already exists. Choose another output directory, or pass --overwrite (overwrite=True) to replace it.")
+    check_not_input(input, output)
     ddf = read_corpus(input, text_col=text_col, id_col=id_col, on_error="skip", backend=backend)
-    return pipeline.run(ddf, output, overwrite=overwrite, client=client, progress=progress)
+    try: return pipeline.run(ddf, output, overwrite=overwrite, client=client, progress=progress)
+    except DuplicateIdError as e: raise DuplicateIdError(e.ids, locate_ids(input, list(e.ids), text_col, id_col)) from None
 
-# %% ../nbs/02_clean.ipynb #cell-068
+# %% ../nbs/02_clean.ipynb #cell-076
 def clean_command(args) -> int:
     if args.print_config:
         print(yaml.safe_dump(load_pipeline(args.config).config(), sort_keys=False), end="")
@@ -1079,7 +1207,8 @@ def clean_command(args) -> int:
     try:
         started = time.perf_counter()
         report = clean_corpus(args.input, args.output, config=args.config, client=client, overwrite=args.overwrite,
-                              backend=backend, text_col=args.text_col, id_col=args.id_col, progress=not args.quiet)
+                              backend=backend, text_col=args.text_col, id_col=args.id_col, progress=not args.quiet,
+                              dedupe_ids=args.dedupe_ids)
     finally:
         if client is not None and not args.scheduler:
             cluster = client.cluster
@@ -1104,6 +1233,8 @@ def add_commands(subparsers):
     p.add_argument("--text-col", default="text", help="column holding the text (default: text)")
     p.add_argument("--id-col", default="id", help="column holding the document id (default: id; generated if absent)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--dedupe-ids", action="store_true", help="keep the first document of each repeated id and record the "
+                   "others as removed (reason duplicate_id); without it a repeated id stops the run, naming where it occurs")
     p.add_argument("--print-config", action="store_true", help="print the pipeline config (default or --config) as YAML and exit")
     p.set_defaults(func=clean_command)
     return p

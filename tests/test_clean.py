@@ -429,3 +429,61 @@ def test_cli_clean(messy_corpus, tmp_path, capsys):
     args = parser.parse_args(["clean", "--print-config"])
     assert args.func(args) == 0
     assert "gopher_quality" in capsys.readouterr().out
+
+
+# ---- ids, locks and outputs (issue 22: duplicate ids crashed clean; outputs could be replaced unasked)
+def _sample_rows(n=400):
+    from llmwork.io import read_sample_corpus
+    return read_sample_corpus().head(n)[["id", "text"]].to_dict("records")
+
+
+def _write_jsonl(path, rows):
+    import json
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_a_repeated_id_is_refused_in_one_sentence_naming_both_records(tmp_path, capsys):
+    from llmwork.cli import main
+    rows = _sample_rows()
+    rows[5]["id"] = rows[3]["id"]
+    corpus = _write_jsonl(tmp_path / "d.jsonl", rows)
+    assert main(["clean", str(corpus), str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0, err  # one sentence, no traceback
+    assert f"id {rows[3]['id']!r} occurs 2 times (d.jsonl record 4, d.jsonl record 6)" in err and "--dedupe-ids" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.jsonl"]  # no output, no temporary folder, no lock
+
+
+def test_dedupe_ids_keeps_the_first_and_records_the_others(tmp_path):
+    import pandas as pd
+    from llmwork.clean import clean_corpus
+    rows = _sample_rows()
+    rows[5]["id"] = rows[3]["id"]
+    corpus = _write_jsonl(tmp_path / "d.jsonl", rows)
+    report = clean_corpus(corpus, tmp_path / "out", dedupe_ids=True)
+    assert report["steps"][1]["name"] == "dedupe_ids" and report["steps"][1]["reasons"] == {"duplicate_id": 1}
+    removed = pd.read_parquet(tmp_path / "out" / "removed")
+    gone = removed[removed.reason == "duplicate_id"]
+    assert gone.text.tolist() == [rows[5]["text"]] and gone.duplicate_of.tolist() == [rows[3]["id"]]
+    assert report["n_in"] == report["n_kept"] + sum(s["n_removed"] for s in report["steps"])
+
+
+def test_a_second_run_into_a_locked_output_refuses_naming_the_first(tmp_path):
+    import os
+    from llmwork.clean import clean_corpus, output_lock
+    corpus = _write_jsonl(tmp_path / "c.jsonl", _sample_rows(50))
+    with output_lock(tmp_path / "out"):
+        with pytest.raises(FileExistsError, match=f"being written by another run \\(pid {os.getpid()}"):
+            clean_corpus(corpus, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_output_may_not_hold_the_input(tmp_path, capsys):
+    from llmwork.cli import main
+    from llmwork.clean import clean_corpus
+    clean_corpus(_write_jsonl(tmp_path / "c.jsonl", _sample_rows(50)), tmp_path / "x")
+    kept = tmp_path / "x" / "kept"
+    assert main(["clean", str(kept), str(kept), "--overwrite", "--quiet"]) == 2
+    assert "holds the input file" in capsys.readouterr().err
+    assert any(kept.glob("*.parquet"))  # the input is still there
