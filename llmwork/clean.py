@@ -15,6 +15,8 @@ import re
 import shutil
 import socket
 import time
+import types
+import typing
 import unicodedata
 import uuid
 from dataclasses import dataclass, field, fields
@@ -37,15 +39,16 @@ from .io import MANIFEST, dataset_manifest
 # %% auto #0
 __all__ = ['STEPS', 'STEP_MODULES', 'REMOVED_COLUMNS', 'DEFAULT_BOILERPLATE', 'SYMBOL_CHARS', 'TERMINAL_PUNCTUATION',
            'SENTENCE_END_CHARS', 'STOP_WORDS', 'POLICY_SUBSTRINGS', 'register_step', 'Step', 'step_from_config',
-           'frame_namespace', 'null_strings', 'mark_removed', 'PartitionStep', 'Filter', 'Normalizer',
-           'apply_partition_steps', 'run_partition_steps', 'combine_step_stats', 'first_reason', 'Validate',
-           'unicode_normalize', 'UnicodeNormalize', 'CleanWhitespace', 'StripBoilerplate', 'text_hash', 'explode_split',
-           'extract_groups', 'split_chunk', 'word_tokens', 'document_tokens', 'char_class', 'regex_escape', 'per_row',
-           'split_lines', 'GopherQuality', 'find_duplicates', 'ngram_table', 'top_ngram_chars', 'duplicate_ngram_chars',
-           'GopherRepetition', 'count_sentences', 'sentence_counts', 'line_sentence_counts', 'C4Quality',
-           'FineWebQuality', 'LengthFilter', 'NonTextFilter', 'ExactDedup', 'DuplicateIdError', 'repeated_ids',
-           'locate_ids', 'DedupeIds', 'output_lock', 'check_not_input', 'Pipeline', 'default_steps', 'default_pipeline',
-           'format_funnel', 'load_pipeline', 'clean_corpus', 'clean_command', 'add_commands']
+           'check_parameters', 'frame_namespace', 'null_strings', 'mark_removed', 'PartitionStep', 'Filter',
+           'Normalizer', 'apply_partition_steps', 'run_partition_steps', 'combine_step_stats', 'first_reason',
+           'Validate', 'unicode_normalize', 'UnicodeNormalize', 'CleanWhitespace', 'StripBoilerplate', 'text_hash',
+           'explode_split', 'extract_groups', 'split_chunk', 'word_tokens', 'document_tokens', 'char_class',
+           'regex_escape', 'per_row', 'split_lines', 'GopherQuality', 'find_duplicates', 'ngram_table',
+           'top_ngram_chars', 'duplicate_ngram_chars', 'GopherRepetition', 'count_sentences', 'sentence_counts',
+           'line_sentence_counts', 'C4Quality', 'FineWebQuality', 'LengthFilter', 'NonTextFilter', 'ExactDedup',
+           'DuplicateIdError', 'repeated_ids', 'locate_ids', 'DedupeIds', 'output_lock', 'check_not_input', 'Pipeline',
+           'default_steps', 'default_pipeline', 'format_funnel', 'load_pipeline', 'clean_corpus', 'clean_command',
+           'add_commands']
 
 # %% ../nbs/02_clean.ipynb #cell-006
 STEPS: dict[str, type] = {}
@@ -94,9 +97,32 @@ def step_from_config(config: dict) -> Step:
     unknown = sorted(set(params) - known)
     if unknown:
         raise ValueError(f"Step {name!r} has no parameter(s) {', '.join(unknown)}; its parameters are: {', '.join(sorted(known)) or '(none)'}")
+    check_parameters(cls, params)
     return cls(**params)
 
-# %% ../nbs/02_clean.ipynb #cell-010
+# %% ../nbs/02_clean.ipynb #cell-008
+_KIND_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list", type(None): "null"}
+
+def _accepts(kind, value) -> bool:
+    if kind is type(None): return value is None
+    if kind is bool: return isinstance(value, bool)
+    if kind is int: return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float: return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is list: return isinstance(value, (list, tuple))
+    return isinstance(value, kind) if isinstance(kind, type) else True  # annotations we do not check (Any, ...)
+
+def check_parameters(cls, params: dict):
+    "Refuse a config value whose type is not the one its field declares, naming the step, the parameter and what it takes."
+    try: hints = typing.get_type_hints(cls)
+    except Exception: return  # annotations that do not resolve here: the step's own checks apply
+    for name, value in params.items():
+        hint = hints.get(name)
+        kinds = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+        if hint is not None and not any(_accepts(k, value) for k in kinds):
+            wanted = " or ".join(_KIND_NAMES.get(k, getattr(k, "__name__", str(k))) for k in kinds)
+            raise ValueError(f"Step {cls.name!r}: {name} must be {wanted}, not {value!r}.")
+
+# %% ../nbs/02_clean.ipynb #cell-012
 REMOVED_COLUMNS = ("step", "reason", "duplicate_of")
 
 def frame_namespace(obj):
@@ -120,7 +146,7 @@ def mark_removed(df, step: str, reason, duplicate_of=None):
         return value.astype(like.dtype)
     return df.assign(step=column(step), reason=column(reason), duplicate_of=column(duplicate_of))
 
-# %% ../nbs/02_clean.ipynb #cell-013
+# %% ../nbs/02_clean.ipynb #cell-015
 def _chars(text) -> int:
     return int(text.str.len().sum()) if len(text) else 0
 
@@ -219,7 +245,7 @@ def combine_step_stats(per_partition: list[list[dict]]) -> list[dict]:
             for r, n in s["reasons"].items(): t["reasons"][r] = t["reasons"].get(r, 0) + n
     return total or []
 
-# %% ../nbs/02_clean.ipynb #cell-015
+# %% ../nbs/02_clean.ipynb #cell-017
 def first_reason(index_like, rules):
     "A reason Series: for each row, the name of the first `(mask, name)` rule whose mask is true, else null."
     out = null_strings(index_like)
@@ -240,7 +266,7 @@ class Validate(Filter):
         if "read_error" in df.columns: out = df["read_error"].astype(out.dtype).fillna(out)
         return out
 
-# %% ../nbs/02_clean.ipynb #cell-018
+# %% ../nbs/02_clean.ipynb #cell-020
 def unicode_normalize(text, form: str = "NFKC"):
     "Unicode-normalize a string Series (pandas natively; on cuDF this one step goes to the host through Arrow: libcudf has no NFKC tables)."
     return engine.normalize(text, form)
@@ -256,7 +282,7 @@ class UnicodeNormalize(Normalizer):
             raise ValueError(f"form must be one of NFC, NFKC, NFD, NFKD, not {self.form!r}")
     def normalize(self, text): return unicode_normalize(text, self.form)
 
-# %% ../nbs/02_clean.ipynb #cell-021
+# %% ../nbs/02_clean.ipynb #cell-023
 # pandas runs these regexes in pyarrow (RE2) and cuDF in its own engine: escapes both accept, literal zero-width chars
 _CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f" + "\u200b\ufeff" + "]"
 
@@ -274,7 +300,7 @@ class CleanWhitespace(Normalizer):
         text = engine.replace(text, "\n{%d,}" % (self.max_blank_lines + 2), "\n" * (self.max_blank_lines + 1))
         return engine.strip(text)
 
-# %% ../nbs/02_clean.ipynb #cell-024
+# %% ../nbs/02_clean.ipynb #cell-026
 # the word boundaries are spelled as classes: libcudf's \b is Unicode-aware, RE2's ASCII (see llmwork.dialect)
 DEFAULT_BOILERPLATE = (r"^(share|tweet|pin|email|print)( (this|on|it))?(?:[^0-9A-Za-z_\n].{0,29})?$", r"all rights reserved",
                        r"^click here(?:[^0-9A-Za-z_\n]|$)", r"^(posted|last updated|updated) (on|at)(?:[^0-9A-Za-z_\n].{0,39})?$",
@@ -306,7 +332,7 @@ class StripBoilerplate(Normalizer):
         end = "" if p.endswith("$") else r"[^\n]*"
         return rf"^{start}(?:{p.removeprefix('^').removesuffix('$')}){end}(?:\n|$)"
 
-# %% ../nbs/02_clean.ipynb #cell-027
+# %% ../nbs/02_clean.ipynb #cell-029
 # what Python's str.isspace() calls whitespace (strip, split and splitlines use it); RE2's \s is ASCII only
 _WS = r"\s\pZ\x{0b}\x{1c}-\x{1f}\x{85}"
 _LINE_BREAK = r"\r\n|[\n\r\x{0b}\x{0c}\x{1c}-\x{1e}\x{85}\x{2028}\x{2029}]"
@@ -451,7 +477,7 @@ def word_tokens(text):
         "line": lines["pos"].take(chunk_line).reset_index(drop=True),
         "token": tokens["part"]}).assign(pos=lambda d: d.groupby("row").cumcount(), hash=lambda d: text_hash(d["token"]))
 
-# %% ../nbs/02_clean.ipynb #cell-029
+# %% ../nbs/02_clean.ipynb #cell-031
 def document_tokens(df):
     "`word_tokens` of `df`'s text, reusing the tokens of the partition computed by an earlier step of the same pass."
     cache = _TOKEN_CACHE.get()
@@ -470,7 +496,7 @@ def document_tokens(df):
     kept = kept.reset_index(drop=True)
     return kept.assign(row=new_row.take(kept["row"]).reset_index(drop=True))
 
-# %% ../nbs/02_clean.ipynb #cell-032
+# %% ../nbs/02_clean.ipynb #cell-034
 # datatrove 0.10.1's PUNCTUATION_SET (utils/text.py): a word made only of these is a symbol, not a word
 SYMBOL_CHARS = ("\x00\x01\x02\x03\x04\x05\x06\x07\x08\x0b\x0c\r\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a"
     "\x1b\x1c\x1d\x1e\x1f!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~\x7f\x80\x81\x82\x83\x84\x85\x86\x87\x88\x89"
@@ -527,7 +553,7 @@ def regex_escape(text: str) -> str:
     "`text` as a literal in a regex both RE2 and cuDF read (Python's re.escape also escapes spaces, which RE2 rejects)."
     return re.sub(r"([\\^$.|?*+()\[\]{}])", r"\\\1", text)
 
-# %% ../nbs/02_clean.ipynb #cell-035
+# %% ../nbs/02_clean.ipynb #cell-037
 def per_row(values, rows, n: int, how: str = "sum"):
     "Aggregate `values` by row number into a Series indexed 0..n-1 (0 for rows with no values)."
     out = values.groupby(rows).agg(how)
@@ -548,7 +574,7 @@ def split_lines(text):
     n_lines = per_row(lines["pos"] * 0 + 1, lines["row"], len(text)) - engine.contains(text, f"(?:{_LINE_BREAK})$").astype("int64")
     return lines, n_lines
 
-# %% ../nbs/02_clean.ipynb #cell-038
+# %% ../nbs/02_clean.ipynb #cell-040
 @register_step
 @dataclass
 class GopherQuality(Filter):
@@ -599,7 +625,7 @@ class GopherQuality(Filter):
         if self.min_stop_words: rules.append((n_stop < self.min_stop_words, "gopher_enough_stop_words"))
         return _reasons_for(df, text, rules)
 
-# %% ../nbs/02_clean.ipynb #cell-041
+# %% ../nbs/02_clean.ipynb #cell-043
 _MULTIPLIERS = tuple(np.uint64(m) for m in (1, 0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9,
                                             0x27D4EB2F165667C5, 0x94D049BB133111EB, 0xBF58476D1CE4E5B9,
                                             0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53, 0x2545F4914F6CDD1D))
@@ -655,6 +681,13 @@ class GopherRepetition(Filter):
     top_n_grams: list = field(default_factory=lambda: [[2, 0.2], [3, 0.18], [4, 0.16]])
     dup_n_grams: list = field(default_factory=lambda: [[5, 0.15], [6, 0.14], [7, 0.13], [8, 0.12], [9, 0.11], [10, 0.10]])
 
+    def __post_init__(self):
+        for name in ("top_n_grams", "dup_n_grams"):
+            pairs = getattr(self, name)
+            if not all(isinstance(p, (list, tuple)) and len(p) == 2 and type(p[0]) is int and p[0] >= 1
+                       and isinstance(p[1], (int, float)) and not isinstance(p[1], bool) for p in pairs):
+                raise ValueError(f"Step 'gopher_repetition': {name} must be a list of [n, fraction] pairs such as [[2, 0.2]], not {pairs!r}.")
+
     def reasons(self, df):
         text = _rows(df)
         n, length = len(text), text.str.len()
@@ -682,7 +715,7 @@ class GopherRepetition(Filter):
             rules.append((repeated[size] / length > fraction, f"duplicated_{size}_n_grams"))
         return _reasons_for(df, text, rules)
 
-# %% ../nbs/02_clean.ipynb #cell-044
+# %% ../nbs/02_clean.ipynb #cell-046
 POLICY_SUBSTRINGS = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
 _CITATION = r"\[\p{Nd}*\]|\[edit\]|\[citation needed\]"
 
@@ -771,7 +804,7 @@ class C4Quality(Filter):
             rules.append((per_doc < self.min_num_sentences, "too_few_sentences"))
         return _reasons_for(df, text, rules)
 
-# %% ../nbs/02_clean.ipynb #cell-047
+# %% ../nbs/02_clean.ipynb #cell-049
 @register_step
 @dataclass
 class FineWebQuality(Filter):
@@ -803,7 +836,7 @@ class FineWebQuality(Filter):
             (dup_chars / (text.str.len() - newlines) > self.char_duplicates_ratio, "char_dup_ratio"),
             (newlines / n_words > self.new_line_ratio, "list_ratio")])
 
-# %% ../nbs/02_clean.ipynb #cell-050
+# %% ../nbs/02_clean.ipynb #cell-052
 @register_step
 @dataclass
 class LengthFilter(Filter):
@@ -833,7 +866,7 @@ class NonTextFilter(Filter):
         letters = engine.count(text, r"[\pL\pM]")
         return _reasons_for(df, text, [(letters / visible < self.min_letter_fraction, "mostly_non_text")])
 
-# %% ../nbs/02_clean.ipynb #cell-053
+# %% ../nbs/02_clean.ipynb #cell-055
 def _mark_exact_duplicates(df):
     # sorted by (hash, id), the first row of each hash has the smallest id; a later row is its duplicate only if
     # its text is equal too, so a 64-bit hash collision keeps both documents instead of merging different texts
@@ -871,7 +904,7 @@ class ExactDedup(Step):
         removed = marked.map_partitions(_exact_removed, columns, self.name, meta=mark_removed(ddf._meta, "", None))
         return kept, removed
 
-# %% ../nbs/02_clean.ipynb #cell-056
+# %% ../nbs/02_clean.ipynb #cell-058
 class DuplicateIdError(ValueError):
     "A corpus repeats document ids; `ids` maps each (up to a few) to its count, `where` to where it occurs."
     def __init__(self, ids: dict, where: dict | None = None):
@@ -893,7 +926,7 @@ def repeated_ids(ddf, limit: int = 5):
     found = [dask.delayed(_repeated_in)(p, limit) for p in ids.to_delayed()]
     return dask.delayed(lambda parts: dict(list({k: v for p in parts for k, v in p.items()}.items())[:limit]))(found)
 
-# %% ../nbs/02_clean.ipynb #cell-058
+# %% ../nbs/02_clean.ipynb #cell-060
 def locate_ids(input, ids, text_col: str = "text", id_col: str = "id", per_id: int = 3) -> dict:
     "Where each of `ids` occurs in the corpus files `input`: up to `per_id` places like `name record N` (record numbers from 1)."
     from llmwork.io import expand_paths, read_file
@@ -933,7 +966,7 @@ class DedupeIds(Step):
         "None beyond dataframe API that pandas and cuDF share (sort, duplicated, where, the shuffle)."
         return []
 
-# %% ../nbs/02_clean.ipynb #cell-062
+# %% ../nbs/02_clean.ipynb #cell-064
 def _pid_alive(pid: int) -> bool:
     try: os.kill(pid, 0)
     except ProcessLookupError: return False
@@ -979,7 +1012,7 @@ def check_not_input(input, output):
         if path == out or out in path.parents:
             raise ValueError(f"The output {output} holds the input file {f.path}: writing there would replace what is being read. Write to another directory.")
 
-# %% ../nbs/02_clean.ipynb #cell-064
+# %% ../nbs/02_clean.ipynb #cell-066
 def _lazy_frame_stats(ddf):
     "Lazy (rows, characters) of a corpus frame."
     return ddf.shape[0], ddf["text"].str.len().sum()
@@ -1148,7 +1181,7 @@ def _as_delayed(x):
     d = x.to_delayed()
     return dask.delayed(_counts_dict)(d) if isinstance(d, list) else d
 
-# %% ../nbs/02_clean.ipynb #cell-066
+# %% ../nbs/02_clean.ipynb #cell-068
 def default_steps() -> list[Step]:
     "The steps of the default cleaning pipeline, in order."
     return [UnicodeNormalize(), CleanWhitespace(), StripBoilerplate(), LengthFilter(), NonTextFilter(),
@@ -1158,7 +1191,7 @@ def default_pipeline() -> Pipeline:
     "The default cleaning pipeline (see `default_steps`)."
     return Pipeline(default_steps())
 
-# %% ../nbs/02_clean.ipynb #cell-069
+# %% ../nbs/02_clean.ipynb #cell-071
 def format_funnel(report: dict, top_reasons: int = 3) -> str:
     "A plain-text funnel table of a pipeline report."
     head = f"{'step':<20} {'in':>9} {'removed':>9} {'out':>9} {'removed%':>8} {'chars out':>12}  top reasons"
@@ -1173,7 +1206,7 @@ def format_funnel(report: dict, top_reasons: int = 3) -> str:
                 f"{report['chars_kept']:,} of {report['chars_in']:,} characters")
     return "\n".join(rows)
 
-# %% ../nbs/02_clean.ipynb #cell-073
+# %% ../nbs/02_clean.ipynb #cell-075
 def load_pipeline(config=None) -> Pipeline:
     "A `Pipeline` from a YAML/JSON file path, a config dict or list, an existing `Pipeline`, or the default (None)."
     if config is None: return default_pipeline()
@@ -1194,7 +1227,7 @@ def clean_corpus(input, output, config=None, client=None, overwrite: bool = Fals
     try: return pipeline.run(ddf, output, overwrite=overwrite, client=client, progress=progress)
     except DuplicateIdError as e: raise DuplicateIdError(e.ids, locate_ids(input, list(e.ids), text_col, id_col)) from None
 
-# %% ../nbs/02_clean.ipynb #cell-076
+# %% ../nbs/02_clean.ipynb #cell-078
 def clean_command(args) -> int:
     if args.print_config:
         print(yaml.safe_dump(load_pipeline(args.config).config(), sort_keys=False), end="")
