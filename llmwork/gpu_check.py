@@ -42,7 +42,7 @@ PROBE_TEXTS = (
 def probe_corpus(n_sample: int = 300) -> pd.DataFrame:
     "The probe corpus: `n_sample` documents of the sample corpus and `PROBE_TEXTS`, with ids."
     from llmwork.io import read_sample_corpus
-    sample = read_sample_corpus().head(n_sample)[["id", "text"]]
+    sample = read_sample_corpus(backend="cpu").head(n_sample)[["id", "text"]]  # the probe runs on the CPU engine
     texts = pd.DataFrame({"id": [f"probe-{i}" for i in range(len(PROBE_TEXTS))], "text": list(PROBE_TEXTS)})
     return pd.concat([sample.astype({"id": "str", "text": "str"}), texts.astype({"id": "str", "text": "str"})], ignore_index=True)
 

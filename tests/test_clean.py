@@ -434,7 +434,7 @@ def test_cli_clean(messy_corpus, tmp_path, capsys):
 # ---- ids, locks and outputs (issue 22: duplicate ids crashed clean; outputs could be replaced unasked)
 def _sample_rows(n=400):
     from llmwork.io import read_sample_corpus
-    return read_sample_corpus().head(n)[["id", "text"]].to_dict("records")
+    return read_sample_corpus(backend="cpu").head(n)[["id", "text"]].to_dict("records")
 
 
 def _write_jsonl(path, rows):
