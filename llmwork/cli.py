@@ -44,7 +44,7 @@ def info_command(args) -> int:
 def _lengths(part):
     text = part["text"].fillna("")
     return part.assign(n_chars=text.str.len(), n_words=engine.count(text, r"\S+"),
-                       n_bytes=text.str.encode("utf-8").str.len())[["n_chars", "n_words", "n_bytes"]]
+                       n_bytes=engine.byte_count(text))[["n_chars", "n_words", "n_bytes"]]
 
 def corpus_summary(ddf) -> dict:
     "Documents, characters, bytes, words, and the distribution of words per document of a corpus."

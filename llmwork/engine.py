@@ -24,7 +24,7 @@ from .dialect import Translation, class_text, lower_table, to_libcudf, whitespac
 # %% auto #0
 __all__ = ['Regex', 'StringScalar', 'GpuCall', 'record', 'recording', 'in_step', 'resolve', 'call', 'call_function', 'run',
            'bind', 'as_arrow_strings', 'string_series', 'regex', 'contains', 'count', 'replace', 'split', 'extract',
-           'strip', 'normalize', 'hash64', 'lower']
+           'strip', 'normalize', 'hash64', 'byte_count', 'lower']
 
 # %% ../nbs/00b_engine.ipynb #cell-006
 @dataclass(frozen=True)
@@ -278,6 +278,10 @@ def normalize(text, form: str = "NFKC"):
 def hash64(text):
     "A 64-bit hash per string; equal strings get equal hashes."
     return _method(text, "hash_values", lambda: pd.util.hash_pandas_object(text, index=False), method="xxhash64")
+
+def byte_count(text):
+    "UTF-8 bytes of each string (cuDF has no `str.encode`; it counts them directly)."
+    return _method(text, "str.byte_count", lambda: string_series(text).str.encode("utf-8").str.len())
 
 def lower(text):
     "Lower-cased strings: Arrow's one-to-one mapping on both engines (on cuDF a `str.translate` with Arrow's table, as libcudf's own case tables differ)."
