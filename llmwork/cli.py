@@ -72,7 +72,7 @@ def format_summary(s: dict) -> str:
 
 # %% ../nbs/13_cli.ipynb #cell-011
 def _stage_summary(args, out: Path, state: dict):
-    corpus = read_corpus(state["input"], on_error="skip")
+    corpus = read_corpus(state["input"], on_error="skip", backend=state["backend"])
     summary = corpus_summary(corpus)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(format_summary(summary))
