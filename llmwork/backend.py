@@ -17,7 +17,8 @@ import pandas as pd
 
 # %% auto #0
 __all__ = ['BACKENDS', 'log', 'KEY_LIBRARIES', 'BackendError', 'GpuProbe', 'probe_gpu', 'Backend', 'resolve_backend',
-           'frame_module', 'is_gpu_frame', 'to_pandas', 'to_backend', 'get_client', 'library_versions', 'describe']
+           'frame_module', 'is_gpu_frame', 'to_pandas', 'to_backend', 'cuda_worker_count', 'get_client',
+           'library_versions', 'describe']
 
 # %% ../nbs/00_backend.ipynb #cell-006
 class BackendError(RuntimeError):
@@ -120,7 +121,10 @@ def to_pandas(obj):
     return obj.to_pandas() if is_gpu_frame(obj) else obj
 
 def to_backend(ddf, backend: str | Backend | None = None):
-    "Convert a Dask DataFrame's partitions to the engine's frame type (pandas or cuDF)."
+    """Convert a Dask DataFrame's partitions to the engine's frame type (pandas or cuDF).
+
+    This, not Dask's global `dataframe.backend` setting, is how data lands on the GPU: the choice stays with the
+    data, so pandas-backed frames elsewhere in the process keep the pandas (pyarrow) Parquet engine."""
     b = resolve_backend(backend)
     if b.is_gpu:
         import cudf
@@ -128,6 +132,22 @@ def to_backend(ddf, backend: str | Backend | None = None):
         return ddf.map_partitions(lambda p: p if is_gpu_frame(p) else cudf.from_pandas(p), meta=meta)
     meta = to_pandas(ddf._meta)
     return ddf.map_partitions(to_pandas, meta=meta)
+
+# %% ../nbs/00_backend.ipynb #new-6f3834ae
+def cuda_worker_count(n_workers: int | None, gpu_count: int) -> int:
+    "Workers for a `LocalCUDACluster`: one per GPU by default; more workers than visible GPUs is a `BackendError`."
+    if gpu_count < 1:
+        raise BackendError("No CUDA GPU is visible (check CUDA_VISIBLE_DEVICES); use backend='cpu' (--backend cpu).")
+    if n_workers is None: return gpu_count
+    if n_workers < 1: raise BackendError(f"n_workers={n_workers}: a cluster needs at least one worker.")
+    if n_workers > gpu_count:
+        raise BackendError(f"n_workers={n_workers} but only {gpu_count} GPU{'s are' if gpu_count > 1 else ' is'} visible, "
+                           f"and the gpu engine runs one worker per GPU: pass n_workers<={gpu_count} (--workers {gpu_count}) or use backend='cpu'.")
+    return n_workers
+
+def _visible_gpu_count() -> int:
+    from dask_cuda.utils import get_n_gpus
+    return get_n_gpus()
 
 # %% ../nbs/00_backend.ipynb #cell-018
 def _configure_workers():
@@ -150,10 +170,10 @@ def get_client(backend: str | Backend | None = None, scheduler: str | None = Non
     if dashboard_address and dashboard_address.startswith(":"): dashboard_address = host + dashboard_address
     if b.is_gpu:
         from dask_cuda import LocalCUDACluster
+        n_workers = cuda_worker_count(n_workers, _visible_gpu_count())
+        # no dask.config "dataframe.backend" here: cuDF partitions come from read_corpus / to_backend (see above)
         cluster = LocalCUDACluster(n_workers=n_workers, threads_per_worker=threads_per_worker or 1, host=host,
                                    dashboard_address=dashboard_address, memory_limit=memory_limit, **kwargs)
-        import dask
-        dask.config.set({"dataframe.backend": "cudf"})
     else:
         from distributed import LocalCluster
         n_workers = n_workers or (None if adaptive else min(os.cpu_count() or 1, 4))

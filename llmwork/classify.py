@@ -144,7 +144,7 @@ class HashedSGD:
         df = sum(c[0] for c in counted); n = sum(c[1] for c in counted)
         self.idf_ = (np.log((1 + n) / (1 + df)) + 1).astype(np.float32)  # scikit-learn's smoothed IDF
         if classes is None:
-            classes = ddf[self.label_col].astype(str).unique().compute()
+            classes = to_pandas(ddf[self.label_col].astype(str).unique().compute())  # the label set: a few values
         self.classes_ = np.array(sorted(map(str, classes)))
         self.model_ = SGDClassifier(loss="hinge", alpha=self.alpha, random_state=self.seed)
         rng = np.random.default_rng(self.seed)

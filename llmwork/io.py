@@ -10,6 +10,7 @@ import io
 import json
 import os
 import posixpath
+import re
 import uuid
 from dataclasses import dataclass
 from importlib.resources import files as _package_files
@@ -24,13 +25,14 @@ import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
-from .backend import resolve_backend, to_backend, to_pandas
+from . import engine
+from .backend import is_gpu_frame, log, resolve_backend, to_backend, to_pandas
 
 # %% auto #0
 __all__ = ['READ_ERRORS', 'ON_ERROR', 'FORMATS', 'COMPRESSIONS', 'MANIFEST', 'CorpusError', 'CorpusFile', 'file_format',
            'expand_paths', 'generated_ids', 'read_jsonl', 'read_csv', 'read_parquet_file', 'check_file', 'read_file',
-           'read_corpus', 'dataset_manifest', 'read_manifest', 'write_corpus', 'sample_corpus_path',
-           'read_sample_corpus']
+           'gpu_calls', 'read_file_gpu', 'read_corpus', 'parquet_write_options', 'dataset_manifest', 'read_manifest',
+           'write_corpus', 'sample_corpus_path', 'read_sample_corpus']
 
 # %% ../nbs/01_io.ipynb #cell-006
 class CorpusError(ValueError):
@@ -285,9 +287,95 @@ def _shape(frame, f, text_col, id_col, on_error, rows, errors, columns=None):
     if columns is not None: return frame.reindex(columns=columns)
     return frame[["id", "text"] + [c for c in frame.columns if c not in ("id", "text")]]
 
+# %% ../nbs/01_io.ipynb #new-743d1f7f
+def _cudf_string_like(s) -> bool:
+    import cudf
+    return cudf.api.types.is_string_dtype(s.dtype) or bool(s.isna().all())  # a scalar comes back
+
+def _may_hold_non_string(data: bytes, text_col: str) -> bool:
+    "Whether some `\"text_col\": value` in `data` is neither a string nor null (a host bytes scan; may over-report)."
+    key = re.escape(json.dumps(text_col).encode())
+    return re.search(key + rb"\s*:\s*[^\"n\s]", data) is not None
+
+def _generated_ids_gpu(name: str, rows, index):
+    "`generated_ids` on the device: the record numbers, zero-padded, after the file name."
+    numbers = engine.call_function("cudf.Series", np.asarray(rows, dtype=np.int64))
+    padded = engine.call(engine.call(numbers, "astype", "str"), "str.zfill", 9)
+    out = engine.call(padded, "__radd__", f"{name}:")
+    out.index = index
+    return out
+
+# %% ../nbs/01_io.ipynb #new-e1afc257
+def _shape_gpu(frame, f, text_col, id_col, on_error, rows, columns=None):
+    "`_shape` for a cuDF frame: the corpus contract, with the same columns and values as the pandas path."
+    if len(frame) and text_col not in frame.columns:
+        raise CorpusError(f"{f.name}: no text column {text_col!r}; columns found: {', '.join(map(str, frame.columns))}. "
+                          "Pass text_col= (--text-col) to name the column that holds the text.")
+    frame = _rename(_rename(frame, text_col, "text", f), id_col, "id", f)
+    given = frame["id"] if "id" in frame.columns else None
+    if given is None or bool(engine.call(given, "isna").any()):
+        ids = _generated_ids_gpu(f.name, rows, frame.index)
+        if given is None: frame.insert(0, "id", ids)
+        else: frame["id"] = engine.call(engine.call(given, "astype", "str"), "where", engine.call(given, "notna"), ids)
+    def nulls(): return engine.call_function("cudf.Series", None, index=frame.index, dtype="str")
+    if "text" not in frame.columns: frame["text"] = nulls()
+    frame["id"] = engine.call(frame["id"], "astype", "str")
+    frame["text"] = engine.call(frame["text"], "astype", "str")
+    if on_error == "skip": frame["read_error"] = nulls()  # files with bad lines took the host path
+    if columns is not None: return engine.call(frame, "reindex", columns=columns)
+    return frame[["id", "text"] + [c for c in frame.columns if c not in ("id", "text")]]
+
+def _host_then_upload(f, text_col, id_col, on_error, columns, why: str):
+    log.debug("llmwork: %s read on the host (%s), then uploaded", f.name, why)
+    return engine.call_function("cudf.from_pandas", read_file(f, text_col, id_col, on_error, columns))
+
+# %% ../nbs/01_io.ipynb #new-b7528bcd
+def _local_path(f: CorpusFile):
+    return f.path if "file" in (f.fs.protocol if isinstance(f.fs.protocol, tuple) else (f.fs.protocol,)) else None
+
+_READ_JSON = {"engine": "cudf", "lines": True, "on_bad_lines": "error"}  # see above: errors send the file to the host
+
+def gpu_calls(text_col: str = "text", id_col: str = "id") -> list:
+    "The cuDF calls `read_file_gpu` makes, with the same options, for `llmwork gpu-check` (nothing runs)."
+    from llmwork.engine import GpuCall
+    S = GpuCall.SERIES
+    return [GpuCall.of("cudf.read_json", io.BytesIO(), dtype={text_col: "str", id_col: "str"}, **_READ_JSON),
+            GpuCall.of("cudf.read_parquet", "part.parquet"), GpuCall.of("cudf.from_pandas", GpuCall.FRAME),
+            GpuCall.of("cudf.Series", np.arange(1, 3)), GpuCall.of("cudf.Series.astype", "str"),
+            GpuCall.of("cudf.Series.str.zfill", 9), GpuCall.of("cudf.Series.__radd__", "file:"),
+            GpuCall.of("cudf.Series.isna"), GpuCall.of("cudf.Series.notna"), GpuCall.of("cudf.Series.where", S, S),
+            GpuCall.of("cudf.Series", None, index=GpuCall.COLUMN, dtype="str"),
+            GpuCall.of("cudf.DataFrame.reindex", columns=["id", "text"])]
+
+def read_file_gpu(f: CorpusFile, text_col="text", id_col="id", on_error="raise", columns=None):
+    """One input file as a cuDF frame following the corpus contract, parsed by cuDF on the device.
+    CSV/TSV, and JSONL files that fail a check (see above), are parsed on the host and uploaded."""
+    if f.format == "parquet":
+        source = _local_path(f) or io.BytesIO(f.fs.cat_file(f.path))
+        frame = engine.call_function("cudf.read_parquet", source)
+        return _shape_gpu(frame, f, text_col, id_col, on_error, np.arange(1, len(frame) + 1), columns)
+    if f.format != "jsonl": return _host_then_upload(f, text_col, id_col, on_error, columns, "CSV: libcudf cannot report bad rows")
+    data = _read_bytes(f)
+    try: data.decode("utf-8")
+    except UnicodeDecodeError: return _host_then_upload(f, text_col, id_col, on_error, columns, "invalid UTF-8")
+    if _may_hold_non_string(data, text_col):
+        return _host_then_upload(f, text_col, id_col, on_error, columns, f"a {text_col!r} value may not be a string")
+    first = _first_record_columns(f) or []
+    dtype = {c: "str" for c in (text_col, id_col) if c in first}  # digits stay as written, as pyarrow + astype(str) give
+    try: frame = engine.call_function("cudf.read_json", io.BytesIO(data), dtype=dtype, **_READ_JSON)
+    except Exception as e:  # libcudf raises RuntimeError/ValueError on malformed JSON: find the line on the host
+        return _host_then_upload(f, text_col, id_col, on_error, columns, f"cuDF could not parse it: {str(e)[:80]}")
+    lines = _nonblank_lines(data)
+    if len(frame) != len(lines) or (text_col in frame.columns and not _cudf_string_like(frame[text_col])):
+        return _host_then_upload(f, text_col, id_col, on_error, columns, "records and rows do not match")
+    return _shape_gpu(frame, f, text_col, id_col, on_error, lines, columns)
+
 # %% ../nbs/01_io.ipynb #cell-022
 def _read_whole_file(f, text_col, id_col, on_error, columns):
     return read_file(f, text_col, id_col, on_error, columns)
+
+def _read_whole_file_gpu(f, text_col, id_col, on_error, columns):
+    return read_file_gpu(f, text_col, id_col, on_error, columns)
 
 def _head(f: CorpusFile, text_col, id_col, on_error, n_bytes=1 << 20) -> pd.DataFrame:
     "The first records of `f`, read from at most about `n_bytes`, to learn the column types cheaply."
@@ -311,20 +399,32 @@ def read_corpus(paths, text_col: str = "text", id_col: str = "id", on_error: str
     if on_error not in ON_ERROR: raise ValueError(f"on_error must be one of {ON_ERROR}, not {on_error!r}")
     files = expand_paths(paths)
     for f in files: check_file(f, text_col, id_col)
+    gpu = resolve_backend(backend).is_gpu
     meta = _head(files[0], text_col, id_col, on_error).iloc[:0]
-    ddf = dd.from_map(_read_whole_file, files, text_col=text_col, id_col=id_col, on_error=on_error,
+    if gpu: meta = engine.call_function("cudf.from_pandas", meta)
+    ddf = dd.from_map(_read_whole_file_gpu if gpu else _read_whole_file, files, text_col=text_col, id_col=id_col, on_error=on_error,
                       columns=list(meta.columns), meta=meta, label="read-corpus", enforce_metadata=False)
     if partition_size:
         # each file is read once; a large one is then split in the graph so that every worker has work
         wanted = sum(max(1, -(-_expected_bytes(f) // partition_size)) for f in files)
         if wanted > len(files): ddf = ddf.repartition(npartitions=wanted)
-    return to_backend(ddf, backend) if resolve_backend(backend).is_gpu else ddf
+    return ddf
 
 # %% ../nbs/01_io.ipynb #cell-033
 MANIFEST = "_manifest.json"
 
 def _sorted_by_id(frame):
     return frame.sort_values("id").reset_index(drop=True)
+
+def parquet_write_options(ddf, row_group_size: int | None = None) -> dict:
+    """Keywords for `ddf.to_parquet` naming the Parquet engine for `ddf`'s partitions and, in that engine's
+    spelling, `row_group_size` rows per row group: pyarrow takes `row_group_size`; dask_cudf's `CudfEngine`
+    reads only `row_group_size_rows` (and `_bytes`) and silently ignores `row_group_size`. Naming the engine also
+    keeps pandas partitions on pyarrow whatever Dask's global `dataframe.backend` says."""
+    if is_gpu_frame(ddf._meta):
+        from dask_cudf.io.parquet import CudfEngine
+        return {"engine": CudfEngine, **({"row_group_size_rows": row_group_size} if row_group_size else {})}
+    return {"engine": "pyarrow", **({"row_group_size": row_group_size} if row_group_size else {})}
 
 def dataset_manifest(fs, root: str, step: str | None = None) -> dict:
     "Files, id ranges, row counts and schema of the Parquet dataset at `root`, read from the file footers."
@@ -359,7 +459,7 @@ def write_corpus(ddf: dd.DataFrame, path: str, overwrite: bool = False, step: st
     try:
         if sort and ddf.npartitions > 1: ddf = ddf.sort_values("id")
         ddf.map_partitions(_sorted_by_id, meta=ddf._meta).to_parquet(
-            fs.unstrip_protocol(tmp), compression="zstd", write_index=False, row_group_size=row_group_size,
+            fs.unstrip_protocol(tmp), compression="zstd", write_index=False, **parquet_write_options(ddf, row_group_size),
             write_metadata_file=False, name_function=lambda i: f"part-{i:05d}.parquet")
         manifest = dataset_manifest(fs, tmp, step)
         with fs.open(f"{tmp}/{MANIFEST}", "w") as fh: json.dump(manifest, fh, indent=1, default=str)

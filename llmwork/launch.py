@@ -17,13 +17,13 @@ from pathlib import Path
 
 import torch
 
-from .backend import get_client
+from .backend import get_client, to_pandas
 from .models import BPETokenizer, ByteTokenizer, pack_tokens, train_bpe_tokenizer, GPT_PRESETS
 from .train import (RankContext, TrainConfig, get_strategy, latest_checkpoint, list_checkpoints,
                            resolve_device, train, generate_text, load_model)
 
 # %% auto #0
-__all__ = ['RunError', 'free_port', 'relax_malloc_trimming', 'Run', 'launch', 'prepare_tokens', 'train_command',
+__all__ = ['RunError', 'free_port', 'relax_malloc_trimming', 'rank_devices', 'Run', 'launch', 'prepare_tokens', 'train_command',
            'generate_command', 'add_commands', 'demo_train', 'demo_stage']
 
 # %% ../nbs/09a_launch.ipynb #cell-006
@@ -76,13 +76,13 @@ def relax_malloc_trimming() -> bool:
     return bool(libc.mallopt(M_TRIM_THRESHOLD, 256 * 2**20)) and bool(libc.mallopt(M_MMAP_THRESHOLD, 32 * 2**20))
 
 def _rank_main(train_fn, config: TrainConfig, rank: int, world_size: int, host: str, port: int, run_id: str,
-               strategy, threads: int | None):
+               strategy, threads: int | None, device: str | None = None):
     import torch.distributed as dist
     from distributed import get_client, get_worker
     worker = get_worker()
     relax_malloc_trimming()
-    device = resolve_device(config.device)
-    if device.startswith("cuda"): torch.cuda.set_device(torch.device(device).index or 0)  # one visible GPU per worker
+    device = device or resolve_device(config.device)  # launch() gives each CUDA rank its own GPU (rank_devices)
+    if device.startswith("cuda"): torch.cuda.set_device(torch.device(device).index or 0)
     elif threads: torch.set_num_threads(threads)
     backend = "nccl" if device.startswith("cuda") else "gloo"
     dist.init_process_group(backend, init_method=f"tcp://{host}:{port}", rank=rank, world_size=world_size,
@@ -111,6 +111,41 @@ def _on_event_loop() -> bool:
 
 def _topic(run_id: str) -> str: return f"llmwork-train-{run_id}"
 def _stop_name(run_id: str) -> str: return f"llmwork-stop-{run_id}"
+
+# %% ../nbs/09a_launch.ipynb #new-ed9b2fdd
+def _cuda_report() -> dict:
+    "What a worker tells `launch` about its GPUs (run on each worker)."
+    return {"host": socket.gethostname(), "visible": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "count": torch.cuda.device_count() if torch.cuda.is_available() else 0}
+
+def _visible(info: dict) -> list[str]:
+    v = info.get("visible")
+    ids = [s.strip() for s in v.split(",") if s.strip()] if v else [str(i) for i in range(info.get("count", 0))]
+    return ids[:info["count"]] if info.get("count") is not None and v else ids
+
+def rank_devices(infos: list[dict], device: str | None = None) -> list[str]:
+    """The torch device of each rank, given its worker's report (`host`, `visible`: CUDA_VISIBLE_DEVICES or None,
+    `count`: GPUs torch sees) and the config's `device` (None: cuda where every worker has a GPU, else cpu).
+    On each host a CUDA rank takes the first GPU of its own visible list that no lower rank there took."""
+    if device and (not device.startswith("cuda") or ":" in device): return [device] * len(infos)
+    counts = [i.get("count", 0) for i in infos]
+    if device is None and not all(counts):
+        if any(counts): raise RunError(f"Some workers see a GPU and some do not (GPUs per rank: {counts}); "
+                                       "pass device='cuda' or device='cpu' in the TrainConfig.")
+        return ["cpu"] * len(infos)
+    taken, out = {}, []
+    for rank, info in enumerate(infos):
+        visible, used = _visible(info), taken.setdefault(info["host"], {})
+        if not visible:
+            raise RunError(f"Rank {rank} on host {info['host']} sees no CUDA GPU; start its worker on a GPU or use device='cpu'.")
+        free = [i for i, g in enumerate(visible) if g not in used]
+        if not free:
+            raise RunError(f"Rank {rank} would share GPU {visible[0]} with rank {used[visible[0]]} on host {info['host']} "
+                           f"(its worker sees GPUs {','.join(visible)}, all taken): NCCL needs one GPU per rank. Start one "
+                           "worker per GPU (`dask cuda worker`, or CUDA_VISIBLE_DEVICES per worker) or launch fewer ranks (n_ranks=).")
+        used[visible[free[0]]] = rank
+        out.append(f"cuda:{free[0]}")
+    return out
 
 # %% ../nbs/09a_launch.ipynb #cell-008
 class Run:
@@ -252,10 +287,12 @@ def launch(train_fn=train, config: TrainConfig | None = None, client=None, n_ran
     strategy = get_strategy(strategy)
     if threads is None and resolve_device(config.device) == "cpu" and config.threads is None:
         threads = max(1, (os.cpu_count() or 1) // n)  # local ranks share the cores
+    reports = client.run(_cuda_report, workers=workers)
+    devices = rank_devices([reports[w] for w in workers], config.device)  # refuses two ranks on one GPU, before NCCL
     host = get_address_host(workers[0])
     port = client.run(free_port, workers=[workers[0]])[workers[0]]
     run_id = uuid.uuid4().hex[:10]
-    futures = [client.submit(_rank_main, train_fn, config, rank, n, host, port, run_id, strategy, threads,
+    futures = [client.submit(_rank_main, train_fn, config, rank, n, host, port, run_id, strategy, threads, devices[rank],
                              workers=[w], allow_other_workers=False, pure=False, retries=0,
                              key=f"llmwork-rank{rank}-{run_id}")
                for rank, w in enumerate(workers)]
@@ -263,15 +300,15 @@ def launch(train_fn=train, config: TrainConfig | None = None, client=None, n_ran
 
 # %% ../nbs/09a_launch.ipynb #cell-020
 def prepare_tokens(corpus, out_dir, tokenizer: str = "byte", vocab_size: int = 8192, text_col: str = "text",
-                   overwrite: bool = False, bpe_docs: int = 200_000):
+                   overwrite: bool = False, bpe_docs: int = 200_000, backend=None):
     "Token shards for `corpus` (a path or a Dask DataFrame) under `out_dir/tokens`; returns `TokenShards`."
     if isinstance(corpus, (str, Path)):
         from llmwork.io import read_corpus
-        corpus = read_corpus(str(corpus), text_col=text_col)
+        corpus = read_corpus(str(corpus), text_col=text_col, backend=backend)
         text_col = "text"
     if tokenizer == "byte": tok = ByteTokenizer()
     elif tokenizer == "bpe":
-        texts = corpus[text_col].head(bpe_docs, npartitions=-1, compute=True)
+        texts = to_pandas(corpus[text_col].head(bpe_docs, npartitions=-1, compute=True))  # the BPE sample (host)
         tok = train_bpe_tokenizer(texts.dropna().tolist(), vocab_size=vocab_size)
     else: raise ValueError(f"Unknown tokenizer {tokenizer!r}; use byte or bpe.")
     return pack_tokens(corpus, tok, Path(out_dir) / "tokens", text_col=text_col, overwrite=overwrite)
@@ -308,7 +345,7 @@ def train_command(args) -> int:
     "`llmwork train CORPUS OUTDIR`: tokenize, launch on a Dask cluster with a progress bar, report."
     from llmwork.backend import resolve_backend
     out = Path(args.outdir)
-    backend = resolve_backend(args.backend) if not args.scheduler else None
+    backend = resolve_backend(args.backend) if (args.backend or not args.scheduler) else None
     if args.resume:
         saved = out / "train_config.json"
         if not saved.exists() or latest_checkpoint(out) is None:
@@ -329,7 +366,7 @@ def train_command(args) -> int:
     try:
         if not args.resume:
             print(f"Tokenizing {args.corpus} ({args.tokenizer}) into {out / 'tokens'} ...", flush=True)
-            shards = prepare_tokens(args.corpus, out, args.tokenizer, args.vocab_size, overwrite=True)
+            shards = prepare_tokens(args.corpus, out, args.tokenizer, args.vocab_size, overwrite=True, backend=backend)
             print(f"{shards.n_tokens:,} tokens in {len(shards)} shards", flush=True)
         run = launch(train, config, client, n_ranks=args.workers)
         print(f"Training {config.model} on {len(run.workers)} rank(s), {config.steps} steps, global batch {config.batch_size}"
@@ -398,7 +435,7 @@ def demo_train(corpus=None, out_dir="llmwork-demo/train", seconds: float = 90, m
         corpus = read_sample_corpus()
     import dask.dataframe as _dd
     with _dask.config.set(scheduler="threads"):  # small enough for this process; no cluster needed
-        docs = corpus[["text"]].head(max_docs, npartitions=-1, compute=True)
+        docs = to_pandas(corpus[["text"]].head(max_docs, npartitions=-1, compute=True))  # one process, host
         shards = pack_tokens(_dd.from_pandas(docs, npartitions=4), ByteTokenizer(), out / "tokens", overwrite=True)
     print_fn(f"{len(docs):,} documents, {shards.n_tokens:,} byte tokens")
     base = TrainConfig(data=str(out / "tokens"), out_dir=str(out / "calibrate"), model=model, batch_size=16,

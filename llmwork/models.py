@@ -20,9 +20,9 @@ import torch.nn.functional as F
 
 # %% auto #0
 __all__ = ['EOS_TOKEN', 'GPT_PRESETS', 'MODEL_KINDS', 'ByteTokenizer', 'BPETokenizer', 'train_bpe_tokenizer',
-           'tokenizer_from_json', 'load_tokenizer', 'token_dtype', 'pack_tokens', 'TokenShards', 'GPTConfig',
-           'gpt_config', 'SelfAttention', 'Block', 'GPT', 'EncoderConfig', 'TransformerEncoder', 'TextClassifier',
-           'TokenClassifier', 'pad_batch', 'model_kind', 'build_model']
+           'tokenizer_from_json', 'load_tokenizer', 'token_dtype', 'pack_tokens', 'pack_texts', 'TokenShards',
+           'GPTConfig', 'gpt_config', 'SelfAttention', 'Block', 'GPT', 'EncoderConfig', 'TransformerEncoder',
+           'TextClassifier', 'TokenClassifier', 'pad_batch', 'model_kind', 'build_model']
 
 # %% ../nbs/08_models.ipynb #cell-006
 class ByteTokenizer:
@@ -111,12 +111,9 @@ def token_dtype(vocab_size: int):
     "The smallest unsigned integer type that holds every token id."
     return np.uint16 if vocab_size <= 2**16 else np.uint32
 
-def _pack_partition(part, tokenizer, out_dir: str, dtype_name: str, text_col: str, partition_info=None):
-    "Tokenize one partition and write its shard; returns one row describing it."
-    import pandas as pd
-    from llmwork.backend import to_pandas
-    number = partition_info["number"] if partition_info else 0
-    texts = [t for t in to_pandas(part[text_col]).tolist() if isinstance(t, str) and t]
+def _write_shard(texts, tokenizer, out_dir, dtype_name: str, number: int) -> dict:
+    "Tokenize `texts` (non-empty strings kept) into `out_dir/shard-NNNNN.bin`, atomically; the shard's index entry."
+    texts = [t for t in texts if isinstance(t, str) and t]
     ids = []
     for doc in tokenizer.encode_batch(texts): ids.extend(doc); ids.append(tokenizer.eos_id)
     arr = np.asarray(ids, dtype=dtype_name)
@@ -124,31 +121,55 @@ def _pack_partition(part, tokenizer, out_dir: str, dtype_name: str, text_col: st
     tmp = Path(out_dir) / (name + ".tmp")
     arr.tofile(tmp)
     os.replace(tmp, Path(out_dir) / name)
-    return pd.DataFrame({"file": [name], "n_tokens": [int(arr.size)], "n_docs": [len(texts)]})
+    return {"file": name, "n_tokens": int(arr.size), "n_docs": len(texts)}
 
-def pack_tokens(ddf, tokenizer, out_dir, text_col: str = "text", overwrite: bool = False) -> "TokenShards":
-    "Tokenize the `text_col` of a Dask corpus into one token shard per partition under `out_dir`."
+def _pack_partition(part, tokenizer, out_dir: str, dtype_name: str, text_col: str, partition_info=None):
+    "Tokenize one partition and write its shard; returns one row describing it."
     import pandas as pd
+    from llmwork.backend import to_pandas
+    number = partition_info["number"] if partition_info else 0
+    row = _write_shard(to_pandas(part[text_col]).tolist(), tokenizer, out_dir, dtype_name, number)  # host tokenizer
+    return pd.DataFrame({k: [v] for k, v in row.items()})
+
+def _start_shards(out_dir, overwrite: bool) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     if out_dir.exists():
         if not overwrite: raise FileExistsError(f"{out_dir} already exists; pass overwrite=True (or --overwrite) to replace it.")
         shutil.rmtree(out_dir)
-    if text_col not in ddf.columns: raise ValueError(f"The corpus has no {text_col!r} column (columns: {list(ddf.columns)}).")
     tmp = out_dir.with_name(out_dir.name + f".tmp-{uuid.uuid4().hex[:8]}")
     tmp.mkdir(parents=True)
-    dtype = token_dtype(tokenizer.vocab_size)
-    meta = pd.DataFrame({"file": pd.Series([], dtype=str), "n_tokens": pd.Series([], dtype="int64"),
-                         "n_docs": pd.Series([], dtype="int64")})
-    rows = ddf[[text_col]].map_partitions(_pack_partition, tokenizer, str(tmp), np.dtype(dtype).name, text_col,
-                                           meta=meta).compute()
-    rows = rows.sort_values("file")
-    index = {"dtype": np.dtype(dtype).name, "vocab_size": tokenizer.vocab_size, "eos_id": tokenizer.eos_id,
-             "tokenizer": tokenizer.kind, "n_tokens": int(rows.n_tokens.sum()), "n_docs": int(rows.n_docs.sum()),
-             "shards": [dict(file=r.file, n_tokens=int(r.n_tokens), n_docs=int(r.n_docs)) for r in rows.itertuples()]}
+    return out_dir, tmp
+
+def _finish_shards(tmp: Path, out_dir: Path, tokenizer, rows: list[dict]) -> "TokenShards":
+    rows = sorted(rows, key=lambda r: r["file"])
+    index = {"dtype": np.dtype(token_dtype(tokenizer.vocab_size)).name, "vocab_size": tokenizer.vocab_size,
+             "eos_id": tokenizer.eos_id, "tokenizer": tokenizer.kind, "n_tokens": sum(r["n_tokens"] for r in rows),
+             "n_docs": sum(r["n_docs"] for r in rows), "shards": rows}
     tokenizer.save(tmp / "tokenizer.json")
     (tmp / "index.json").write_text(json.dumps(index, indent=1))
     os.replace(tmp, out_dir)
     return TokenShards(out_dir)
+
+def pack_tokens(ddf, tokenizer, out_dir, text_col: str = "text", overwrite: bool = False) -> "TokenShards":
+    "Tokenize the `text_col` of a Dask corpus into one token shard per partition under `out_dir`."
+    import pandas as pd
+    if text_col not in ddf.columns: raise ValueError(f"The corpus has no {text_col!r} column (columns: {list(ddf.columns)}).")
+    out_dir, tmp = _start_shards(out_dir, overwrite)
+    dtype = np.dtype(token_dtype(tokenizer.vocab_size)).name
+    meta = pd.DataFrame({"file": pd.Series([], dtype=str), "n_tokens": pd.Series([], dtype="int64"),
+                         "n_docs": pd.Series([], dtype="int64")})
+    rows = ddf[[text_col]].map_partitions(_pack_partition, tokenizer, str(tmp), dtype, text_col, meta=meta).compute()
+    return _finish_shards(tmp, out_dir, tokenizer, [dict(file=r.file, n_tokens=int(r.n_tokens), n_docs=int(r.n_docs))
+                                                    for r in rows.itertuples()])
+
+def pack_texts(texts, tokenizer, out_dir, n_shards: int = 1, overwrite: bool = False) -> "TokenShards":
+    "`pack_tokens` for a plain list of strings, in this process, without Dask or pandas: `n_shards` equal slices."
+    texts = list(texts)
+    out_dir, tmp = _start_shards(out_dir, overwrite)
+    dtype = np.dtype(token_dtype(tokenizer.vocab_size)).name
+    step = -(-len(texts) // max(1, n_shards)) or 1
+    rows = [_write_shard(texts[i * step:(i + 1) * step], tokenizer, tmp, dtype, i) for i in range(max(1, n_shards))]
+    return _finish_shards(tmp, out_dir, tokenizer, rows)
 
 # %% ../nbs/08_models.ipynb #cell-014
 class TokenShards:

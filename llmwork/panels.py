@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .backend import BackendError, get_client, resolve_backend
+from .backend import BackendError, get_client, resolve_backend, to_pandas
 from .io import CorpusError, read_corpus, sample_corpus_path
 from . import viz
 
@@ -474,7 +474,7 @@ def prepare_tokens(ddf, out_dir, tokenizer: str = "byte", vocab_size: int = 4096
     if tokenizer not in TOKENIZERS: raise ValueError(f"Unknown tokenizer {tokenizer!r}; choose one of: {', '.join(TOKENIZERS)}.")
     if tokenizer == "byte": tok = ByteTokenizer()
     else:
-        texts = ddf["text"].dropna().head(sample_size, npartitions=-1).tolist()
+        texts = to_pandas(ddf["text"].dropna().head(sample_size, npartitions=-1)).tolist()  # the BPE sample, on the host
         tok = train_bpe_tokenizer(texts, vocab_size=vocab_size)
     return pack_tokens(ddf, tok, out_dir, overwrite=True)
 

@@ -842,7 +842,8 @@ def ingest(new_input, corpus_dir, pipeline=None, text_col: str = "text", id_col:
     per_doc, exact, fuzzy = _split_pipeline(pipe)
     started = time.perf_counter()
     with dask.config.set(scheduler="threads"):
-        batch = read_corpus(new_input, text_col=text_col, id_col=id_col, on_error=on_error).compute().reset_index(drop=True)
+        # ingestion works on one pandas batch in this process, so it reads on the cpu engine whatever the machine
+        batch = read_corpus(new_input, text_col=text_col, id_col=id_col, on_error=on_error, backend="cpu").compute().reset_index(drop=True)
     status = _read_status(corpus_dir, state)
     if batch["id"].duplicated().any():
         raise ValueError(f"Batch {new_input} repeats ids, e.g. {batch['id'][batch['id'].duplicated()].iloc[0]!r}; ids must be unique.")

@@ -14,6 +14,12 @@ from llmwork.io import CorpusError, read_corpus, read_sample_corpus, write_corpu
 LLMWORK = str(Path(sys.executable).with_name("llmwork"))  # the console script installed beside this Python
 
 
+@pytest.fixture(autouse=True)
+def _cpu_engine(monkeypatch):
+    "These tests compare with pandas results: the cpu engine on any machine (subprocesses inherit it)."
+    monkeypatch.setenv("LLMWORK_BACKEND", "cpu")
+
+
 def test_reads_fsspec_memory_url_and_glob():
     fs = fsspec.filesystem("memory")
     fs.pipe("/corpus/a.jsonl", b'{"text": "alpha"}\n{"text": "beta"}\n')
@@ -105,3 +111,56 @@ def test_cli_info_and_bad_input_exit_codes(tmp_path):
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr  # the demo keeps the unreadable line as a document rather than failing
     assert json.loads((tmp_path / "p" / "summary.json").read_text())["documents"] == 2
+
+
+def test_row_groups_have_the_requested_size(tmp_path):
+    import dask.dataframe as dd
+    import pyarrow.parquet as pq
+    frame = pd.DataFrame({"id": [f"d{i:02d}" for i in range(10)], "text": ["t"] * 10})
+    write_corpus(dd.from_pandas(frame, npartitions=2), str(tmp_path / "out"), row_group_size=3)
+    files = sorted((tmp_path / "out").glob("*.parquet"))
+    sizes = [[pq.ParquetFile(f).metadata.row_group(g).num_rows for g in range(pq.ParquetFile(f).metadata.num_row_groups)]
+             for f in files]
+    assert sum(map(sum, sizes)) == 10 and all(max(s) <= 3 for s in sizes), sizes
+
+
+def test_pandas_writes_stay_on_pyarrow_when_the_global_backend_is_cudf(tmp_path):
+    "Another library may set dataframe.backend=cudf for the process: pandas partitions must still write with pyarrow."
+    import dask
+    import dask.dataframe as dd
+    from llmwork.io import read_manifest
+    frame = pd.DataFrame({"id": ["a", "b"], "text": ["x", "y"]})
+    with dask.config.set({"dataframe.backend": "cudf"}):  # without the explicit engine this picks CudfEngine (no GPU here)
+        write_corpus(dd.from_pandas(frame, npartitions=1), str(tmp_path / "out"), row_group_size=1)
+    assert [(e["rows"], e["row_groups"]) for e in read_manifest(str(tmp_path / "out"))["files"]] == [(2, 2)]
+
+
+def test_get_client_sets_no_global_dataframe_backend():
+    import dask
+    from llmwork.backend import get_client
+    c = get_client("cpu", n_workers=1, processes=False, dashboard_address=None)
+    try:
+        assert dask.config.get("dataframe.backend", "pandas") == "pandas"
+    finally:
+        c.close(); c.cluster.close()
+
+
+def test_parquet_write_options_name_the_engine_and_its_keyword():
+    import inspect
+    import dask.dataframe as dd
+    from llmwork.io import parquet_write_options
+    ddf = dd.from_pandas(pd.DataFrame({"id": ["a"], "text": ["x"]}), npartitions=1)
+    assert parquet_write_options(ddf, 7) == {"engine": "pyarrow", "row_group_size": 7}
+    fake = type("Meta", (), {"__module__": "cudf.core.dataframe"})()
+    opts = parquet_write_options(type("D", (), {"_meta": fake})(), 7)
+    assert opts["row_group_size_rows"] == 7 and "row_group_size" not in opts
+    assert "row_group_size_rows" in inspect.getsource(opts["engine"].write_partition)
+
+
+def test_gpu_reader_falls_back_to_the_host_only_for_files_it_cannot_check():
+    from llmwork.io import _may_hold_non_string
+    assert not _may_hold_non_string(b'{"id": 1, "text": "a"}\n{"text": null}\n', "text")
+    assert _may_hold_non_string(b'{"text": "a"}\n{"text": 4.5}\n', "text")
+    assert _may_hold_non_string(b'{"text": {"nested": "x"}}\n', "text")
+    assert not _may_hold_non_string(b'{"text": "quoted \\"text\\": 3 inside"}\n', "text")
+    assert _may_hold_non_string(b'{"body": true}\n', "body")

@@ -9,6 +9,13 @@ from llmwork.backend import get_client
 from llmwork.panels import (CleanPanel, DaskProgress, Session, TrainPanel, TrainingRun, Workbench, prepare_tokens,
                             plain_error)
 
+
+@pytest.fixture(autouse=True)
+def _cpu_engine(monkeypatch):
+    "These tests compare with pandas results: the cpu engine on any machine (subprocesses inherit it)."
+    monkeypatch.setenv("LLMWORK_BACKEND", "cpu")
+
+
 TINY = dict(n_layer=1, n_head=2, n_embd=32, block_size=32)
 
 

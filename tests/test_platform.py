@@ -10,6 +10,12 @@ from torch import nn
 from llmwork import platform
 
 
+@pytest.fixture(autouse=True)
+def _cpu_engine(monkeypatch):
+    "These tests compare with pandas results: the cpu engine on any machine (subprocesses inherit it)."
+    monkeypatch.setenv("LLMWORK_BACKEND", "cpu")
+
+
 def _shut(client):
     "Close a client and its cluster; a slow worker shutdown on a loaded machine is not what these tests check."
     try:

@@ -21,6 +21,12 @@ SAMPLE = "llmwork/data/debian_descriptions.jsonl.gz"
 SMALL = {"n_layer": 2, "n_embd": 32, "n_head": 2, "block_size": 32}
 
 
+@pytest.fixture(autouse=True)
+def _cpu_engine(monkeypatch):
+    "These tests compare with pandas results: the cpu engine on any machine (subprocesses inherit it)."
+    monkeypatch.setenv("LLMWORK_BACKEND", "cpu")
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     d = tmp_path_factory.mktemp("corpus")
@@ -43,7 +49,7 @@ def client():
 
 def config(corpus, out, **kw):
     base = TrainConfig(data=str(corpus / "tokens"), out_dir=str(out), model_overrides=SMALL, batch_size=8, steps=12,
-                       lr=3e-3, warmup_steps=2, eval_every=0, checkpoint_every=0, threads=1)
+                       lr=3e-3, warmup_steps=2, eval_every=0, checkpoint_every=0, threads=1, device="cpu")
     return replace(base, **kw)
 
 
@@ -202,3 +208,53 @@ def test_cli_train_workers_2_then_resume_and_generate(corpus, tmp_path, capsys):
     assert main(["generate", str(out), "--prompt", "This package", "--max-tokens", "10"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("This package")
     assert main(["generate", str(tmp_path / "nope"), "--prompt", "x"]) == 2
+
+
+def test_rank_devices_one_distinct_gpu_per_rank():
+    from llmwork.launch import rank_devices
+    # dask-cuda: each worker's CUDA_VISIBLE_DEVICES starts with its own GPU
+    assert rank_devices([{"host": "h", "visible": f"{i},{(i + 1) % 4},{(i + 2) % 4},{(i + 3) % 4}", "count": 4}
+                         for i in range(4)]) == ["cuda:0"] * 4
+    # plain `dask worker`s on a 4-GPU host: all see 0,1,2,3 -> local ranks take cuda:0..3
+    assert rank_devices([{"host": "h", "visible": None, "count": 4}] * 4) == ["cuda:0", "cuda:1", "cuda:2", "cuda:3"]
+    # two hosts with plain workers: local rank counts per host
+    infos = [{"host": h, "visible": None, "count": 2} for h in ("a", "a", "b", "b")]
+    assert rank_devices(infos) == ["cuda:0", "cuda:1", "cuda:0", "cuda:1"]
+    with pytest.raises(RunError, match="Rank 2 would share GPU 0 with rank 0 on host a"):
+        rank_devices([{"host": "a", "visible": None, "count": 2}] * 3)
+    with pytest.raises(RunError, match="NCCL needs one GPU per rank"):
+        rank_devices([{"host": "a", "visible": "3", "count": 1}] * 2)
+
+
+def test_cuda_worker_count_refuses_more_workers_than_gpus():
+    from llmwork.backend import BackendError, cuda_worker_count
+    assert cuda_worker_count(None, 2) == 2 and cuda_worker_count(1, 2) == 1
+    with pytest.raises(BackendError, match="n_workers=2 but only 1 GPU is visible"):
+        cuda_worker_count(2, 1)
+
+
+def test_training_path_imports_without_dask_or_pandas(tmp_path):
+    "What the GPU check runs on a torch-only machine: llmwork.models and llmwork.train, and pack_texts, with no Dask."
+    import subprocess, sys
+    code = ("import sys\n"
+            "class Block:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] in ('dask', 'distributed', 'pandas', 'cudf', 'dask_cudf'): raise ImportError(name)\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "from llmwork.models import ByteTokenizer, pack_texts\n"
+            "from llmwork.train import TrainConfig, train\n"
+            f"s = pack_texts(['hello world'] * 50, ByteTokenizer(), {str(tmp_path / 't')!r}, n_shards=2)\n"
+            "print(s.n_tokens)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=os.getcwd())
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(50 * 12)
+
+
+def test_gpu_check_script_without_a_gpu_exits_0_and_says_so():
+    import subprocess
+    if torch.cuda.is_available(): pytest.skip("this machine has a GPU")
+    out = subprocess.run(["bash", "bench/gpu_check.sh"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "no CUDA device" in out.stdout
+    for part in ("train", "ddp", "torch_check", "nbdev_cuda"):
+        assert any(l.startswith(part) and "skipped" in l for l in out.stdout.splitlines()), part
