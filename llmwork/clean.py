@@ -34,7 +34,7 @@ import yaml
 from . import engine
 from .backend import is_gpu_frame, to_pandas
 from .engine import as_arrow_strings, string_series
-from .io import MANIFEST, dataset_manifest
+from .io import MANIFEST, dataset_manifest, parquet_write_options
 
 # %% auto #0
 __all__ = ['STEPS', 'STEP_MODULES', 'REMOVED_COLUMNS', 'DEFAULT_BOILERPLATE', 'SYMBOL_CHARS', 'TERMINAL_PUNCTUATION',
@@ -1028,8 +1028,9 @@ def _sort_by_id(df):
 
 def _lazy_parquet(ddf, path, row_group_size=10_000):
     "A delayed write of `ddf` as zstd Parquet files sorted by id, the layout `llmwork.io.write_corpus` writes."
+    # the row-group keyword is spelled per Parquet engine (dask_cudf ignores `row_group_size`): see llmwork.io
     return ddf.map_partitions(_sort_by_id, meta=ddf._meta).to_parquet(
-        path, compression="zstd", write_index=False, row_group_size=row_group_size, write_metadata_file=False,
+        path, compression="zstd", write_index=False, write_metadata_file=False, **parquet_write_options(ddf, row_group_size),
         name_function=lambda i: f"part-{i:05d}.parquet", compute=False)
 
 class Pipeline:

@@ -84,10 +84,10 @@ def pipeline_calls(pipeline=None, n_sample: int = 300):
     return calls, findings
 
 # %% ../nbs/12a_gpu_check.ipynb #cell-011
-GPU_PATHS = ("llmwork.embed", "llmwork.cluster", "llmwork.search")
+GPU_PATHS = ("llmwork.io", "llmwork.embed", "llmwork.cluster", "llmwork.search")
 
 def path_calls() -> list[GpuCall]:
-    "The listed GPU calls of embedding, k-means clustering and search, each attributed to its module."
+    "The listed GPU calls of reading, embedding, k-means clustering and search, each attributed to its module."
     calls = []
     for name in GPU_PATHS:
         module = importlib.import_module(name)
@@ -181,7 +181,7 @@ def add_commands(subparsers):
     "Add `llmwork gpu-check` to the CLI's subparsers."
     p = subparsers.add_parser("gpu-check", help="check, without a GPU, that a pipeline's cuDF calls and patterns conform to cuDF",
                               description="List the cuDF calls the GPU engine would make for a pipeline (default: the default "
-                              "pipeline, both fuzzy-dedup presets, embedding, k-means and search), bind each to cuDF's real signature and compile each "
+                              "pipeline, both fuzzy-dedup presets, reading, embedding, k-means and search), bind each to cuDF's real signature and compile each "
                               "pattern with libcudf's compiler and Python's re. Exit 0 if all conform, 1 naming what does "
                               "not, 2 if the gpu extra is not installed. Needs cuDF installed, not a GPU.")
     p.add_argument("config", nargs="?", help="pipeline config (YAML or JSON), e.g. the pipeline.yaml of a run")
