@@ -53,7 +53,9 @@ __all__ = ['STEPS', 'STEP_MODULES', 'REMOVED_COLUMNS', 'DEFAULT_BOILERPLATE', 'S
 # %% ../nbs/02_clean.ipynb #cell-006
 STEPS: dict[str, type] = {}
 # Steps defined in later modules, imported on first use so that a config file can name them without an import.
-STEP_MODULES = {"fuzzy_dedup": "llmwork.fuzzy", "semantic_dedup": "llmwork.cluster",
+STEP_MODULES = {"extract_text": "llmwork.extract", "language_id": "llmwork.language", "url_filter": "llmwork.url_filter",
+                "pii": "llmwork.pii", "decontaminate": "llmwork.decontaminate", "line_dedup": "llmwork.line_dedup",
+                "fuzzy_dedup": "llmwork.fuzzy", "semantic_dedup": "llmwork.cluster",
                 "semantic_dedup_clusters": "llmwork.viz", "quality_classifier": "llmwork.classify"}
 
 def register_step(cls):
@@ -150,9 +152,11 @@ def mark_removed(df, step: str, reason, duplicate_of=None):
 def _chars(text) -> int:
     return int(text.str.len().sum()) if len(text) else 0
 
-def _step_stats(name, n_in, chars_in, n_out, chars_out, reasons=None) -> dict:
+def _step_stats(name, n_in, chars_in, n_out, chars_out, reasons=None, edits=None) -> dict:
+    "One step's counts; `edits` (a normalizer's counted rewrites, e.g. PII replaced per type) only where there are any."
     return {"name": name, "n_in": int(n_in), "n_removed": int(n_in - n_out), "n_out": int(n_out),
-            "chars_in": int(chars_in), "chars_out": int(chars_out), "reasons": dict(reasons or {})}
+            "chars_in": int(chars_in), "chars_out": int(chars_out), "reasons": dict(reasons or {}),
+            **({"edits": {k: int(v) for k, v in edits.items()}} if edits else {})}
 
 def _reason_counts(reason) -> dict:
     counts = to_pandas(reason.value_counts())
@@ -205,7 +209,9 @@ def apply_partition_steps(df, steps):
         for step in steps:
             n_in, chars_in = len(df), _chars(df["text"])
             if isinstance(step, Normalizer): cache.clear()  # rewritten text, new words
-            with engine.in_step(step.name): df, reason = step.apply(df)
+            # a step may count what it rewrote (`apply_counted`: the frame, reasons and counts per kind of edit)
+            with engine.in_step(step.name):
+                df, reason, edits = step.apply_counted(df) if hasattr(step, "apply_counted") else (*step.apply(df), None)
             counts = {}
             if reason is not None:
                 drop = reason.notna()
@@ -214,7 +220,7 @@ def apply_partition_steps(df, steps):
                     counts = _reason_counts(gone["reason"])
                     removed.append(gone)
                     df = df[~drop]
-            stats.append(_step_stats(step.name, n_in, chars_in, len(df), _chars(df["text"]), counts))
+            stats.append(_step_stats(step.name, n_in, chars_in, len(df), _chars(df["text"]), counts, edits))
     finally:
         _TOKEN_CACHE.reset(token)
     removed = _concat(removed, removed_like)
@@ -238,11 +244,12 @@ def combine_step_stats(per_partition: list[list[dict]]) -> list[dict]:
     total = None
     for stats in per_partition:
         if total is None:
-            total = [dict(s, reasons=dict(s["reasons"])) for s in stats]
+            total = [dict(s, reasons=dict(s["reasons"]), **({"edits": dict(s["edits"])} if "edits" in s else {})) for s in stats]
             continue
         for t, s in zip(total, stats):
             for k in ("n_in", "n_removed", "n_out", "chars_in", "chars_out"): t[k] += s[k]
             for r, n in s["reasons"].items(): t["reasons"][r] = t["reasons"].get(r, 0) + n
+            for e, n in s.get("edits", {}).items(): t.setdefault("edits", {})[e] = t.get("edits", {}).get(e, 0) + n
     return total or []
 
 # %% ../nbs/02_clean.ipynb #cell-017
@@ -1199,7 +1206,8 @@ def format_funnel(report: dict, top_reasons: int = 3) -> str:
     rows = [head, "-" * len(head)]
     for s in report["steps"]:
         share = 100 * s["n_removed"] / s["n_in"] if s["n_in"] else 0.0
-        reasons = ", ".join(f"{r} {n}" for r, n in sorted(s["reasons"].items(), key=lambda kv: (-kv[1], kv[0]))[:top_reasons])
+        counted = s["reasons"] or s.get("edits", {})  # a normalizer shows what it rewrote (e.g. pii_email 87)
+        reasons = ", ".join(f"{r} {n}" for r, n in sorted(counted.items(), key=lambda kv: (-kv[1], kv[0]))[:top_reasons])
         rows.append(f"{s['name']:<20} {s['n_in']:>9,} {s['n_removed']:>9,} {s['n_out']:>9,} {share:>7.1f}% {s['chars_out']:>12,}  {reasons}")
     rows.append("-" * len(head))
     kept = 100 * report["n_kept"] / report["n_in"] if report["n_in"] else 0.0

@@ -22,6 +22,7 @@ from .clean import Pipeline, default_steps, format_funnel
 from .fuzzy import FuzzyDedup
 from .viz import cluster_corpus, run_report
 from .launch import demo_stage as train_demo_stage
+from .extract import prepare_input
 
 # %% auto #0
 __all__ = ['DEMO_STAGES', 'COMMAND_MODULES', 'format_info', 'info_command', 'corpus_summary', 'format_summary', 'demo_command',
@@ -72,14 +73,14 @@ def format_summary(s: dict) -> str:
 
 # %% ../nbs/13_cli.ipynb #cell-011
 def _stage_summary(args, out: Path, state: dict):
-    corpus = read_corpus(state["input"], on_error="skip", backend=state["backend"])
+    corpus, _ = prepare_input(state["input"], backend=state["backend"])  # WARC input: its records' HTML
     summary = corpus_summary(corpus)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(format_summary(summary))
 
 def _stage_clean(args, out: Path, state: dict):
-    pipeline = Pipeline([*default_steps(), FuzzyDedup()])
-    corpus = read_corpus(state["input"], on_error="skip", backend=state["backend"])
+    # WARC input (a crawl) is read record by record and gets text extraction as its first step
+    corpus, pipeline = prepare_input(state["input"], Pipeline([*default_steps(), FuzzyDedup()]), backend=state["backend"])
     report = pipeline.run(corpus, out / "clean", overwrite=True, progress=not args.quiet)
     print(format_funnel(report))
     state["clean_dir"] = out / "clean"
@@ -132,7 +133,7 @@ def demo_command(args) -> int:
 
 # %% ../nbs/13_cli.ipynb #cell-013
 COMMAND_MODULES = ("clean", "fuzzy", "embed", "cluster", "search", "viz", "models", "train", "launch",
-                   "datasets", "classify", "platform", "panels", "gpu_check")
+                   "datasets", "classify", "platform", "panels", "gpu_check", "extract", "mix")
 
 def _module_commands(subparsers):
     for name in COMMAND_MODULES:

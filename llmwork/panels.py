@@ -240,10 +240,10 @@ DEFAULT_ON = ("unicode_normalize", "clean_whitespace", "gopher_quality", "exact_
 def registered_steps() -> dict:
     "Registered cleaning step classes by name (importing the modules that register steps), validation left out."
     import importlib
-    for module in ("llmwork.clean", "llmwork.fuzzy", "llmwork.cluster", "llmwork.classify"):
+    from llmwork.clean import STEP_MODULES, STEPS
+    for module in dict.fromkeys(STEP_MODULES.values()):  # every module that registers a step a config may name
         try: importlib.import_module(module)
         except ImportError: pass
-    from llmwork.clean import STEPS
     # validation always runs first; dedup of chosen clusters is added from the cluster tab, with its clustering
     return {k: v for k, v in STEPS.items() if k not in ("validate", "semantic_dedup_clusters")}
 
@@ -340,7 +340,10 @@ class CleanPanel(Panel):
             pipeline = Pipeline.from_config(config)
             self.show(f"Reading {corpus} and starting the Dask cluster…"); self.progress.value = 2
             self.session.corpus = corpus
-            ddf = self.session.read()
+            from llmwork.extract import is_warc_input, prepare_input
+            # WARC input is read record by record and gets the text extraction step first
+            if is_warc_input(corpus): ddf, pipeline = prepare_input(corpus, pipeline, backend=self.session.backend)
+            else: ddf = self.session.read()
             client = self.session.client
             self.show(f"Running {len(pipeline.steps)} steps on {self.session.n_workers_running()} Dask workers…")
             return pipeline.run(ddf, out, overwrite=overwrite,
