@@ -5,6 +5,7 @@
 # %% ../nbs/00_backend.ipynb #cell-003
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import importlib
@@ -18,7 +19,7 @@ import pandas as pd
 # %% auto #0
 __all__ = ['BACKENDS', 'log', 'KEY_LIBRARIES', 'BackendError', 'GpuProbe', 'probe_gpu', 'Backend', 'resolve_backend',
            'frame_module', 'is_gpu_frame', 'to_pandas', 'to_backend', 'cuda_worker_count', 'get_client',
-           'library_versions', 'describe']
+           'command_client', 'library_versions', 'describe']
 
 # %% ../nbs/00_backend.ipynb #cell-006
 class BackendError(RuntimeError):
@@ -133,7 +134,7 @@ def to_backend(ddf, backend: str | Backend | None = None):
     meta = to_pandas(ddf._meta)
     return ddf.map_partitions(to_pandas, meta=meta)
 
-# %% ../nbs/00_backend.ipynb #new-6f3834ae
+# %% ../nbs/00_backend.ipynb #cell-018
 def cuda_worker_count(n_workers: int | None, gpu_count: int) -> int:
     "Workers for a `LocalCUDACluster`: one per GPU by default; more workers than visible GPUs is a `BackendError`."
     if gpu_count < 1:
@@ -149,7 +150,7 @@ def _visible_gpu_count() -> int:
     from dask_cuda.utils import get_n_gpus
     return get_n_gpus()
 
-# %% ../nbs/00_backend.ipynb #cell-018
+# %% ../nbs/00_backend.ipynb #cell-020
 def _configure_workers():
     import dask
     dask.config.set({"distributed.worker.daemon": False})
@@ -190,6 +191,19 @@ def get_client(backend: str | Backend | None = None, scheduler: str | None = Non
     return client
 
 # %% ../nbs/00_backend.ipynb #cell-023
+@contextlib.contextmanager
+def command_client(backend: str | Backend | None = None, scheduler: str | None = None):
+    "The Dask client a command runs on (None: in-process), closed at the end if the command started its cluster."
+    b = resolve_backend(backend)
+    client = get_client(b, scheduler=scheduler) if (scheduler or b.is_gpu) else None
+    try: yield client
+    finally:
+        if client is not None and not scheduler:
+            cluster = client.cluster
+            client.close()
+            if cluster is not None: cluster.close()
+
+# %% ../nbs/00_backend.ipynb #cell-028
 KEY_LIBRARIES = ("llmwork", "dask", "distributed", "pandas", "pyarrow", "numpy", "numba", "torch", "scikit-learn",
                  "plotly", "ipywidgets", "cudf-cu12", "dask-cudf-cu12", "dask-cuda")
 

@@ -1243,19 +1243,13 @@ def clean_command(args) -> int:
         return 0
     if not args.input or not args.output:
         raise ValueError("clean needs INPUT and OUTPUT, e.g. llmwork clean corpus.jsonl cleaned/")
-    from llmwork.backend import get_client, resolve_backend
+    from llmwork.backend import command_client, resolve_backend
     backend = resolve_backend(args.backend)
-    client = get_client(backend, scheduler=args.scheduler) if (args.scheduler or backend.is_gpu) else None
-    try:
-        started = time.perf_counter()
+    started = time.perf_counter()
+    with command_client(backend, args.scheduler) as client:
         report = clean_corpus(args.input, args.output, config=args.config, client=client, overwrite=args.overwrite,
                               backend=backend, text_col=args.text_col, id_col=args.id_col, progress=not args.quiet,
                               dedupe_ids=args.dedupe_ids)
-    finally:
-        if client is not None and not args.scheduler:
-            cluster = client.cluster
-            client.close()
-            if cluster is not None: cluster.close()
     print(format_funnel(report))
     print(f"wrote {args.output}/kept, {args.output}/removed, report.json and pipeline.yaml in {time.perf_counter() - started:.1f} s")
     return 0

@@ -130,19 +130,13 @@ def extract_command(args) -> int:
     if len(args.paths) < 2:
         raise ValueError("extract needs WARC input(s) and an OUTPUT directory, e.g. llmwork extract crawl/*.warc.gz corpus/")
     *inputs, output = args.paths
-    from llmwork.backend import get_client, resolve_backend
+    from llmwork.backend import command_client, resolve_backend
     backend = resolve_backend(args.backend)
-    client = get_client(backend, scheduler=args.scheduler) if (args.scheduler or backend.is_gpu) else None
-    try:
-        started = time.perf_counter()
+    started = time.perf_counter()
+    with command_client(backend, args.scheduler) as client:
         report = extract_corpus(inputs, output, extractor=args.extractor, config=args.config, client=client,
                                 overwrite=args.overwrite, backend=backend, progress=not args.quiet,
                                 partition_size=args.partition_size)
-    finally:
-        if client is not None and not args.scheduler:
-            cluster = client.cluster
-            client.close()
-            if cluster is not None: cluster.close()
     print(format_funnel(report))
     print(f"wrote {output}/kept, {output}/removed, report.json and pipeline.yaml in {time.perf_counter() - started:.1f} s")
     return 0
