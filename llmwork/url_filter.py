@@ -14,7 +14,7 @@ from .clean import Filter, explode_split, frame_namespace, null_strings, per_row
 from .engine import string_series
 
 # %% auto #0
-__all__ = ['url_hosts', 'normalize_word', 'UrlFilter']
+__all__ = ['url_hosts', 'normalize_word', 'UrlFilter', 'web_steps']
 
 # %% ../nbs/02c_url_filter.ipynb #cell-006
 _HOST = r"^(?:[A-Za-z][A-Za-z0-9+.\-]*://)?(?:[^@/?#]*@)?(?P<host>[^/:?#]*)"
@@ -101,3 +101,12 @@ class UrlFilter(Filter):
     def _per_row(values, like):
         "A per-row Series from a groupby result indexed by row number (null where absent)."
         return values.reindex(frame_namespace(like).RangeIndex(len(like)))
+
+# %% ../nbs/02c_url_filter.ipynb #cell-016
+def web_steps(extractor: str = "trafilatura", languages=("en",), min_score: float = 0.65, **url_lists) -> list:
+    "The steps for a web crawl, in FineWeb's order: `url_filter` (with `url_lists`), `extract_text`, `language_id`, then `default_steps()`."
+    from llmwork.clean import default_steps
+    from llmwork.extract import ExtractText
+    from llmwork.language import LanguageId
+    return [UrlFilter(**url_lists), ExtractText(extractor=extractor), LanguageId(languages=list(languages), min_score=min_score),
+            *default_steps()]
