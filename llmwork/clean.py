@@ -25,6 +25,7 @@ from typing import ClassVar
 
 import dask
 import dask.dataframe as dd
+import numba
 from dask.delayed import Delayed
 import numpy as np
 import pandas as pd
@@ -667,14 +668,40 @@ def top_ngram_chars(grams, n: int, n_rows: int):
         out = out.mask(has_repeat, per_row((top["count"] * (top["chars"] + n - 1)).astype("int64"), top["row"], n_rows))
     return out
 
+@numba.njit(cache=True, nogil=True)
+def _jump_scan(starts, grams, chars, n):
+    "datatrove's `find_all_duplicate` over each row's n-grams (`grams[starts[r]:starts[r + 1]]`, in order)."
+    out = np.zeros(len(starts) - 1, np.int64)
+    for r in range(len(starts) - 1):
+        seen = {grams[starts[r]]: True}  # a typed dict as a set
+        seen.clear()
+        i = starts[r]
+        while i < starts[r + 1]:
+            if grams[i] in seen:
+                out[r] += chars[i]
+                i += n  # the n-grams jumped over are never recorded as seen
+            else:
+                seen[grams[i]] = True
+                i += 1
+    return out
+
 def duplicate_ngram_chars(grams, n: int, n_rows: int):
-    "Per row: characters in repeated n-grams, counted every n positions along each run of repeats (datatrove's jump)."
+    """Per row: characters in repeated n-grams exactly as datatrove's `find_all_duplicate` counts them, scanning left
+    to right: a repeat of an n-gram seen so far counts its characters and jumps n words ahead, and the n-grams it
+    jumps over are never seen. The scan is sequential, so it runs (compiled) over the rows that hold any repeated
+    n-gram at all, found vectorized; on the GPU engine those rows' (row, hash, length) columns go to the host for
+    it and one count per row comes back."""
     dup = grams.duplicated(subset=["row", "gram"])
-    prev_dup = dup.shift(1, fill_value=False).astype(bool) & (grams["row"].shift(1) == grams["row"]).fillna(False).astype(bool)
-    start = dup & ~prev_dup
-    run_start = grams["pos"].where(start).ffill()
-    counted = dup & (((grams["pos"] - run_start) % n) == 0)
-    return per_row((grams["chars"] * counted.astype("int64")).astype("int64"), grams["row"], n_rows)
+    out = np.zeros(n_rows, np.int64)
+    if bool(dup.any()):
+        rows = grams["row"][dup].unique()
+        subset = grams[grams["row"].isin(rows)][["row", "gram", "chars"]]
+        subset = engine.call(subset, "to_pandas") if is_gpu_frame(subset) else subset
+        row = subset["row"].to_numpy(np.int64)
+        starts = np.r_[0, np.flatnonzero(np.diff(row)) + 1, len(row)]
+        counts = _jump_scan(starts, subset["gram"].to_numpy(np.uint64).view(np.int64), subset["chars"].to_numpy(np.int64), n)
+        out[row[starts[:-1]]] = counts
+    return frame_namespace(grams).Series(out)
 
 @register_step
 @dataclass
@@ -722,7 +749,7 @@ class GopherRepetition(Filter):
             rules.append((repeated[size] / length > fraction, f"duplicated_{size}_n_grams"))
         return _reasons_for(df, text, rules)
 
-# %% ../nbs/02_clean.ipynb #cell-046
+# %% ../nbs/02_clean.ipynb #cell-048
 POLICY_SUBSTRINGS = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
 _CITATION = r"\[\p{Nd}*\]|\[edit\]|\[citation needed\]"
 
@@ -811,7 +838,7 @@ class C4Quality(Filter):
             rules.append((per_doc < self.min_num_sentences, "too_few_sentences"))
         return _reasons_for(df, text, rules)
 
-# %% ../nbs/02_clean.ipynb #cell-049
+# %% ../nbs/02_clean.ipynb #cell-051
 @register_step
 @dataclass
 class FineWebQuality(Filter):
@@ -843,7 +870,7 @@ class FineWebQuality(Filter):
             (dup_chars / (text.str.len() - newlines) > self.char_duplicates_ratio, "char_dup_ratio"),
             (newlines / n_words > self.new_line_ratio, "list_ratio")])
 
-# %% ../nbs/02_clean.ipynb #cell-052
+# %% ../nbs/02_clean.ipynb #cell-054
 @register_step
 @dataclass
 class LengthFilter(Filter):
@@ -873,7 +900,7 @@ class NonTextFilter(Filter):
         letters = engine.count(text, r"[\pL\pM]")
         return _reasons_for(df, text, [(letters / visible < self.min_letter_fraction, "mostly_non_text")])
 
-# %% ../nbs/02_clean.ipynb #cell-055
+# %% ../nbs/02_clean.ipynb #cell-057
 def _mark_exact_duplicates(df):
     # sorted by (hash, id), the first row of each hash has the smallest id; a later row is its duplicate only if
     # its text is equal too, so a 64-bit hash collision keeps both documents instead of merging different texts
@@ -911,7 +938,7 @@ class ExactDedup(Step):
         removed = marked.map_partitions(_exact_removed, columns, self.name, meta=mark_removed(ddf._meta, "", None))
         return kept, removed
 
-# %% ../nbs/02_clean.ipynb #cell-058
+# %% ../nbs/02_clean.ipynb #cell-060
 class DuplicateIdError(ValueError):
     "A corpus repeats document ids; `ids` maps each (up to a few) to its count, `where` to where it occurs."
     def __init__(self, ids: dict, where: dict | None = None):
@@ -933,7 +960,7 @@ def repeated_ids(ddf, limit: int = 5):
     found = [dask.delayed(_repeated_in)(p, limit) for p in ids.to_delayed()]
     return dask.delayed(lambda parts: dict(list({k: v for p in parts for k, v in p.items()}.items())[:limit]))(found)
 
-# %% ../nbs/02_clean.ipynb #cell-060
+# %% ../nbs/02_clean.ipynb #cell-062
 def locate_ids(input, ids, text_col: str = "text", id_col: str = "id", per_id: int = 3) -> dict:
     "Where each of `ids` occurs in the corpus files `input`: up to `per_id` places like `name record N` (record numbers from 1)."
     from llmwork.io import expand_paths, read_file
@@ -973,7 +1000,7 @@ class DedupeIds(Step):
         "None beyond dataframe API that pandas and cuDF share (sort, duplicated, where, the shuffle)."
         return []
 
-# %% ../nbs/02_clean.ipynb #cell-064
+# %% ../nbs/02_clean.ipynb #cell-066
 def _pid_alive(pid: int) -> bool:
     try: os.kill(pid, 0)
     except ProcessLookupError: return False
@@ -1019,7 +1046,7 @@ def check_not_input(input, output):
         if path == out or out in path.parents:
             raise ValueError(f"The output {output} holds the input file {f.path}: writing there would replace what is being read. Write to another directory.")
 
-# %% ../nbs/02_clean.ipynb #cell-066
+# %% ../nbs/02_clean.ipynb #cell-068
 def _lazy_frame_stats(ddf):
     "Lazy (rows, characters) of a corpus frame."
     return ddf.shape[0], ddf["text"].str.len().sum()
@@ -1189,7 +1216,7 @@ def _as_delayed(x):
     d = x.to_delayed()
     return dask.delayed(_counts_dict)(d) if isinstance(d, list) else d
 
-# %% ../nbs/02_clean.ipynb #cell-068
+# %% ../nbs/02_clean.ipynb #cell-070
 def default_steps() -> list[Step]:
     "The steps of the default cleaning pipeline, in order."
     return [UnicodeNormalize(), CleanWhitespace(), StripBoilerplate(), LengthFilter(), NonTextFilter(),
@@ -1199,7 +1226,7 @@ def default_pipeline() -> Pipeline:
     "The default cleaning pipeline (see `default_steps`)."
     return Pipeline(default_steps())
 
-# %% ../nbs/02_clean.ipynb #cell-071
+# %% ../nbs/02_clean.ipynb #cell-073
 def format_funnel(report: dict, top_reasons: int = 3) -> str:
     "A plain-text funnel table of a pipeline report."
     head = f"{'step':<20} {'in':>9} {'removed':>9} {'out':>9} {'removed%':>8} {'chars out':>12}  top reasons"
@@ -1215,7 +1242,7 @@ def format_funnel(report: dict, top_reasons: int = 3) -> str:
                 f"{report['chars_kept']:,} of {report['chars_in']:,} characters")
     return "\n".join(rows)
 
-# %% ../nbs/02_clean.ipynb #cell-075
+# %% ../nbs/02_clean.ipynb #cell-077
 def load_pipeline(config=None) -> Pipeline:
     "A `Pipeline` from a YAML/JSON file path, a config dict or list, an existing `Pipeline`, or the default (None)."
     if config is None: return default_pipeline()
@@ -1236,7 +1263,7 @@ def clean_corpus(input, output, config=None, client=None, overwrite: bool = Fals
     try: return pipeline.run(ddf, output, overwrite=overwrite, client=client, progress=progress)
     except DuplicateIdError as e: raise DuplicateIdError(e.ids, locate_ids(input, list(e.ids), text_col, id_col)) from None
 
-# %% ../nbs/02_clean.ipynb #cell-078
+# %% ../nbs/02_clean.ipynb #cell-080
 def clean_command(args) -> int:
     if args.print_config:
         print(yaml.safe_dump(load_pipeline(args.config).config(), sort_keys=False), end="")
