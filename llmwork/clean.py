@@ -9,6 +9,7 @@ import contextlib
 import contextvars
 import dataclasses
 import importlib
+import importlib.resources
 import json
 import os
 import re
@@ -361,8 +362,12 @@ _EMOTICONS = ("(-8", "(-:", "(-;", "(:", "(;", "(=", ")-:", "):", "-_-", "-__-",
               "O_o", "V.V", "V_V", "XD", "XDD", "[-:", "[:", "[=", "]=", "^_^", "^__^", "^___^", "o.0", "o.O", "o.o",
               "o_0", "o_O", "o_o", "v.v", "v_v", "xD", "xDD")
 _CHUNK = rf"^(?P<pre>{_PREFIX_RUN})(?P<core>.*?)(?P<suf>{_SUFFIX_RUN})$"
-# a final period splits off after a lowercase letter, digit, punctuation, or two capitals ("etc." "v1.0." "USA.")
-_DOT_SPLITS_AFTER = rf"(?:[\p{{Ll}}\pN%²+\-{_EDGE}]|\p{{Lu}}\p{{Lu}})$"
+# a final period splits off after what spaCy's suffix rule names (lowercase letters of cased and uncased scripts,
+# ASCII digits, some punctuation) or after two capitals ("etc." "v1.0." "USA." "کنید."): its classes, as data
+_SPACY_CLASSES = json.loads((importlib.resources.files("llmwork") / "data" / "spacy_en_classes.json").read_text())
+def _ranges_class(ranges) -> str: return "[" + "".join(f"\\x{{{a:x}}}-\\x{{{b:x}}}" for a, b in ranges) + "]"
+_UPPER = _ranges_class(_SPACY_CLASSES["upper"])
+_DOT_SPLITS_AFTER = f"(?:{_ranges_class(_SPACY_CLASSES['dot_splits_after'])}|{_UPPER}{_UPPER})$"
 # spaCy's English exceptions that split a plain word ("cannot" -> "can not", "id" -> "i d", "dont" -> "do nt")
 _SPLIT_WORDS = {word: parts.replace("+", " ") for word, parts in (pair.split("=") for pair in (
     "Aint=Ai+nt Arent=Are+nt Cannot=Can+not Cant=Ca+nt Cantve=Ca+nt+ve Couldnt=Could+nt Couldntve=Could+nt+ve "
@@ -504,7 +509,7 @@ def document_tokens(df):
     kept = kept.reset_index(drop=True)
     return kept.assign(row=new_row.take(kept["row"]).reset_index(drop=True))
 
-# %% ../nbs/02_clean.ipynb #cell-034
+# %% ../nbs/02_clean.ipynb #cell-036
 # datatrove 0.10.1's PUNCTUATION_SET (utils/text.py): a word made only of these is a symbol, not a word
 SYMBOL_CHARS = ("\x00\x01\x02\x03\x04\x05\x06\x07\x08\x0b\x0c\r\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a"
     "\x1b\x1c\x1d\x1e\x1f!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~\x7f\x80\x81\x82\x83\x84\x85\x86\x87\x88\x89"
@@ -561,7 +566,7 @@ def regex_escape(text: str) -> str:
     "`text` as a literal in a regex both RE2 and cuDF read (Python's re.escape also escapes spaces, which RE2 rejects)."
     return re.sub(r"([\\^$.|?*+()\[\]{}])", r"\\\1", text)
 
-# %% ../nbs/02_clean.ipynb #cell-037
+# %% ../nbs/02_clean.ipynb #cell-039
 def per_row(values, rows, n: int, how: str = "sum"):
     "Aggregate `values` by row number into a Series indexed 0..n-1 (0 for rows with no values)."
     out = values.groupby(rows).agg(how)
@@ -582,7 +587,7 @@ def split_lines(text):
     n_lines = per_row(lines["pos"] * 0 + 1, lines["row"], len(text)) - engine.contains(text, f"(?:{_LINE_BREAK})$").astype("int64")
     return lines, n_lines
 
-# %% ../nbs/02_clean.ipynb #cell-040
+# %% ../nbs/02_clean.ipynb #cell-042
 @register_step
 @dataclass
 class GopherQuality(Filter):
@@ -633,7 +638,7 @@ class GopherQuality(Filter):
         if self.min_stop_words: rules.append((n_stop < self.min_stop_words, "gopher_enough_stop_words"))
         return _reasons_for(df, text, rules)
 
-# %% ../nbs/02_clean.ipynb #cell-043
+# %% ../nbs/02_clean.ipynb #cell-045
 _MULTIPLIERS = tuple(np.uint64(m) for m in (1, 0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9,
                                             0x27D4EB2F165667C5, 0x94D049BB133111EB, 0xBF58476D1CE4E5B9,
                                             0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53, 0x2545F4914F6CDD1D))
@@ -749,7 +754,7 @@ class GopherRepetition(Filter):
             rules.append((repeated[size] / length > fraction, f"duplicated_{size}_n_grams"))
         return _reasons_for(df, text, rules)
 
-# %% ../nbs/02_clean.ipynb #cell-048
+# %% ../nbs/02_clean.ipynb #cell-050
 POLICY_SUBSTRINGS = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
 _CITATION = r"\[\p{Nd}*\]|\[edit\]|\[citation needed\]"
 
@@ -838,7 +843,7 @@ class C4Quality(Filter):
             rules.append((per_doc < self.min_num_sentences, "too_few_sentences"))
         return _reasons_for(df, text, rules)
 
-# %% ../nbs/02_clean.ipynb #cell-051
+# %% ../nbs/02_clean.ipynb #cell-053
 @register_step
 @dataclass
 class FineWebQuality(Filter):
@@ -870,7 +875,7 @@ class FineWebQuality(Filter):
             (dup_chars / (text.str.len() - newlines) > self.char_duplicates_ratio, "char_dup_ratio"),
             (newlines / n_words > self.new_line_ratio, "list_ratio")])
 
-# %% ../nbs/02_clean.ipynb #cell-054
+# %% ../nbs/02_clean.ipynb #cell-056
 @register_step
 @dataclass
 class LengthFilter(Filter):
@@ -900,7 +905,7 @@ class NonTextFilter(Filter):
         letters = engine.count(text, r"[\pL\pM]")
         return _reasons_for(df, text, [(letters / visible < self.min_letter_fraction, "mostly_non_text")])
 
-# %% ../nbs/02_clean.ipynb #cell-057
+# %% ../nbs/02_clean.ipynb #cell-059
 def _mark_exact_duplicates(df):
     # sorted by (hash, id), the first row of each hash has the smallest id; a later row is its duplicate only if
     # its text is equal too, so a 64-bit hash collision keeps both documents instead of merging different texts
@@ -938,7 +943,7 @@ class ExactDedup(Step):
         removed = marked.map_partitions(_exact_removed, columns, self.name, meta=mark_removed(ddf._meta, "", None))
         return kept, removed
 
-# %% ../nbs/02_clean.ipynb #cell-060
+# %% ../nbs/02_clean.ipynb #cell-062
 class DuplicateIdError(ValueError):
     "A corpus repeats document ids; `ids` maps each (up to a few) to its count, `where` to where it occurs."
     def __init__(self, ids: dict, where: dict | None = None):
@@ -960,7 +965,7 @@ def repeated_ids(ddf, limit: int = 5):
     found = [dask.delayed(_repeated_in)(p, limit) for p in ids.to_delayed()]
     return dask.delayed(lambda parts: dict(list({k: v for p in parts for k, v in p.items()}.items())[:limit]))(found)
 
-# %% ../nbs/02_clean.ipynb #cell-062
+# %% ../nbs/02_clean.ipynb #cell-064
 def locate_ids(input, ids, text_col: str = "text", id_col: str = "id", per_id: int = 3) -> dict:
     "Where each of `ids` occurs in the corpus files `input`: up to `per_id` places like `name record N` (record numbers from 1)."
     from llmwork.io import expand_paths, read_file
@@ -1000,7 +1005,7 @@ class DedupeIds(Step):
         "None beyond dataframe API that pandas and cuDF share (sort, duplicated, where, the shuffle)."
         return []
 
-# %% ../nbs/02_clean.ipynb #cell-066
+# %% ../nbs/02_clean.ipynb #cell-068
 def _pid_alive(pid: int) -> bool:
     try: os.kill(pid, 0)
     except ProcessLookupError: return False
@@ -1046,7 +1051,7 @@ def check_not_input(input, output):
         if path == out or out in path.parents:
             raise ValueError(f"The output {output} holds the input file {f.path}: writing there would replace what is being read. Write to another directory.")
 
-# %% ../nbs/02_clean.ipynb #cell-068
+# %% ../nbs/02_clean.ipynb #cell-070
 def _lazy_frame_stats(ddf):
     "Lazy (rows, characters) of a corpus frame."
     return ddf.shape[0], ddf["text"].str.len().sum()
@@ -1216,7 +1221,7 @@ def _as_delayed(x):
     d = x.to_delayed()
     return dask.delayed(_counts_dict)(d) if isinstance(d, list) else d
 
-# %% ../nbs/02_clean.ipynb #cell-070
+# %% ../nbs/02_clean.ipynb #cell-072
 def default_steps() -> list[Step]:
     "The steps of the default cleaning pipeline, in order."
     return [UnicodeNormalize(), CleanWhitespace(), StripBoilerplate(), LengthFilter(), NonTextFilter(),
@@ -1226,7 +1231,7 @@ def default_pipeline() -> Pipeline:
     "The default cleaning pipeline (see `default_steps`)."
     return Pipeline(default_steps())
 
-# %% ../nbs/02_clean.ipynb #cell-073
+# %% ../nbs/02_clean.ipynb #cell-075
 def format_funnel(report: dict, top_reasons: int = 3) -> str:
     "A plain-text funnel table of a pipeline report."
     head = f"{'step':<20} {'in':>9} {'removed':>9} {'out':>9} {'removed%':>8} {'chars out':>12}  top reasons"
@@ -1242,7 +1247,7 @@ def format_funnel(report: dict, top_reasons: int = 3) -> str:
                 f"{report['chars_kept']:,} of {report['chars_in']:,} characters")
     return "\n".join(rows)
 
-# %% ../nbs/02_clean.ipynb #cell-077
+# %% ../nbs/02_clean.ipynb #cell-079
 def load_pipeline(config=None) -> Pipeline:
     "A `Pipeline` from a YAML/JSON file path, a config dict or list, an existing `Pipeline`, or the default (None)."
     if config is None: return default_pipeline()
@@ -1263,7 +1268,7 @@ def clean_corpus(input, output, config=None, client=None, overwrite: bool = Fals
     try: return pipeline.run(ddf, output, overwrite=overwrite, client=client, progress=progress)
     except DuplicateIdError as e: raise DuplicateIdError(e.ids, locate_ids(input, list(e.ids), text_col, id_col)) from None
 
-# %% ../nbs/02_clean.ipynb #cell-080
+# %% ../nbs/02_clean.ipynb #cell-082
 def clean_command(args) -> int:
     if args.print_config:
         print(yaml.safe_dump(load_pipeline(args.config).config(), sort_keys=False), end="")
