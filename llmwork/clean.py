@@ -39,18 +39,17 @@ from .engine import as_arrow_strings, string_series
 from .io import MANIFEST, dataset_manifest, parquet_write_options
 
 # %% auto #0
-__all__ = ['STEPS', 'STEP_MODULES', 'REMOVED_COLUMNS', 'DEFAULT_BOILERPLATE', 'SYMBOL_CHARS', 'TERMINAL_PUNCTUATION',
-           'SENTENCE_END_CHARS', 'STOP_WORDS', 'POLICY_SUBSTRINGS', 'register_step', 'Step', 'step_from_config',
-           'check_parameters', 'frame_namespace', 'null_strings', 'mark_removed', 'PartitionStep', 'Filter',
-           'Normalizer', 'apply_partition_steps', 'run_partition_steps', 'combine_step_stats', 'first_reason',
-           'Validate', 'unicode_normalize', 'UnicodeNormalize', 'CleanWhitespace', 'StripBoilerplate', 'text_hash',
-           'explode_split', 'extract_groups', 'split_chunk', 'word_tokens', 'document_tokens', 'char_class',
-           'regex_escape', 'per_row', 'split_lines', 'GopherQuality', 'find_duplicates', 'ngram_table',
-           'top_ngram_chars', 'duplicate_ngram_chars', 'GopherRepetition', 'count_sentences', 'sentence_counts',
-           'line_sentence_counts', 'C4Quality', 'FineWebQuality', 'LengthFilter', 'NonTextFilter', 'ExactDedup',
-           'DuplicateIdError', 'repeated_ids', 'locate_ids', 'DedupeIds', 'output_lock', 'check_not_input', 'Pipeline',
-           'default_steps', 'default_pipeline', 'format_funnel', 'load_pipeline', 'clean_corpus', 'clean_command',
-           'add_commands']
+__all__ = ['STEPS', 'STEP_MODULES', 'DEFAULT_BOILERPLATE', 'SYMBOL_CHARS', 'TERMINAL_PUNCTUATION', 'SENTENCE_END_CHARS',
+           'STOP_WORDS', 'POLICY_SUBSTRINGS', 'register_step', 'Step', 'step_from_config', 'check_parameters',
+           'frame_namespace', 'null_strings', 'mark_removed', 'PartitionStep', 'Filter', 'Normalizer',
+           'apply_partition_steps', 'run_partition_steps', 'combine_step_stats', 'first_reason', 'Validate',
+           'unicode_normalize', 'UnicodeNormalize', 'CleanWhitespace', 'StripBoilerplate', 'text_hash', 'explode_split',
+           'extract_groups', 'split_chunk', 'word_tokens', 'document_tokens', 'char_class', 'regex_escape', 'per_row',
+           'split_lines', 'GopherQuality', 'find_duplicates', 'ngram_table', 'top_ngram_chars', 'duplicate_ngram_chars',
+           'GopherRepetition', 'count_sentences', 'sentence_counts', 'line_sentence_counts', 'C4Quality',
+           'FineWebQuality', 'LengthFilter', 'NonTextFilter', 'ExactDedup', 'DuplicateIdError', 'repeated_ids',
+           'locate_ids', 'DedupeIds', 'output_lock', 'check_not_input', 'Pipeline', 'default_steps', 'default_pipeline',
+           'format_funnel', 'load_pipeline', 'clean_corpus', 'clean_command', 'add_commands']
 
 # %% ../nbs/02_clean.ipynb #cell-006
 STEPS: dict[str, type] = {}
@@ -127,8 +126,6 @@ def check_parameters(cls, params: dict):
             raise ValueError(f"Step {cls.name!r}: {name} must be {wanted}, not {value!r}.")
 
 # %% ../nbs/02_clean.ipynb #cell-012
-REMOVED_COLUMNS = ("step", "reason", "duplicate_of")
-
 def frame_namespace(obj):
     "The module (`pandas` or `cudf`) whose objects `obj` is."
     if is_gpu_frame(obj):

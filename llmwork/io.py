@@ -29,16 +29,15 @@ from . import engine
 from .backend import is_gpu_frame, log, resolve_backend, to_backend, to_pandas
 
 # %% auto #0
-__all__ = ['READ_ERRORS', 'ON_ERROR', 'FORMATS', 'COMPRESSIONS', 'MANIFEST', 'CorpusError', 'CorpusFile', 'file_format',
-           'expand_paths', 'generated_ids', 'read_jsonl', 'read_csv', 'read_parquet_file', 'check_file', 'read_file',
-           'gpu_calls', 'read_file_gpu', 'read_corpus', 'parquet_write_options', 'dataset_manifest', 'read_manifest',
-           'write_corpus', 'sample_corpus_path', 'read_sample_corpus']
+__all__ = ['ON_ERROR', 'FORMATS', 'COMPRESSIONS', 'MANIFEST', 'CorpusError', 'CorpusFile', 'file_format', 'expand_paths',
+           'generated_ids', 'read_jsonl', 'read_csv', 'read_parquet_file', 'check_file', 'read_file', 'gpu_calls',
+           'read_file_gpu', 'read_corpus', 'parquet_write_options', 'dataset_manifest', 'read_manifest', 'write_corpus',
+           'sample_corpus_path', 'read_sample_corpus']
 
 # %% ../nbs/01_io.ipynb #cell-006
 class CorpusError(ValueError):
     "Bad corpus input; the message names the file, the line or column, and what to do."
 
-READ_ERRORS = ("malformed", "invalid_utf8", "non_string_text")
 ON_ERROR = ("raise", "skip")
 _SKIP_HINT = 'or pass on_error="skip" (--on-error skip) to keep it as a removed document with reason {reason!r}'
 
