@@ -39,7 +39,8 @@ class CorpusError(ValueError):
     "Bad corpus input; the message names the file, the line or column, and what to do."
 
 ON_ERROR = ("raise", "skip")
-_SKIP_HINT = 'or pass on_error="skip" (--on-error skip) to keep it as a removed document with reason {reason!r}'
+# commands other than clean have no flag for this: the way there is to clean the corpus first
+_SKIP_HINT = 'or read it with on_error="skip" (as `llmwork clean` does) to keep it as a removed document with reason {reason!r}'
 
 def _line_error(source, line, problem, reason, fix):
     return CorpusError(f"{source}, line {line}: {problem}. {fix}, {_SKIP_HINT.format(reason=reason)}.")
