@@ -28,10 +28,10 @@ from .clean import Step, first_reason, mark_removed, register_step
 from .datasets import LabelledDataError, read_conll, read_labelled, to_dask, write_conll
 from .models import (MODEL_KINDS, EncoderConfig, TextClassifier, TransformerEncoder, load_tokenizer,
                             tokenizer_from_json, train_bpe_tokenizer)
-from .train import ExampleBatches, RankContext, TrainConfig, load_checkpoint, train
+from .train import ExampleBatches, RankContext, TrainConfig, load_checkpoint, safe_torch_load, train
 
 # %% auto #0
-__all__ = ['CLASSIFIERS', 'WORD_FEATURES', 'LEXICAL_FEATURES', 'drop_duplicate_texts', 'stratified_split',
+__all__ = ['CLASSIFIERS', 'QUALITY_FORMAT', 'WORD_FEATURES', 'LEXICAL_FEATURES', 'drop_duplicate_texts', 'stratified_split',
            'classification_summary', 'report_table', 'confusion_figure', 'tfidf_svm', 'fit_tfidf_svm', 'HashedSGD',
            'TransformerClassifier', 'fit_transformer_classifier', 'fit_classifier', 'predict_texts',
            'compare_classifiers', 'QualityModel', 'load_quality_model', 'read_parquet_dir', 'labels_from_clean_run',
@@ -218,7 +218,7 @@ class TransformerClassifier:
     @classmethod
     def load(cls, path, device="cpu") -> "TransformerClassifier":
         path = Path(path)
-        ck = torch.load(path / "model.pt", map_location=device, weights_only=False)
+        ck = safe_torch_load(path / "model.pt", map_location=device)  # tensors and plain data only
         model = TextClassifier(EncoderConfig(**ck["model_config"]))
         model.load_state_dict(ck["model"])
         meta = json.loads((path / "labels.json").read_text())
@@ -228,6 +228,7 @@ def fit_transformer_classifier(train_df, out_dir, eval_df=None, text_col="text",
                                batch_size=16, lr=1e-3, vocab_size=8000, max_len=256, n_layer=2, n_head=4, n_embd=128,
                                dropout=0.1, seed=0, device=None, threads=None, progress=True) -> TransformerClassifier:
     "Train our `TextClassifier` on `train_df` with the llmwork loop (eval each epoch, checkpoints in `out_dir`)."
+    if epochs < 1: raise ValueError(f"epochs must be at least 1, got {epochs}.")
     labels = sorted(train_df[label_col].astype(str).unique())
     index = {c: i for i, c in enumerate(labels)}
     texts = train_df[text_col].tolist()
@@ -307,21 +308,50 @@ class QualityModel:
         return self.pipeline.predict_proba(texts)[:, column].astype(np.float32)
 
     def save(self, path) -> Path:
-        import joblib
+        "Arrays + JSON in one `.npz` file (no pickle: loading it cannot run code)."
+        import tempfile
         path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-        tmp_path = path.with_name(path.name + ".tmp")
-        joblib.dump({"pipeline": self.pipeline, "positive": self.positive}, tmp_path)
-        os.replace(tmp_path, path)
+        vec, lr = self.pipeline.steps[0][1], self.pipeline.steps[-1][1]
+        jsonable = lambda v: isinstance(v, (str, int, float, bool, type(None), tuple))
+        meta = {"format": QUALITY_FORMAT, "positive": self.positive, "terms": sorted(vec.vocabulary_, key=vec.vocabulary_.get),
+                "vectorizer": {k: v for k, v in vec.get_params().items() if jsonable(v)},
+                "classifier": {k: v for k, v in lr.get_params().items() if jsonable(v)}, "classes": [str(c) for c in lr.classes_]}
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), idf=vec.idf_, coef=lr.coef_, intercept=lr.intercept_)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True); raise
         return path
 
     @classmethod
     def load(cls, path) -> "QualityModel":
-        import joblib
-        d = joblib.load(path)
-        return cls(d["pipeline"], d["positive"])
+        "Read what `save` wrote; anything else (a pickle or joblib file) is refused without being unpickled."
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(z["meta"].tobytes()); idf, coef, intercept = z["idf"], z["coef"], z["intercept"]
+        except Exception:
+            meta = None
+        if not isinstance(meta, dict) or meta.get("format") != QUALITY_FORMAT:
+            raise ValueError(f"{path} is not a QualityModel saved by llmwork ({QUALITY_FORMAT} arrays); pickled or joblib models "
+                             "are refused because loading them can run code, so train and save the model again.")
+        tuples = lambda d: {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        vec = TfidfVectorizer(**tuples(meta["vectorizer"]))
+        vec.vocabulary_ = {t: i for i, t in enumerate(meta["terms"])}
+        vec.idf_ = idf
+        lr = LogisticRegression(**meta["classifier"])
+        lr.classes_, lr.coef_, lr.intercept_ = np.array(meta["classes"]), coef, intercept
+        lr.n_features_in_ = coef.shape[1]
+        return cls(make_pipeline(vec, lr), meta["positive"])
+
+QUALITY_FORMAT = "llmwork-quality/1"
 
 def load_quality_model(path):
-    "A saved `QualityModel` (a joblib file) or `TransformerClassifier` (a directory), ready to `score`."
+    "A saved `QualityModel` (an `.npz` file) or `TransformerClassifier` (a directory), ready to `score`; no code is loaded from either."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"No quality model at {path}; train one with QualityModel().fit(...).save(path).")
     if path.is_dir():
@@ -664,7 +694,7 @@ class NerTagger:
             meta = json.loads((path / "tags.json").read_text())
             model = HFTokenClassifier(HFTaggerConfig(str(path / "hf"), meta["tags"], meta["max_len"]))
             return cls(model.to(device), HFTagEncoder(path / "hf", meta["tags"], meta["max_len"]))
-        ck = torch.load(path / "tagger.pt" if path.is_dir() else path, map_location=device, weights_only=False)
+        ck = safe_torch_load(path / "tagger.pt" if path.is_dir() else path, map_location=device)  # tensors and plain data only
         model = FeatureTokenClassifier(TaggerConfig(**ck["model_config"]))
         model.load_state_dict(ck["model"])
         return cls(model.to(device), TagEncoder.from_dict(ck["encoder"]))
@@ -678,7 +708,8 @@ def fit_ner(train_sents, out_dir, dev_sents=None, columns=(), steps=None, epochs
     eval_tensors = None
     if dev_sents is not None and len(dev_sents):
         eval_tensors, _ = encoder.encode(dev_sents.iloc[:eval_sentences])
-    steps = steps or epochs * math.ceil(len(train_sents) / batch_size)
+    if (steps is not None and steps < 1) or epochs < 1: raise ValueError(f"steps and epochs must be at least 1, got steps={steps}, epochs={epochs}.")
+    steps = steps if steps is not None else epochs * math.ceil(len(train_sents) / batch_size)
     every = max(1, min(steps, math.ceil(len(train_sents) / batch_size)))
     config = TaggerConfig(vocab_size=encoder.tokenizer.vocab_size, n_labels=len(encoder.tags),
                           max_len=tensors["input_ids"].shape[1] + 16, n_layer=n_layer, n_head=n_head, n_embd=n_embd,
@@ -818,7 +849,8 @@ def fit_hf_ner(train_sents, out_dir, local_dir, dev_sents=None, steps=None, epoc
     encoder = HFTagEncoder(local_dir, tags, max_len)
     tensors, _ = encoder.encode(train_sents)
     eval_tensors = encoder.encode(dev_sents.iloc[:512])[0] if dev_sents is not None and len(dev_sents) else None
-    steps = steps or epochs * math.ceil(len(train_sents) / batch_size)
+    if (steps is not None and steps < 1) or epochs < 1: raise ValueError(f"steps and epochs must be at least 1, got steps={steps}, epochs={epochs}.")
+    steps = steps if steps is not None else epochs * math.ceil(len(train_sents) / batch_size)
     every = max(1, min(steps, math.ceil(len(train_sents) / batch_size)))
     torch.manual_seed(seed)
     model = HFTokenClassifier(HFTaggerConfig(str(local_dir), tags, max_len))
@@ -831,12 +863,16 @@ def fit_hf_ner(train_sents, out_dir, local_dir, dev_sents=None, steps=None, epoc
 
 # %% ../nbs/10_classify.ipynb #cell-062
 def _fresh_output(out_dir, overwrite) -> Path:
+    "A new working folder next to `out_dir`, with a unique name we create (never a folder someone else owns)."
+    import tempfile
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir(): raise FileExistsError(f"{out_dir} is a file; give a folder for OUTDIR.")
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise FileExistsError(f"{out_dir} already exists; pass --overwrite to replace it, or choose another folder.")
-    work = out_dir.with_name(out_dir.name + ".tmp")
-    if work.exists(): shutil.rmtree(work)
-    work.mkdir(parents=True)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
+    umask = os.umask(0); os.umask(umask)
+    os.chmod(work, 0o777 & ~umask)  # mkdtemp makes it private; the published folder gets the usual permissions
     return work
 
 def _publish(work: Path, out_dir) -> Path:
@@ -844,6 +880,12 @@ def _publish(work: Path, out_dir) -> Path:
     if out_dir.exists(): shutil.rmtree(out_dir)
     os.replace(work, out_dir)
     return out_dir
+
+def _check_positive(args, *names):
+    "Refuse 0 or negative counts before any work starts (0 is not 'the default')."
+    for name in names:
+        v = getattr(args, name, None)
+        if v is not None and v < 1: raise ValueError(f"--{name} must be at least 1, got {v}.")
 
 def _write_json(path, obj):
     Path(path).write_text(json.dumps(obj, indent=1, default=float))
@@ -856,6 +898,8 @@ def _save_classifier(model, name, work: Path):
 
 def classify_command(args) -> int:
     "llmwork classify: train, report, write model + confusion.html + metrics.json."
+    _check_positive(args, "epochs")
+    if not 0 < args.test_size < 1: raise ValueError(f"--test-size must be between 0 and 1, got {args.test_size}.")
     data = read_labelled(args.train, text_col=args.text_col, label_col=args.label_col)
     data, n_dup = drop_duplicate_texts(data)
     if args.test:
@@ -869,21 +913,25 @@ def classify_command(args) -> int:
     print(f"{len(train_df)} training and {len(test_df)} test documents, {train_df['label'].nunique()} classes "
           f"({n_dup} exact duplicate texts dropped before training)")
     work = _fresh_output(args.outdir, args.overwrite)
-    options = {"epochs": args.epochs} if args.model == "transformer" and args.epochs else {}
-    t0 = time.perf_counter()
-    model = fit_classifier(args.model, train_df, work / "run", test_df, **options)
-    train_s = time.perf_counter() - t0
-    pred = predict_texts(model, test_df["text"])
-    summary = classification_summary(test_df["label"], pred)
-    print(report_table(test_df["label"], pred))
-    print(f"accuracy {summary['accuracy']:.4f}  macro-F1 {summary['macro_f1']:.4f}  ({args.model}, trained in {train_s:.1f} s)")
-    _save_classifier(model, args.model, work)
-    confusion_figure(summary, f"{args.model} on {Path(args.test or args.train).name}").write_html(
-        work / "confusion.html", include_plotlyjs=True)  # opens offline
-    pd.DataFrame({"id": test_df["id"], "label": test_df["label"], "prediction": pred}).to_csv(work / "predictions.csv", index=False)
-    _write_json(work / "metrics.json", {**summary, "model": args.model, "train_seconds": train_s, "n_train": len(train_df),
-                                        "n_test": len(test_df), "duplicates_dropped": n_dup, "seed": args.seed})
-    print(f"wrote {_publish(work, args.outdir)}/")
+    try:
+        options = {"epochs": args.epochs} if args.model == "transformer" and args.epochs is not None else {}
+        t0 = time.perf_counter()
+        model = fit_classifier(args.model, train_df, work / "run", test_df, **options)
+        train_s = time.perf_counter() - t0
+        pred = predict_texts(model, test_df["text"])
+        summary = classification_summary(test_df["label"], pred)
+        print(report_table(test_df["label"], pred))
+        print(f"accuracy {summary['accuracy']:.4f}  macro-F1 {summary['macro_f1']:.4f}  ({args.model}, trained in {train_s:.1f} s)")
+        _save_classifier(model, args.model, work)
+        confusion_figure(summary, f"{args.model} on {Path(args.test or args.train).name}").write_html(
+            work / "confusion.html", include_plotlyjs=True)  # opens offline
+        pd.DataFrame({"id": test_df["id"], "label": test_df["label"], "prediction": pred}).to_csv(work / "predictions.csv", index=False)
+        _write_json(work / "metrics.json", {**summary, "model": args.model, "train_seconds": train_s, "n_train": len(train_df),
+                                            "n_test": len(test_df), "duplicates_dropped": n_dup, "seed": args.seed})
+        print(f"wrote {_publish(work, args.outdir)}/")
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)  # no half-written working folder outlives a failure
+        raise
     return 0
 
 def _entity_figure(scores: dict, title):
@@ -896,36 +944,41 @@ def _entity_figure(scores: dict, title):
 
 def ner_command(args) -> int:
     "llmwork ner: train a tagger, print the per-tag and entity tables, write model + predictions + metrics.json."
+    _check_positive(args, "epochs", "steps")
     columns = tuple(args.columns or ())
     read = lambda p: read_conll(p, columns=columns, sep="\t" if args.tabs else None, scheme=args.scheme)
     train_s_, dev_s, test_s = read(args.train), read(args.dev), read(args.test)
     print(f"{len(train_s_)} training, {len(dev_s)} dev and {len(test_s)} test sentences")
     work = _fresh_output(args.outdir, args.overwrite)
-    t0 = time.perf_counter()
-    if args.model == "crf":
-        tagger = fit_crf(train_s_, columns)
-    elif args.model == "hf":
-        if not args.hf_dir:
-            raise ValueError("--model hf needs --hf-dir DIR: a local folder with a BERT-style checkpoint and its tokenizer.")
-        tagger = fit_hf_ner(train_s_, work / "run", args.hf_dir, dev_s, steps=args.steps, epochs=args.epochs, seed=args.seed)
-    else:
-        tagger = fit_ner(train_s_, work / "run", dev_s, columns, steps=args.steps, epochs=args.epochs, seed=args.seed)
-    train_s = time.perf_counter() - t0
-    pred = tagger.predict(test_s)
-    gold = test_s["tags"].tolist()
-    scores = ner_scores(gold, pred)
-    print(ner_report_text(gold, pred))
-    print(f"entity precision {scores['entity_precision']:.4f}  recall {scores['entity_recall']:.4f}  "
-          f"F1 {scores['entity_f1']:.4f}  ({args.model}, trained in {train_s:.1f} s)")
-    if args.model == "crf":
-        import joblib
-        joblib.dump(tagger, work / "model.joblib")
-    else:
-        tagger.save(work / "model")
-    write_conll(test_s.assign(predicted=pred), work / "predictions.conll", columns=("tokens", "tags", "predicted"))
-    _entity_figure(scores, args.model).write_html(work / "entity_f1.html", include_plotlyjs=True)  # opens offline
-    _write_json(work / "metrics.json", {**scores, "model": args.model, "train_seconds": train_s, "columns": list(columns)})
-    print(f"wrote {_publish(work, args.outdir)}/")
+    try:
+        t0 = time.perf_counter()
+        if args.model == "crf":
+            tagger = fit_crf(train_s_, columns)
+        elif args.model == "hf":
+            if not args.hf_dir:
+                raise ValueError("--model hf needs --hf-dir DIR: a local folder with a BERT-style checkpoint and its tokenizer.")
+            tagger = fit_hf_ner(train_s_, work / "run", args.hf_dir, dev_s, steps=args.steps, epochs=args.epochs, seed=args.seed)
+        else:
+            tagger = fit_ner(train_s_, work / "run", dev_s, columns, steps=args.steps, epochs=args.epochs, seed=args.seed)
+        train_s = time.perf_counter() - t0
+        pred = tagger.predict(test_s)
+        gold = test_s["tags"].tolist()
+        scores = ner_scores(gold, pred)
+        print(ner_report_text(gold, pred))
+        print(f"entity precision {scores['entity_precision']:.4f}  recall {scores['entity_recall']:.4f}  "
+              f"F1 {scores['entity_f1']:.4f}  ({args.model}, trained in {train_s:.1f} s)")
+        if args.model == "crf":
+            import joblib
+            joblib.dump(tagger, work / "model.joblib")
+        else:
+            tagger.save(work / "model")
+        write_conll(test_s.assign(predicted=pred), work / "predictions.conll", columns=("tokens", "tags", "predicted"))
+        _entity_figure(scores, args.model).write_html(work / "entity_f1.html", include_plotlyjs=True)  # opens offline
+        _write_json(work / "metrics.json", {**scores, "model": args.model, "train_seconds": train_s, "columns": list(columns)})
+        print(f"wrote {_publish(work, args.outdir)}/")
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)  # no half-written working folder outlives a failure
+        raise
     return 0
 
 def add_commands(subparsers):

@@ -23,17 +23,18 @@ from .train import (RankContext, TrainConfig, get_strategy, latest_checkpoint, l
                            resolve_device, train, generate_text, load_model)
 
 # %% auto #0
-__all__ = ['RunError', 'free_port', 'relax_malloc_trimming', 'rank_devices', 'Run', 'launch', 'prepare_tokens', 'train_command',
-           'generate_command', 'add_commands', 'demo_train', 'demo_stage']
+__all__ = ['RunError', 'free_port', 'relax_malloc_trimming', 'rendezvous_host', 'rendezvous_store', 'rank_devices', 'Run',
+           'launch', 'prepare_tokens', 'train_command', 'generate_command', 'add_commands', 'corpus_vocabulary',
+           'known_word_share', 'demo_train', 'demo_stage']
 
 # %% ../nbs/09a_launch.ipynb #cell-006
 class RunError(RuntimeError):
     "A launched run failed: a worker died or a rank raised; the message says which and how to resume."
 
-def free_port() -> int:
-    "A TCP port free on this host right now (the rendezvous port of rank 0)."
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("", 0))
+def free_port(host: str = "127.0.0.1") -> int:
+    "A TCP port free on `host` right now (the rendezvous port of rank 0)."
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 class _StopPoller:
@@ -75,6 +76,30 @@ def relax_malloc_trimming() -> bool:
     M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
     return bool(libc.mallopt(M_TRIM_THRESHOLD, 256 * 2**20)) and bool(libc.mallopt(M_MMAP_THRESHOLD, 32 * 2**20))
 
+def rendezvous_host(worker_address: str) -> str:
+    "The host rank 0's rendezvous store binds to: its worker's own address (127.0.0.1 on a local cluster), never all interfaces."
+    from distributed.comm import get_address_host
+    return get_address_host(worker_address)
+
+def rendezvous_store(host: str, port: int, is_master: bool, world_size: int, timeout: timedelta):
+    """The torch.distributed TCPStore of a run. Rank 0's server listens on `host` only (TCPStore alone would listen
+    on every interface, unauthenticated): we bind the socket ourselves and hand it over with `master_listen_fd`."""
+    import torch.distributed as dist
+    if not is_master: return dist.TCPStore(host, port, world_size, False, timeout), (host, port)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(max(128, world_size))
+    try:
+        store = dist.TCPStore(host, sock.getsockname()[1], world_size, True, timeout, wait_for_workers=False,
+                              master_listen_fd=sock.fileno())
+    except BaseException:
+        sock.close(); raise
+    address = sock.getsockname()
+    sock.detach()  # the store owns the descriptor now and closes it when it goes
+    return store, address
+
 def _rank_main(train_fn, config: TrainConfig, rank: int, world_size: int, host: str, port: int, run_id: str,
                strategy, threads: int | None, device: str | None = None):
     import torch.distributed as dist
@@ -85,8 +110,9 @@ def _rank_main(train_fn, config: TrainConfig, rank: int, world_size: int, host: 
     if device.startswith("cuda"): torch.cuda.set_device(torch.device(device).index or 0)
     elif threads: torch.set_num_threads(threads)
     backend = "nccl" if device.startswith("cuda") else "gloo"
-    dist.init_process_group(backend, init_method=f"tcp://{host}:{port}", rank=rank, world_size=world_size,
-                            timeout=timedelta(seconds=config.dist_timeout_s))
+    timeout = timedelta(seconds=config.dist_timeout_s)
+    store, _ = rendezvous_store(host, port, rank == 0, world_size, timeout)
+    dist.init_process_group(backend, store=store, rank=rank, world_size=world_size, timeout=timeout)
     try:
         topic = _topic(run_id)
         report = (lambda m: worker.log_event(topic, m)) if rank == 0 else None
@@ -273,7 +299,6 @@ class Run:
 def launch(train_fn=train, config: TrainConfig | None = None, client=None, n_ranks: int | None = None,
            strategy="ddp", threads: int | None = None, wait_for_workers_s: float = 60) -> Run:
     "Run `train_fn(config, ctx)` as one data-parallel rank per Dask worker; returns a live `Run`."
-    from distributed.comm import get_address_host
     config = config or TrainConfig()
     if client is None: raise ValueError("launch needs a Dask client: llmwork.backend.get_client(n_workers=...).")
     try: client.wait_for_workers(n_ranks or 1, timeout=wait_for_workers_s)  # a fresh cluster may still be starting them
@@ -289,8 +314,8 @@ def launch(train_fn=train, config: TrainConfig | None = None, client=None, n_ran
         threads = max(1, (os.cpu_count() or 1) // n)  # local ranks share the cores
     reports = client.run(_cuda_report, workers=workers)
     devices = rank_devices([reports[w] for w in workers], config.device)  # refuses two ranks on one GPU, before NCCL
-    host = get_address_host(workers[0])
-    port = client.run(free_port, workers=[workers[0]])[workers[0]]
+    host = rendezvous_host(workers[0])
+    port = client.run(free_port, host, workers=[workers[0]])[workers[0]]
     run_id = uuid.uuid4().hex[:10]
     futures = [client.submit(_rank_main, train_fn, config, rank, n, host, port, run_id, strategy, threads, devices[rank],
                              workers=[w], allow_other_workers=False, pure=False, retries=0,
@@ -311,7 +336,12 @@ def prepare_tokens(corpus, out_dir, tokenizer: str = "byte", vocab_size: int = 8
         texts = to_pandas(corpus[text_col].head(bpe_docs, npartitions=-1, compute=True))  # the BPE sample (host)
         tok = train_bpe_tokenizer(texts.dropna().tolist(), vocab_size=vocab_size)
     else: raise ValueError(f"Unknown tokenizer {tokenizer!r}; use byte or bpe.")
-    return pack_tokens(corpus, tok, Path(out_dir) / "tokens", text_col=text_col, overwrite=overwrite)
+    before = set(Path(out_dir).glob("tokens.tmp-*"))
+    try: return pack_tokens(corpus, tok, Path(out_dir) / "tokens", text_col=text_col, overwrite=overwrite)
+    except BaseException:  # a failed tokenizing run leaves no tokens.tmp-* folder behind
+        import shutil
+        for p in set(Path(out_dir).glob("tokens.tmp-*")) - before: shutil.rmtree(p, ignore_errors=True)
+        raise
 
 def _client_deaf_to_ctrl_c(*args, **kwargs):
     """`get_client`, with the local workers it starts ignoring SIGINT.
@@ -341,29 +371,48 @@ def _summary(res: dict, out_dir) -> str:
     return "\n".join(lines)
 
 # %% ../nbs/09a_launch.ipynb #cell-021
+def _check_train_args(args):
+    "Refuse out-of-range numbers before any work starts (0 is not 'the default')."
+    for name, low in (("steps", 1), ("batch_size", 1), ("block_size", 1), ("workers", 1), ("vocab_size", 257),
+                      ("checkpoint_every", 0), ("eval_every", 0)):
+        v = getattr(args, name, None)
+        if v is not None and v < low:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least {low}, got {v}.")
+    if args.lr is not None and not args.lr > 0: raise ValueError(f"--lr must be positive, got {args.lr}.")
+
 def train_command(args) -> int:
     "`llmwork train CORPUS OUTDIR`: tokenize, launch on a Dask cluster with a progress bar, report."
     from llmwork.backend import resolve_backend
     out = Path(args.outdir)
+    _check_train_args(args)
     backend = resolve_backend(args.backend) if (args.backend or not args.scheduler) else None
     if args.resume:
         saved = out / "train_config.json"
         if not saved.exists() or latest_checkpoint(out) is None:
             raise FileNotFoundError(f"--resume: {out} holds no checkpoint to resume from; run without --resume first.")
-        config = TrainConfig.from_dict(json.loads(saved.read_text()))
-        config = replace(config, resume=True, steps=args.steps or config.steps)
+        try: config = TrainConfig.from_dict(json.loads(saved.read_text()))
+        except (ValueError, TypeError) as e: raise ValueError(f"--resume: {saved} is not a readable training config ({e}).") from None
+        # resume writes where the user points, whatever out_dir (perhaps relative, perhaps a copied run's) was recorded
+        data = out / "tokens" if (out / "tokens" / "index.json").exists() else Path(config.data)
+        config = replace(config, resume=True, out_dir=str(out), data=str(data),
+                         steps=args.steps if args.steps is not None else config.steps)
+        done = list_checkpoints(out)[-1]["step"]
+        if done >= config.steps:
+            raise ValueError(f"--resume: {out} already finished {done} of {config.steps} steps; pass --steps N above {done} to train further.")
     else:
         if list_checkpoints(out) and not args.overwrite:
             raise FileExistsError(f"{out} already holds checkpoints; pass --resume to continue that run or --overwrite to start over.")
         if args.model not in GPT_PRESETS: raise ValueError(f"Unknown model {args.model!r}; choose one of: {', '.join(GPT_PRESETS)}.")
         overrides = {"block_size": args.block_size} if args.block_size else {}
         config = TrainConfig(data=str(out / "tokens"), out_dir=str(out), model=args.model, model_overrides=overrides,
-                             steps=args.steps or 1000, batch_size=args.batch_size, lr=args.lr,
-                             warmup_steps=min(100, max(1, (args.steps or 1000) // 20)),
+                             steps=1000 if args.steps is None else args.steps, batch_size=args.batch_size, lr=args.lr,
+                             warmup_steps=min(100, max(1, (1000 if args.steps is None else args.steps) // 20)),
                              checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
                              device=backend.torch_device if backend else None)
+    if args.workers: config.check(args.workers)  # before any tokenizing or cluster start-up
     client = _client_deaf_to_ctrl_c(backend, scheduler=args.scheduler, n_workers=args.workers)
     try:
+        config.check(args.workers or len(client.nthreads()))
         if not args.resume:
             print(f"Tokenizing {args.corpus} ({args.tokenizer}) into {out / 'tokens'} ...", flush=True)
             shards = prepare_tokens(args.corpus, out, args.tokenizer, args.vocab_size, overwrite=True, backend=backend)
@@ -381,6 +430,9 @@ def train_command(args) -> int:
 
 def generate_command(args) -> int:
     "`llmwork generate CHECKPOINT --prompt TEXT`: print a continuation."
+    if args.max_tokens < 1: raise ValueError(f"--max-tokens must be at least 1, got {args.max_tokens}.")
+    if not args.temperature >= 0: raise ValueError(f"--temperature must be 0 (greedy) or positive, got {args.temperature}.")
+    if args.top_k is not None and args.top_k < 1: raise ValueError(f"--top-k must be at least 1, got {args.top_k}.")
     text = generate_text(args.checkpoint, args.prompt, max_new_tokens=args.max_tokens, temperature=args.temperature,
                          top_k=args.top_k, seed=args.seed)
     print(args.prompt + text)
@@ -423,10 +475,26 @@ def add_commands(subparsers) -> None:
     p.set_defaults(func=generate_command)
 
 # %% ../nbs/09a_launch.ipynb #cell-026
-def demo_train(corpus=None, out_dir="llmwork-demo/train", seconds: float = 90, model: str = "gpt-tiny",
+import re as _re
+
+_WORDS = _re.compile(r"[^\W\d_]+")  # runs of letters, in any script
+
+def corpus_vocabulary(texts) -> set:
+    "The lower-cased words (runs of letters) of `texts`."
+    return {w.lower() for t in texts if isinstance(t, str) for w in _WORDS.findall(t)}
+
+def known_word_share(text: str, vocabulary: set, min_letters: int = 3) -> tuple[float, int]:
+    "Share of the words of `min_letters` or more letters in `text` that occur in `vocabulary`, and how many such words there are."
+    words = [w.lower() for w in _WORDS.findall(text) if len(w) >= min_letters]
+    return (sum(w in vocabulary for w in words) / len(words) if words else 0.0), len(words)
+
+
+def demo_train(corpus=None, out_dir="llmwork-demo/train", seconds: float = 75, model: str = "gpt-tiny",
                max_docs: int = 20_000, prompt: str = "This package provides", threads: int | None = None,
-               print_fn=print) -> dict:
-    "Train a tiny GPT on `corpus` (default: the sample corpus) for about `seconds` on one process; print progress and a sample."
+               vocab_size: int = 2048, lr: float = 5e-3, batch_size: int = 16,
+               model_overrides: dict | None = None, print_fn=print) -> dict:
+    """Train a tiny GPT on `corpus` (default: the sample corpus) for about `seconds` on one process; print progress, a
+    sample and the share of the sample's words that occur in the training corpus."""
     import dask as _dask
     from llmwork.train import RankContext
     out = Path(out_dir)
@@ -436,15 +504,21 @@ def demo_train(corpus=None, out_dir="llmwork-demo/train", seconds: float = 90, m
     import dask.dataframe as _dd
     with _dask.config.set(scheduler="threads"):  # small enough for this process; no cluster needed
         docs = to_pandas(corpus[["text"]].head(max_docs, npartitions=-1, compute=True))  # one process, host
-        shards = pack_tokens(_dd.from_pandas(docs, npartitions=4), ByteTokenizer(), out / "tokens", overwrite=True)
-    print_fn(f"{len(docs):,} documents, {shards.n_tokens:,} byte tokens")
-    base = TrainConfig(data=str(out / "tokens"), out_dir=str(out / "calibrate"), model=model, batch_size=16,
-                       steps=4, eval_every=0, checkpoint_every=0, device="cpu", lr=1e-3, threads=threads)
-    t0 = time.perf_counter(); train(base)
-    per_step = max(1e-3, (time.perf_counter() - t0) / 4)
-    steps = max(20, int(seconds * 0.85 / per_step))
+        # word pieces, not bytes: in a minute on a CPU a GPT learns to put known pieces together, not to spell
+        tok = train_bpe_tokenizer(docs["text"].tolist(), vocab_size=vocab_size)
+        shards = pack_tokens(_dd.from_pandas(docs, npartitions=4), tok, out / "tokens", overwrite=True)
+    print_fn(f"{len(docs):,} documents, {shards.n_tokens:,} BPE tokens (vocabulary {tok.vocab_size:,})")
+    base = TrainConfig(data=str(out / "tokens"), out_dir=str(out / "calibrate"), model=model, batch_size=batch_size,
+                       model_overrides=dict(model_overrides or {}),
+                       steps=6, eval_every=0, checkpoint_every=0, device="cpu", lr=lr, threads=threads)
+    # time the steps, not the start-up, so that the schedule's length fills the budget
+    stamps = []
+    train(base, RankContext(report=lambda m: stamps.append(time.perf_counter())))
+    per_step = max(1e-3, (stamps[-1] - stamps[1]) / (len(stamps) - 2))
+    # the cosine schedule ends at the time budget, so the last steps run at a small learning rate
+    steps = max(20, int(seconds * 0.9 / per_step))
     cfg = replace(base, out_dir=str(out), steps=steps, warmup_steps=max(10, steps // 20), eval_every=max(1, steps // 4),
-                  checkpoint_every=steps)
+                  checkpoint_every=steps, min_lr=lr / 20)
     every = max(1, steps // 10)
     deadline = time.monotonic() + seconds
     def report(m):
@@ -452,11 +526,15 @@ def demo_train(corpus=None, out_dir="llmwork-demo/train", seconds: float = 90, m
             ev = f"  eval {m['eval_loss']:.3f}" if "eval_loss" in m else ""
             print_fn(f"step {m['step']:>5}/{steps}  loss {m['loss']:.3f}{ev}  {m['tokens_per_s']:,.0f} tok/s")
     res = train(cfg, RankContext(report=report, stop_requested=lambda: time.monotonic() > deadline))
-    sample = generate_text(res["checkpoint"], prompt, max_new_tokens=200, temperature=0.8, seed=0)
+    sample = generate_text(res["checkpoint"], prompt, max_new_tokens=80, temperature=0.6, top_k=20, seed=0)
+    share, n_words = known_word_share(sample, corpus_vocabulary(docs["text"]))
     print_fn(f"\nSample ({model}, {res['step']} steps):\n{prompt}{sample}")
-    return {**res, "sample": sample}
+    print_fn(f"\nKnown words: {100 * share:.0f}% of the sample's {n_words} words of 3+ letters occur in the training corpus.")
+    (out / "sample.json").write_text(json.dumps({"prompt": prompt, "sample": sample, "known_words": share,
+                                                 "n_words": n_words, "steps": res["step"]}, indent=1))
+    return {**res, "sample": sample, "known_words": share, "n_words": n_words}
 
 def demo_stage(args, out: Path, state: dict):
     "A `llmwork demo` stage: train on the cleaned corpus the earlier stages left in `state` (or the sample)."
     corpus = state.get("kept", state.get("corpus"))
-    state["train"] = demo_train(corpus, Path(out) / "train", seconds=getattr(args, "train_seconds", 90) or 90)
+    state["train"] = demo_train(corpus, Path(out) / "train", seconds=getattr(args, "train_seconds", 75) or 75)

@@ -22,14 +22,14 @@ from torch import nn
 log = logging.getLogger("llmwork")
 
 # %% auto #0
-__all__ = ['log', 'INT8_ENGINES', 'CORPUS_FILE', 'DEDUP_STEPS', 'MODEL_FIELDS', 'linear_layers', 'prune_linear',
-           'weight_sparsity', 'quantize_int8_torchao', 'quantize_int8_torch_dynamic', 'quantize_int8', 'lm_eval_loss',
-           'generation_speed', 'classification_eval', 'load_model', 'load_compressed', 'compress', 'suggest',
-           'journal_storage', 'TuneResult', 'tune', 'adaptive_settings', 'elastic_client', 'worker_count',
-           'wait_for_worker_count', 'WorkerTrace', 'average_parameters', 'average_optimizer_state', 'AveragingStrategy',
-           'LocalSGD', 'FedAvg', 'AveragedTraining', 'make_strategy', 'launch_averaged', 'split_token_shards', 'ingest',
-           'corpus_status', 'corpus_documents', 'watch', 'gpt_trial', 'read_tune_config', 'tune_command',
-           'compress_command', 'ingest_command', 'add_commands']
+__all__ = ['log', 'INT8_ENGINES', 'COMPRESSED_FORMAT', 'CORPUS_FILE', 'DEDUP_STEPS', 'MODEL_FIELDS', 'TRAIN_FUNCTIONS',
+           'linear_layers', 'prune_linear', 'weight_sparsity', 'quantize_int8_torchao', 'quantize_int8_torch_dynamic',
+           'quantize_int8', 'lm_eval_loss', 'generation_speed', 'classification_eval', 'load_model', 'load_compressed',
+           'compress', 'suggest', 'journal_storage', 'TuneResult', 'tune', 'adaptive_settings', 'elastic_client',
+           'worker_count', 'wait_for_worker_count', 'WorkerTrace', 'average_parameters', 'average_optimizer_state',
+           'AveragingStrategy', 'LocalSGD', 'FedAvg', 'AveragedTraining', 'make_strategy', 'launch_averaged',
+           'split_token_shards', 'ingest', 'corpus_status', 'corpus_documents', 'watch', 'gpt_trial',
+           'read_tune_config', 'tune_command', 'compress_command', 'ingest_command', 'add_commands']
 
 # %% ../nbs/11_platform.ipynb #cell-006
 def linear_layers(model: nn.Module) -> list:
@@ -154,28 +154,62 @@ def _is_training_checkpoint(obj) -> bool:
     return isinstance(obj, dict) and {"kind", "model_config", "model"} <= set(obj)
 
 def load_model(checkpoint) -> nn.Module:
-    "An `nn.Module` from a module, a file holding one (or a dict with 'model'), or an llmwork training checkpoint or run directory."
+    "An `nn.Module` from a module, or an llmwork training checkpoint (file or run directory) read with `weights_only=True`."
     if isinstance(checkpoint, nn.Module): return checkpoint
     path = Path(checkpoint)
     if not path.exists(): raise FileNotFoundError(f"No checkpoint at {str(path)!r}.")
     from llmwork import train
+    from llmwork.models import build_model
     if path.is_dir(): return train.load_model(path, "cpu")[0]
-    obj = torch.load(path, map_location="cpu", weights_only=False)
-    if isinstance(obj, nn.Module): return obj
-    if isinstance(obj, dict) and isinstance(obj.get("model"), nn.Module): return obj["model"]
-    if _is_training_checkpoint(obj): return train.load_model(path, "cpu")[0]
-    raise ValueError(f"{str(path)!r} holds no model: expected an llmwork training checkpoint, an nn.Module, or a dict with 'model'.")
+    obj = train.safe_torch_load(path)  # never unpickles code: a pickled module is refused in one sentence
+    if _is_training_checkpoint(obj):
+        model = build_model(obj["kind"], obj["model_config"])
+        model.load_state_dict(obj["model"])
+        return model.eval()
+    raise ValueError(f"{str(path)!r} holds no model: expected an llmwork training checkpoint (kind, model_config and model entries).")
 
-def load_compressed(path) -> nn.Module:
-    "The compressed model saved by `compress`."
-    obj = torch.load(Path(path), map_location="cpu", weights_only=False)
-    return obj["model"]
+COMPRESSED_FORMAT = "llmwork-compressed/2"
+
+def _registered_kind(model):
+    from llmwork.models import model_kind
+    try: return model_kind(model)
+    except ValueError: return None
+
+def load_compressed(path, like: nn.Module | None = None) -> nn.Module:
+    "The model saved by `compress` (weights only); `like` is a fresh module of the same architecture when it is not a registered model kind."
+    from llmwork.models import build_model
+    from llmwork.train import safe_torch_load
+    path = Path(path)
+    if not path.exists(): raise FileNotFoundError(f"No compressed model at {str(path)!r}.")
+    obj = safe_torch_load(path)
+    if not isinstance(obj, dict) or obj.get("format") != COMPRESSED_FORMAT:
+        raise ValueError(f"{str(path)!r} is not a model written by this llmwork's compress ({COMPRESSED_FORMAT}); compress the checkpoint again.")
+    if like is None:
+        if obj.get("kind") is None:
+            raise ValueError(f"{str(path)!r} holds a {obj.get('arch')} that is not a registered model kind; pass like= a fresh one to load into.")
+        like = build_model(obj["kind"], obj["model_config"])
+    model = copy.deepcopy(like).cpu().eval()
+    if obj["int8"]: model = quantize_int8(model, obj["int8"])
+    model.load_state_dict(obj["state_dict"])
+    return model.eval()
+
+def _fresh_file(out, overwrite: bool) -> Path:
+    out = Path(out)
+    if out.is_dir(): raise FileExistsError(f"{out} is a folder; give a file name for the compressed model.")
+    if out.exists() and not overwrite: raise FileExistsError(f"{out} already exists; pass --overwrite to replace it, or choose another name.")
+    return out
 
 def _atomic_torch_save(obj, out: Path):
+    "Write `obj` under a unique temporary name we create next to `out`, then rename; the temporary file never outlives a failure."
+    import tempfile
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, out)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f: torch.save(obj, f)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 def _quality_and_speed(model, eval_tokens, eval_inputs, eval_labels, prompt_len, new_tokens):
     if eval_tokens is not None:
@@ -189,9 +223,11 @@ def _quality_and_speed(model, eval_tokens, eval_inputs, eval_labels, prompt_len,
 
 def compress(checkpoint_or_model, out, int8: bool = True, prune: float = 0.0, engine: str = "torchao",
              eval_tokens: torch.Tensor | None = None, eval_inputs=None, eval_labels=None,
-             prompt_len: int = 8, new_tokens: int = 32) -> dict:
-    "Prune and/or int8-quantize a model, save it to `out`, and report size, CPU speed and quality against the original."
+             prompt_len: int = 8, new_tokens: int = 32, overwrite: bool = False) -> dict:
+    "Prune and/or int8-quantize a model, save its weights to `out` (refused if it exists unless `overwrite`), and report size, CPU speed and quality against the original."
     torch.set_grad_enabled(True)
+    if int8 and engine not in INT8_ENGINES: raise ValueError(f"Unknown int8 engine {engine!r}; use one of: {', '.join(INT8_ENGINES)}.")
+    out = _fresh_file(out, overwrite)
     original = load_model(checkpoint_or_model).cpu().eval()
     model = copy.deepcopy(original)
     sparsity = prune_linear(model, prune) if prune else weight_sparsity(model)
@@ -208,8 +244,10 @@ def compress(checkpoint_or_model, out, int8: bool = True, prune: float = 0.0, en
         report["change"] = {"eval_loss": c["eval_loss"] - o["eval_loss"], "speedup": c["tokens_per_s"] / o["tokens_per_s"]}
     elif "accuracy" in o:
         report["change"] = {"accuracy": c["accuracy"] - o["accuracy"], "speedup": c["docs_per_s"] / o["docs_per_s"]}
-    out = Path(out)
-    _atomic_torch_save({"format": "llmwork-compressed/1", "model": model, "report": report}, out)
+    kind = _registered_kind(original)
+    _atomic_torch_save({"format": COMPRESSED_FORMAT, "kind": kind, "arch": type(original).__name__,
+                        "model_config": original.config.to_dict() if kind else None, "int8": engine if int8 else None,
+                        "prune": prune, "state_dict": model.state_dict(), "report": report}, out)
     report["size_on_disk"] = out.stat().st_size
     return report
 
@@ -330,7 +368,7 @@ def tune(train_fn, space: dict, n_trials: int, client=None, storage=None, study_
         client = get_client()
     from distributed import as_completed
     n_parallel = n_parallel or max(1, sum(client.nthreads().values()))
-    running, failures = {}, 0
+    running, failures, first_error = {}, 0, None
 
     def submit():
         trial = study.ask()
@@ -346,6 +384,7 @@ def tune(train_fn, space: dict, n_trials: int, client=None, storage=None, study_
             state, loss = fut.result()
         except Exception as e:
             log.warning("tune: trial %d failed: %s: %s", number, type(e).__name__, e)
+            first_error = first_error or f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
             study.tell(number, state=optuna.trial.TrialState.FAIL)
             failures += 1
         else:
@@ -354,7 +393,7 @@ def tune(train_fn, space: dict, n_trials: int, client=None, storage=None, study_
         # a failed trial is replaced, but a function that always fails stops after n_trials failures
         if _finished(study) + len(running) < n_trials and failures < n_trials: pending.add(submit())
     if _finished(study) == 0:
-        raise RuntimeError(f"All {failures} trials failed; see the log for the first error (run train_fn once by hand to debug it).")
+        raise ValueError(f"All {failures} trials failed, the first with {first_error}; run the training function once by hand to debug it.")
     return TuneResult(study)
 
 # %% ../nbs/11_platform.ipynb #cell-029
@@ -740,6 +779,9 @@ def _exact_stage(new: pd.DataFrame, status: pd.DataFrame):
 def _fuzzy_stage(corpus_dir, state, fuzzy, new: pd.DataFrame, status: pd.DataFrame):
     "(new duplicates: id -> duplicate_of, status updated, new bucket rows, new group labels: id -> group)."
     from llmwork import fuzzy as fz
+    if fuzzy.grouping != "components":  # stars needs every verified pair of a group, which ingestion does not keep
+        raise ValueError(f"Incremental ingestion groups near-duplicates by connected components; set the fuzzy_dedup "
+                         f"step's grouping to components (it is {fuzzy.grouping!r}), or clean the whole corpus at once.")
     preset = fz.get_preset(fuzzy.preset)
     bands, rows = (fuzzy.bands, fuzzy.rows) if fuzzy.bands else fz.choose_banding(preset.num_perm, min(fuzzy.threshold, 0.999))
     nb = _new_buckets(new["text"], new["id"], fuzzy, bands, rows)
@@ -1010,10 +1052,17 @@ def gpt_trial(params: dict, report) -> float:
         return float(train(config, RankContext(report=on_metrics))["eval_loss"])
 
 # %% ../nbs/11_platform.ipynb #cell-063
-def _import_function(spec: str):
+TRAIN_FUNCTIONS = {"llmwork.platform:gpt_trial": gpt_trial}  # what a tune config may name without --allow-import
+
+def _import_function(spec: str, allow_import: bool = False):
+    "A registered training function, or (only with `allow_import`) any `module:function`: importing runs the module's code."
     import importlib
+    if spec in TRAIN_FUNCTIONS: return TRAIN_FUNCTIONS[spec]
     module, _, name = spec.partition(":")
     if not module or not name: raise ValueError(f"train must be 'module:function', got {spec!r}.")
+    if not allow_import:
+        raise ValueError(f"Tune config train {spec!r} is not a registered training function ({', '.join(TRAIN_FUNCTIONS)}); "
+                         f"pass --allow-import to import and run {module} (only for a config you trust).")
     try: return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as e: raise ValueError(f"Cannot load the training function {spec!r}: {e}.") from None
 
@@ -1038,7 +1087,7 @@ def tune_command(args) -> int:
     "`llmwork tune CONFIG`: run (or resume) a search and print and save its table and figure."
     from llmwork.backend import get_client
     cfg = read_tune_config(args.config)
-    train_fn = _import_function(cfg["train"])
+    train_fn = _import_function(cfg["train"], allow_import=getattr(args, "allow_import", False))
     client = get_client(args.backend, scheduler=args.scheduler, n_workers=args.workers, dashboard_address=None)
     try:
         print(f"{cfg['n_trials']} trials of {cfg['train']} on {len(client.nthreads())} workers; study {cfg['storage']}", flush=True)
@@ -1074,9 +1123,14 @@ def _eval_tokens_for(checkpoint, eval_data=None, n_batches: int = 4, batch_size:
 def compress_command(args) -> int:
     "`llmwork compress CHECKPOINT OUT [--int8] [--prune 0.3]`: compress and print the report."
     if not args.int8 and not args.prune: raise ValueError("Nothing to do: give --int8 and/or --prune FRACTION.")
+    if not 0 <= (args.prune or 0.0) < 1: raise ValueError(f"--prune must be in [0, 1), got {args.prune}.")
+    if args.eval_data and not (Path(args.eval_data) / "index.json").exists():
+        raise FileNotFoundError(f"--eval-data {args.eval_data} holds no token shards (no index.json); give a folder of token shards or leave it out.")
+    _fresh_file(args.out, args.overwrite)
     tokens = _eval_tokens_for(args.checkpoint, args.eval_data)
     if tokens is None: print("No eval token shards found (--eval-data TOKENS): reporting size and sparsity only.")
-    rep = compress(args.checkpoint, args.out, int8=args.int8, prune=args.prune or 0.0, engine=args.engine, eval_tokens=tokens)
+    rep = compress(args.checkpoint, args.out, int8=args.int8, prune=args.prune or 0.0, engine=args.engine, eval_tokens=tokens,
+                   overwrite=args.overwrite)
     mb = lambda b: f"{b / 1e6:.2f} MB"
     print(f"size: {mb(rep['size_bytes']['original'])} -> {mb(rep['size_bytes']['compressed'])} "
           f"(zstd {mb(rep['size_zstd_bytes']['original'])} -> {mb(rep['size_zstd_bytes']['compressed'])}); sparsity {rep['sparsity']:.2f}")
@@ -1115,6 +1169,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--workers", type=int, default=2, help="local Dask workers = trials in parallel (default 2)")
     p.add_argument("--backend", choices=["cpu", "gpu", "auto"], help="engine (default: $LLMWORK_BACKEND or auto)")
     p.add_argument("--scheduler", help="address of an existing Dask scheduler instead of a local cluster")
+    p.add_argument("--allow-import", action="store_true", help="let CONFIG's train: module:function import and run any "
+                   "module (default: only registered functions such as llmwork.platform:gpt_trial; a config can then run code)")
     p.set_defaults(func=tune_command)
     p = subparsers.add_parser("compress", help="int8-quantize and/or prune a trained model and report size, speed and quality",
                               description="Compress CHECKPOINT (a training checkpoint or run folder) into OUT and compare it with the "
@@ -1125,4 +1181,5 @@ def add_commands(subparsers) -> None:
     p.add_argument("--prune", type=float, default=0.0, help="fraction of linear weights to zero by magnitude (e.g. 0.3)")
     p.add_argument("--engine", choices=list(INT8_ENGINES), default="torchao", help="int8 implementation (default torchao)")
     p.add_argument("--eval-data", help="token shards to evaluate on (default: the ones the checkpoint was trained on)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.set_defaults(func=compress_command)

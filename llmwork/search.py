@@ -613,13 +613,21 @@ class VectorIndex:
         path = Path(path)
         labels = np.empty(len(self), np.int64)
         for c in range(self.ivf.n_lists): labels[self.ivf.rows[self.ivf.offsets[c]:self.ivf.offsets[c + 1]].cpu().numpy()] = c
-        tmp = path.with_name(f".{path.name}.tmp.npz")
-        np.savez(tmp, centroids=self.ivf.centroids.cpu().numpy(), labels=labels)
-        os.replace(tmp, path)
+        import tempfile
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f: np.savez(f, centroids=self.ivf.centroids.cpu().numpy(), labels=labels)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True); raise
         return path
 
     def load_ivf(self, path) -> "VectorIndex":
-        with np.load(path) as z: return self.build_ivf(centroids=z["centroids"], labels=z["labels"])
+        try:
+            with np.load(path, allow_pickle=False) as z: centroids, labels = z["centroids"], z["labels"]  # arrays only, never a pickle
+        except (OSError, ValueError, KeyError) as e:
+            raise SearchError(f"{path} is not an inverted file written by save_ivf ({str(e).rstrip('.')}); delete it to rebuild.") from None
+        return self.build_ivf(centroids=centroids, labels=labels)
 
 # %% ../nbs/06_search.ipynb #cell-055
 def nearest(dataset, query: str | None = None, k: int = 10, nprobe: int | None = None, index: VectorIndex | None = None,
@@ -757,8 +765,9 @@ def _print_provenance(side: pd.DataFrame, fmt: str, out=None):
     if fmt == "jsonl":
         for name in side.columns: print(json.dumps({"role": name, **{k: _jsonable(v) for k, v in side[name].items()}}, ensure_ascii=False, default=str), file=out)
         return
-    shown = side.copy()
-    shown.loc["text"] = [snippet(t, 300) for t in shown.loc["text"]]
+    shown = side.astype(object)
+    for name in shown.columns:  # cell by cell: a single-column frame (a filter-removed document) takes no list assignment
+        shown.at["text", name] = snippet(shown.at["text", name], 300)
     print(shown.to_string(max_colwidth=60), file=out)
 
 def search_command(args) -> int:

@@ -26,8 +26,9 @@ from .models import (GPT, ByteTokenizer, TokenShards, build_model, gpt_config, m
 # %% auto #0
 __all__ = ['STRATEGIES', 'CHECKPOINT_NAME', 'TrainConfig', 'WarmupCosine', 'TokenBatches', 'ExampleBatches', 'Strategy',
            'DDPStrategy', 'register_strategy', 'get_strategy', 'RankContext', 'checkpoint_dir', 'save_checkpoint',
-           'list_checkpoints', 'latest_checkpoint', 'load_checkpoint', 'rng_state', 'set_rng_state', 'resolve_device',
-           'make_optimizer', 'make_scheduler', 'gpt_data', 'evaluate', 'train', 'load_model', 'generate_text']
+           'list_checkpoints', 'latest_checkpoint', 'safe_torch_load', 'load_checkpoint', 'rng_state', 'set_rng_state',
+           'resolve_device', 'make_optimizer', 'make_scheduler', 'gpt_data', 'evaluate', 'train', 'load_model',
+           'generate_text']
 
 # %% ../nbs/09_train.ipynb #cell-006
 @dataclass
@@ -268,6 +269,21 @@ def latest_checkpoint(out_dir) -> str | None:
     cks = list_checkpoints(out_dir)
     return cks[-1]["path"] if cks else None
 
+def safe_torch_load(path, map_location="cpu"):
+    "`torch.load(path, weights_only=True)`: tensors and plain containers only; a file that needs code to load is refused in one sentence."
+    import pickle
+    try: return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "global" in str(e).lower():  # it names a Python callable: that is how a pickle runs code
+            raise ValueError(f"{path} is refused as not a readable llmwork checkpoint: it holds pickled Python objects that "
+                             "could run code on loading, and llmwork reads only tensors and plain data.") from None
+        raise ValueError(f"{path} is not a readable llmwork checkpoint (not a torch file of tensors and plain data).") from None
+    except Exception as e:
+        raise ValueError(f"{path} is not a readable llmwork checkpoint ({_first_line(e)}).") from None
+
+def _first_line(e: BaseException) -> str:
+    return ((str(e).strip().splitlines() or [type(e).__name__])[0]).rstrip(".")
+
 def load_checkpoint(path, map_location="cpu") -> dict:
     "Read a checkpoint safely (`weights_only=True`); a clear error when it is missing or not a checkpoint."
     path = Path(path)
@@ -276,8 +292,7 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         if found is None: raise FileNotFoundError(f"No checkpoints under {path}.")
         path = Path(found)
     if not path.exists(): raise FileNotFoundError(f"No checkpoint at {path}.")
-    try: state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e: raise ValueError(f"{path} is not a readable llmwork checkpoint: {str(e).splitlines()[0]}") from None
+    state = safe_torch_load(path, map_location)
     if not isinstance(state, dict) or "model" not in state or "step" not in state:
         raise ValueError(f"{path} is not an llmwork checkpoint (no model/step entries).")
     return state
@@ -397,16 +412,22 @@ def _resume_path(config: TrainConfig) -> str | None:
     if found is None: raise FileNotFoundError(f"resume=True but {checkpoint_dir(config.out_dir)} holds no checkpoint; start without resume.")
     return found
 
-def _write_metrics_log(out_dir, history: list, start: int, append: bool):
-    "metrics.jsonl beside the checkpoints: a resumed run drops the rows past its checkpoint, then appends."
-    p = Path(out_dir) / "metrics.jsonl"
+def _json_rows(p: Path) -> list:
     rows = []
-    if append and p.exists():
-        rows = [r for r in map(json.loads, p.read_text().splitlines()) if r.get("step", 0) <= start]
-    rows += history
-    tmp = p.with_name(p.name + ".tmp")
+    for line in p.read_text().splitlines():
+        try: rows.append(json.loads(line))
+        except ValueError: pass  # a line cut short by a crash
+    return rows
+
+def _open_metrics_log(out_dir, start: int, resume: bool):
+    """metrics.jsonl beside the checkpoints, opened for appending one flushed row per step, so a crashed run keeps
+    its curve; a resumed run first drops the rows past its checkpoint (they will be trained again)."""
+    p = Path(out_dir) / "metrics.jsonl"
+    rows = [r for r in _json_rows(p) if r.get("step", 0) <= start] if resume and p.exists() else []
+    tmp = p.with_name(f".{p.name}.tmp-{uuid.uuid4().hex[:8]}")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
     os.replace(tmp, p)
+    return open(p, "a", encoding="utf-8")
 
 # %% ../nbs/09_train.ipynb #cell-030
 def train(config: TrainConfig, ctx: RankContext | None = None, model: nn.Module | None = None, data=None,
@@ -433,6 +454,7 @@ def train(config: TrainConfig, ctx: RankContext | None = None, model: nn.Module 
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "train_config.json").write_text(json.dumps(config.to_dict(), indent=1))
         if tokenizer is not None: tokenizer.save(out_dir / "tokenizer.json")
+    log = _open_metrics_log(out_dir, start, bool(resume_from)) if ctx.is_main else None
     use_compile = config.compile if config.compile is not None else device.startswith("cuda")
     net = torch.compile(model) if use_compile else model
     net = ctx.strategy.wrap(net, ctx)
@@ -470,6 +492,7 @@ def train(config: TrainConfig, ctx: RankContext | None = None, model: nn.Module 
         if config.eval_every and ((step + 1) % config.eval_every == 0 or step + 1 == config.steps):
             metrics["eval_loss"] = evaluate(net, data, ctx, device, config.precision)
         history.append(metrics)
+        if log is not None: log.write(json.dumps(metrics) + "\n"); log.flush()
         if ctx.is_main and ctx.report: ctx.report(dict(metrics))
         step += 1
         if ctx.is_main and ((config.checkpoint_every and step % config.checkpoint_every == 0) or step == config.steps):
@@ -479,7 +502,7 @@ def train(config: TrainConfig, ctx: RankContext | None = None, model: nn.Module 
         if stopped and (last_ckpt is None or not str(last_ckpt).endswith(f"step-{step:08d}.pt")):
             last_ckpt = str(save_checkpoint(_checkpoint_state(net, optimizer, scheduler, step, config, tokenizer, metrics, ctx),
                                             out_dir, config.keep_checkpoints))
-        _write_metrics_log(out_dir, history, start, append=bool(resume_from))
+        log.close()
     return {"step": step, "stopped": stopped, "checkpoint": last_ckpt, "start_step": start, "history": history,
             "loss": history[-1]["loss"] if history else None,
             "eval_loss": next((m["eval_loss"] for m in reversed(history) if "eval_loss" in m), None)}

@@ -164,9 +164,9 @@ def test_ner_command_malformed_conll(tmp_path, capsys):
 
 def test_quality_step_inside_llmwork_clean(tmp_path, topics):
     model = C.QualityModel(positive="keep").fit(topics["text"], np.where(topics["label"] == "sport", "remove", "keep"))
-    model.save(tmp_path / "quality.joblib")
+    model.save(tmp_path / "quality.npz")
     topics[["id", "text"]].to_json(tmp_path / "corpus.jsonl", orient="records", lines=True)
-    config = {"steps": [{"step": "quality_classifier", "model": str(tmp_path / "quality.joblib"), "threshold": 0.5}]}
+    config = {"steps": [{"step": "quality_classifier", "model": str(tmp_path / "quality.npz"), "threshold": 0.5}]}
     (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(config))
     assert main(["clean", str(tmp_path / "corpus.jsonl"), str(tmp_path / "out"), "--config", str(tmp_path / "pipeline.yaml"),
                  "--quiet"]) == 0
@@ -212,3 +212,29 @@ def test_hf_path_fine_tunes_a_local_tiny_bert(tmp_path):
     tagger = C.fit_hf_ner(train, tmp_path / "run", tmp_path / "bert", dev, steps=80, lr=3e-3, progress=False)
     assert (tmp_path / "run" / "checkpoints").exists()  # trained by the llmwork loop
     assert C.ner_scores(test["tags"].tolist(), tagger.predict(test))["entity_f1"] >= 0.8
+
+
+def test_zero_epochs_and_steps_are_refused_before_any_work(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["classify", str(DATA / "classify_topics.csv"), str(out), "--model", "transformer", "--epochs", "0"]) == 2
+    assert "--epochs must be at least 1, got 0." in capsys.readouterr().err
+    assert main(["ner", *NER, str(out), "--steps", "0"]) == 2
+    assert "--steps must be at least 1, got 0." in capsys.readouterr().err
+    assert main(["ner", *NER, str(out), "--epochs", "-1"]) == 2
+    assert "--epochs must be at least 1, got -1." in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="steps and epochs must be at least 1"):
+        C.fit_ner(D.read_conll(NER[0]), tmp_path / "run", steps=0)
+
+
+def test_classify_keeps_a_users_sibling_tmp_folder_and_leaves_nothing_on_failure(tmp_path, capsys, monkeypatch):
+    mine = tmp_path / "out.tmp"
+    mine.mkdir(); (mine / "precious.txt").write_text("mine")
+    assert main(["classify", str(DATA / "classify_topics.csv"), str(tmp_path / "out"), "--model", "sgd"]) == 0
+    assert (mine / "precious.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "out.tmp"]
+    def broken(*a, **k): raise ValueError("Training failed on purpose.")
+    monkeypatch.setattr(C, "fit_classifier", broken)
+    assert main(["classify", str(DATA / "classify_topics.csv"), str(tmp_path / "o2"), "--model", "sgd"]) == 2
+    assert "Training failed on purpose." in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "out.tmp"]  # no working folder left behind

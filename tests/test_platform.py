@@ -34,7 +34,7 @@ def _tiny_gpt(seed=0):
 def test_compress_gpt_both_engines(tmp_path):
     model = _tiny_gpt()
     tokens = torch.randint(0, 64, (8, 17), generator=torch.Generator().manual_seed(1))
-    torch.save(model, tmp_path / "gpt.pt")
+    torch.save({"kind": "gpt", "model_config": model.config.to_dict(), "model": model.state_dict()}, tmp_path / "gpt.pt")
     for engine in platform.INT8_ENGINES:
         rep = platform.compress(tmp_path / "gpt.pt", tmp_path / f"gpt-{engine}.pt", int8=True, prune=0.3,
                                 engine=engine, eval_tokens=tokens, new_tokens=4)
@@ -46,7 +46,7 @@ def test_compress_gpt_both_engines(tmp_path):
         back = platform.load_compressed(tmp_path / f"gpt-{engine}.pt")
         assert platform.lm_eval_loss(back, tokens) == pytest.approx(rep["compressed"]["eval_loss"], abs=1e-6)
     # the original checkpoint is untouched: no zeros were written back into it
-    assert platform.weight_sparsity(torch.load(tmp_path / "gpt.pt", weights_only=False)) < 0.01
+    assert platform.weight_sparsity(platform.load_model(tmp_path / "gpt.pt")) < 0.01
 
 
 def test_int8_matches_a_reference_quantization():
@@ -136,7 +136,7 @@ def test_tune_resumes_an_interrupted_trial(tmp_path, threads_client):
 def test_tune_bad_input(tmp_path, threads_client):
     with pytest.raises(ValueError, match="needs 'choices'"):
         platform.tune(_quadratic, {"x": {"lo": 0}}, n_trials=1, client=threads_client, storage=tmp_path / "a.journal")
-    with pytest.raises(RuntimeError, match=r"All \d+ trials failed"):
+    with pytest.raises(ValueError, match=r"All \d+ trials failed, the first with RuntimeError: boom;"):
         platform.tune(_always_fails, {"x": {"low": 0, "high": 1}}, n_trials=2, client=threads_client, storage=tmp_path / "b.journal")
 
 
@@ -415,3 +415,41 @@ def test_cli_tune_gpt(tmp_path, token_dirs, threads_client, capsys):
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"n_trials": 2}))
     assert main(["tune", str(tmp_path / "bad.yaml")]) == 2
     assert "needs a 'space'" in capsys.readouterr().err
+
+
+def test_cli_compress_refuses_existing_output_bad_eval_data_and_bad_checkpoints(tmp_path, capsys):
+    from llmwork.cli import main
+    model = _tiny_gpt()
+    ck = tmp_path / "gpt.pt"
+    torch.save({"kind": "gpt", "model_config": model.config.to_dict(), "model": model.state_dict()}, ck)
+    (tmp_path / "out.pt").write_bytes(b"mine")
+    assert main(["compress", str(ck), str(tmp_path / "out.pt"), "--int8"]) == 2
+    assert "out.pt already exists; pass --overwrite" in capsys.readouterr().err
+    assert (tmp_path / "out.pt").read_bytes() == b"mine"
+    assert main(["compress", str(ck), str(tmp_path / "new.pt"), "--int8", "--eval-data", str(tmp_path / "nope")]) == 2
+    assert "--eval-data" in capsys.readouterr().err and not (tmp_path / "new.pt").exists()
+    assert main(["compress", str(ck), str(tmp_path / "out.pt"), "--int8", "--overwrite"]) == 0
+    back = platform.load_compressed(tmp_path / "out.pt")
+    assert type(back).__name__ == "GPT" and platform.load_compressed(tmp_path / "out.pt", like=_tiny_gpt()) is not None
+    capsys.readouterr()
+    for content, name in ((b"", "empty.pt"), (b"not a checkpoint", "garbage.pt")):
+        (tmp_path / name).write_bytes(content)
+        assert main(["compress", str(tmp_path / name), str(tmp_path / f"{name}.out"), "--int8"]) == 2
+        err = capsys.readouterr().err
+        assert f"{name} is not a readable llmwork checkpoint" in err and "Traceback" not in err
+        assert len(err.strip().splitlines()) == 1
+    with pytest.raises(ValueError, match="is not a model written by this llmwork's compress"):
+        platform.load_compressed(ck)
+    leftovers = sorted(p.name for p in tmp_path.iterdir() if ".tmp" in p.name)
+    assert leftovers == []
+
+
+def test_cli_tune_every_trial_failing_is_one_sentence(tmp_path, capsys, monkeypatch):
+    import yaml
+    from llmwork.cli import main
+    monkeypatch.setitem(platform.TRAIN_FUNCTIONS, "always_fails", _always_fails)
+    cfg = {"train": "always_fails", "n_trials": 2, "storage": str(tmp_path / "s.journal"), "space": {"x": {"low": 0, "high": 1}}}
+    (tmp_path / "tune.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["tune", str(tmp_path / "tune.yaml"), "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "All 2 trials failed, the first with RuntimeError: boom;" in err and "Traceback" not in err

@@ -305,3 +305,20 @@ def test_gpu_grep_refuses_patterns_without_a_libcudf_equivalent(stored):
     pytest.importorskip("cudf")
     from llmwork.search import gpu_calls
     with pytest.raises(ValueError, match="no exact libcudf equivalent"): gpu_calls(r"\bGTK\b")
+
+
+def test_cli_provenance_table_for_a_filter_removed_document(tmp_path, run_dir, capsys):
+    "A document removed by a filter has no 'duplicate of' column: the table view printed a pandas error for it."
+    from llmwork.cli import main
+    assert main(["search", str(run_dir), "--provenance", "s"]) == 0
+    out = capsys.readouterr().out
+    assert "too_short" in out and "gopher_quality" in out and "short" in out
+    # the same through a real cleaning run
+    docs = [{"id": f"long{i}", "text": " ".join(f"word{j} the of and" for j in range(40 + i))} for i in range(5)]
+    docs.append({"id": "tiny", "text": "too few words"})
+    (tmp_path / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    assert main(["clean", str(tmp_path / "corpus.jsonl"), str(tmp_path / "out"), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["search", str(tmp_path / "out"), "--provenance", "tiny"]) == 0
+    out = capsys.readouterr().out
+    assert "tiny" in out and "removed" in out and "too few words" in out

@@ -194,17 +194,30 @@ def test_launch_bad_input(corpus, client, tmp_path):
         launch(train, config(corpus, tmp_path), client, strategy="gossip")
 
 
-def test_cli_train_workers_2_then_resume_and_generate(corpus, tmp_path, capsys):
+def test_cli_train_workers_2_then_resume_and_generate(corpus, tmp_path, capsys, monkeypatch):
+    import shutil
     from llmwork.cli import main
+    monkeypatch.chdir(tmp_path)
     out = tmp_path / "cli"
-    args = ["train", str(corpus / "corpus.jsonl"), str(out), "--workers", "2", "--steps", "6", "--batch-size", "8",
+    args = ["train", str(corpus / "corpus.jsonl"), "cli", "--workers", "2", "--steps", "6", "--batch-size", "8",
             "--block-size", "32", "--checkpoint-every", "3", "--eval-every", "3", "--quiet", "--backend", "cpu"]
-    assert main(args) == 0
+    assert main(args) == 0  # a relative OUTDIR: train_config.json records out_dir "cli"
     assert [c["step"] for c in list_checkpoints(out)] == [3, 6]
     assert main(args) == 2  # refuses to overwrite a run
     assert "--resume" in capsys.readouterr().err
-    assert main(args[:3] + ["--resume", "--steps", "8", "--quiet", "--workers", "2"]) == 0
-    assert list_checkpoints(out)[-1]["step"] == 8
+    # resume a copy, from another working directory: it writes into the copy, never into the recorded out_dir
+    shutil.copytree(out, tmp_path / "copy")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert main(["train", str(corpus / "corpus.jsonl"), str(tmp_path / "copy"), "--resume", "--steps", "8", "--quiet", "--workers", "2"]) == 0
+    assert [c["step"] for c in list_checkpoints(tmp_path / "copy")] == [3, 6, 8]
+    assert [c["step"] for c in list_checkpoints(out)] == [3, 6]  # the original is untouched
+    assert [json.loads(l)["step"] for l in (tmp_path / "copy" / "metrics.jsonl").read_text().splitlines()] == list(range(1, 9))
+    capsys.readouterr()
+    assert main(["train", str(corpus / "corpus.jsonl"), str(tmp_path / "copy"), "--resume", "--quiet"]) == 2
+    assert "already finished 8 of 8 steps; pass --steps N above 8" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "copy"
     assert main(["generate", str(out), "--prompt", "This package", "--max-tokens", "10"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("This package")
     assert main(["generate", str(tmp_path / "nope"), "--prompt", "x"]) == 2
@@ -258,3 +271,67 @@ def test_gpu_check_script_without_a_gpu_exits_0_and_says_so():
     assert "no CUDA device" in out.stdout
     for part in ("train", "ddp", "torch_check", "nbdev_cuda"):
         assert any(l.startswith(part) and "skipped" in l for l in out.stdout.splitlines()), part
+
+
+def test_cli_train_refuses_bad_numbers_before_any_work(corpus, tmp_path, capsys):
+    from llmwork.cli import main
+    base = ["train", str(corpus / "corpus.jsonl"), str(tmp_path / "run"), "--quiet", "--backend", "cpu"]
+    for extra, message in ((["--steps", "0"], "--steps must be at least 1, got 0."),
+                           (["--batch-size", "0"], "--batch-size must be at least 1, got 0."),
+                           (["--lr", "-1"], "--lr must be positive, got -1.0."),
+                           (["--workers", "3", "--batch-size", "8"], "batch_size=8 must be divisible by ranks x grad_accum = 3 x 1.")):
+        assert main(base + extra) == 2
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "run").exists()  # refused before tokenizing
+    ck = tmp_path / "ck"
+    res = train(config(corpus, ck, steps=2))
+    for extra, message in ((["--temperature", "-0.5"], "--temperature must be 0 (greedy) or positive"),
+                           (["--max-tokens", "-3"], "--max-tokens must be at least 1, got -3.")):
+        assert main(["generate", res["checkpoint"], "--prompt", "x"] + extra) == 2
+        assert message in capsys.readouterr().err
+    for content, name in ((b"", "empty.pt"), (b"garbage bytes", "garbage.pt")):
+        (tmp_path / name).write_bytes(content)
+        assert main(["generate", str(tmp_path / name), "--prompt", "x"]) == 2
+        err = capsys.readouterr().err
+        assert f"{name} is not a readable llmwork checkpoint" in err and "Traceback" not in err
+
+
+def test_metrics_are_appended_as_the_run_goes_and_resume_continues_them(corpus, tmp_path):
+    class Crash(Exception): pass
+    def crash_at_5(m):
+        if m["step"] == 5: raise Crash()
+    cfg = config(corpus, tmp_path / "run", checkpoint_every=4, steps=8)
+    with pytest.raises(Crash):
+        train(cfg, RankContext(report=crash_at_5))
+    log = tmp_path / "run" / "metrics.jsonl"
+    assert [json.loads(l)["step"] for l in log.read_text().splitlines()] == [1, 2, 3, 4, 5]  # the crashed run's curve
+    res = train(replace(cfg, resume=True))
+    rows = [json.loads(l) for l in log.read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, 9))  # step 5 is trained again from the step-4 checkpoint
+    assert [r["loss"] for r in rows[4:]] == losses(res)
+    assert not [p.name for p in (tmp_path / "run").iterdir() if ".tmp" in p.name]
+
+
+def test_rendezvous_store_listens_on_loopback_only_for_a_local_cluster(client):
+    import socket
+    from datetime import timedelta
+    from llmwork.launch import free_port, rendezvous_host, rendezvous_store
+    worker = sorted(client.scheduler_info(n_workers=-1)["workers"])[0]
+    host = rendezvous_host(worker)
+    assert host == "127.0.0.1"  # a local cluster's workers listen on loopback, and so does the store
+    port = free_port(host)
+    store, address = rendezvous_store(host, port, True, 1, timedelta(seconds=5))
+    try:
+        assert address == ("127.0.0.1", port)
+        store.set("k", "v")
+        assert rendezvous_store(host, port, False, 1, timedelta(seconds=5))[0].get("k") == b"v"
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            probe.connect(("192.0.2.1", 9)); other = probe.getsockname()[0]  # this machine's non-loopback address, if any
+        except OSError: other = None
+        finally: probe.close()
+        if other and not other.startswith("127."):
+            with pytest.raises(OSError):
+                socket.create_connection((other, port), timeout=2).close()
+    finally:
+        del store
