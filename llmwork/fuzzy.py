@@ -26,13 +26,13 @@ from .backend import is_gpu_frame, to_pandas
 from .engine import GpuCall
 
 # %% auto #0
-__all__ = ['PRESETS', 'EDITS', 'EDIT_RATES', 'murmur3_32', 'ShingleSpans', 'shingle_spans', 'minhash_array', 'minhash',
-           'reference_murmur3_32', 'reference_minhash', 'MinhashPreset', 'get_preset', 'permutation_parameters',
-           'simplify_text', 'preset_input', 'simplify_texts', 'minhash_signatures', 'detection_threshold',
-           'detection_probability', 'choose_banding', 'check_banding', 'band_buckets', 'bucket_pairs', 'ShingleSets',
-           'shingle_sets', 'duplicate_groups', 'DedupResult', 'find_duplicates', 'FuzzyDedup', 'edit_text',
-           'planted_corpus', 'exact_similar_pairs', 'score_dedup', 'format_dedup', 'run_dedup', 'dedup_command',
-           'add_commands']
+__all__ = ['PRESETS', 'GROUPINGS', 'EDITS', 'EDIT_RATES', 'murmur3_32', 'ShingleSpans', 'shingle_spans', 'minhash_array',
+           'minhash', 'reference_murmur3_32', 'reference_minhash', 'MinhashPreset', 'get_preset',
+           'permutation_parameters', 'simplify_text', 'preset_input', 'simplify_texts', 'minhash_signatures',
+           'detection_threshold', 'detection_probability', 'choose_banding', 'check_banding', 'band_buckets',
+           'bucket_pairs', 'ShingleSets', 'shingle_sets', 'duplicate_groups', 'representatives', 'group_removals',
+           'DedupResult', 'find_duplicates', 'FuzzyDedup', 'edit_text', 'planted_corpus', 'exact_similar_pairs',
+           'score_dedup', 'format_dedup', 'run_dedup', 'dedup_command', 'add_commands']
 
 # %% ../nbs/03_fuzzy.ipynb #cell-006
 _MASK32 = np.uint64(0xFFFFFFFF)
@@ -650,12 +650,52 @@ def duplicate_groups(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
     graph = coo_matrix((np.ones(len(left), np.int8), (left, right)), shape=(n, n))
     return connected_components(graph, directed=False)[1]
 
-def _removals(ids: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
+@numba.njit(cache=True, nogil=True)
+def _star_representatives(order, indptr, neighbours):
+    rep = np.full(len(order), -1, np.int64)
+    for u in order:
+        if rep[u] >= 0: continue  # already removed for a smaller id it was verified against
+        rep[u] = u
+        for k in range(indptr[u], indptr[u + 1]):
+            if rep[neighbours[k]] < 0: rep[neighbours[k]] = u
+    return rep
+
+def representatives(ids, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """For each of the `len(ids)` nodes, the node it is kept for (itself) or removed for, given the verified edges
+    `left[k] - right[k]`. Nodes are taken in `id` order: one not yet removed is kept, and each of its neighbours not
+    yet removed is removed for it. The smallest id of each connected component is kept, as with plain components,
+    but a node is only ever removed for a node it shares a verified edge with: a chain A~B~C with A and C below the
+    threshold keeps C (for A it is no duplicate). Runs on the host, over the verified edges, for both engines."""
+    n = len(ids)
+    left, right = np.asarray(left, np.int64), np.asarray(right, np.int64)
+    src, dst = np.concatenate([left, right]), np.concatenate([right, left])
+    indptr = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(src, minlength=n), out=indptr[1:])
+    order = np.argsort(np.asarray(ids, dtype=str), kind="stable")  # code-point order, as Python's str comparison
+    return _star_representatives(order.astype(np.int64), indptr, dst[np.argsort(src, kind="stable")])
+
+def _component_removals(ids: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
+    "`(id, duplicate_of)` of every member of a connected component but its smallest id, removed for that id."
     frame = pd.DataFrame({"id": pd.Series(ids, dtype="str"), "group": labels})
-    sizes = frame.groupby("group")["id"].transform("size")
-    frame = frame[sizes > 1]
+    frame = frame[frame.groupby("group")["id"].transform("size") > 1]
     frame = frame.assign(duplicate_of=frame.groupby("group")["id"].transform("min"))
     return frame[frame["id"] != frame["duplicate_of"]][["id", "duplicate_of"]].sort_values("id").reset_index(drop=True)
+
+GROUPINGS = ("components", "stars")
+
+def group_removals(ids, left, right, grouping: str = "components") -> pd.DataFrame:
+    """`(id, duplicate_of)` of the documents removed given the verified edges: `components` removes every member of a
+    connected component for its smallest id (what incremental ingestion reproduces); `stars` (`representatives`)
+    removes a document only for one it was verified against, so groups do not chain."""
+    if grouping == "stars": return _removals(ids, representatives(ids, left, right))
+    return _component_removals(ids, duplicate_groups(len(ids), np.asarray(left, np.int64), np.asarray(right, np.int64)))
+
+def _removals(ids: np.ndarray, rep: np.ndarray) -> pd.DataFrame:
+    "`(id, duplicate_of)` of every node removed for another (`rep` from `representatives`), sorted by id."
+    ids = np.asarray(ids, dtype=object)
+    frame = pd.DataFrame({"id": pd.Series(ids, dtype="str"), "duplicate_of": pd.Series(ids[rep], dtype="str")})
+    frame = frame[(rep != np.arange(len(rep))) & (frame["id"] != frame["duplicate_of"])]
+    return frame.sort_values("id").reset_index(drop=True)
 
 # %% ../nbs/03_fuzzy.ipynb #cell-049
 @dataclass
@@ -666,7 +706,8 @@ class DedupResult:
 
 def find_duplicates(ddf, preset="nemo", threshold: float = 0.8, bands: int | None = None, rows: int | None = None,
                     seed: int | None = None, verify: bool = True, bands_per_iteration: int = 8,
-                    max_bucket_size: int = 64, text_col: str = "text", id_col: str = "id", progress=None) -> DedupResult:
+                    max_bucket_size: int = 64, text_col: str = "text", id_col: str = "id", progress=None,
+                    grouping: str = "components") -> DedupResult:
     "Near-duplicate documents of a Dask corpus: MinHash, LSH (`bands × rows`), exact-Jaccard verification, groups."
     import dask
     import dask.dataframe as dd
@@ -676,6 +717,7 @@ def find_duplicates(ddf, preset="nemo", threshold: float = 0.8, bands: int | Non
     if bands is None: bands, rows = choose_banding(preset.num_perm, min(threshold, 0.999))
     check_banding(preset.num_perm, bands, rows)
     if bands_per_iteration < 1: raise ValueError(f"bands_per_iteration must be at least 1 (got {bands_per_iteration}).")
+    if grouping not in GROUPINGS: raise ValueError(f"grouping must be one of {', '.join(GROUPINGS)}, not {grouping!r}.")
     for col in (id_col, text_col):
         if col not in ddf.columns: raise ValueError(f"The corpus has no {col!r} column (columns: {', '.join(map(str, ddf.columns))}).")
     tick = progress or (lambda stage, done, total: None)
@@ -707,7 +749,7 @@ def find_duplicates(ddf, preset="nemo", threshold: float = 0.8, bands: int | Non
 
     t2 = time.perf_counter()
     if gpu:  # the same stages on the device; only the verified edges come to the host
-        duplicates, n_candidate_docs, n_verified = _gpu_verify(parts, pairs, text_col, id_col, preset, threshold, verify)
+        duplicates, n_candidate_docs, n_verified = _gpu_verify(parts, pairs, text_col, id_col, preset, threshold, verify, grouping)
         times["verify_s"] = time.perf_counter() - t2
         tick("verify", total - 1, total)
     else:
@@ -721,8 +763,7 @@ def find_duplicates(ddf, preset="nemo", threshold: float = 0.8, bands: int | Non
         keep = similarity >= threshold if verify else np.ones(len(left), bool)
         times["verify_s"] = time.perf_counter() - t2
         tick("verify", total - 1, total)
-        labels = duplicate_groups(len(docs), left[keep], right[keep])
-        duplicates, n_candidate_docs, n_verified = _removals(ids, labels), len(docs), int(keep.sum())
+        duplicates, n_candidate_docs, n_verified = group_removals(ids, left[keep], right[keep], grouping), len(docs), int(keep.sum())
     times["total_s"] = time.perf_counter() - t0
     tick("groups", total, total)
     stats = dict(preset=preset.name, threshold=threshold, bands=bands, rows=rows, num_perm=preset.num_perm,
@@ -879,10 +920,10 @@ def _gpu_stitch_sets(parts):
         base += len(i)
     return engine.call_function("cudf.concat", ids, ignore_index=True), engine.call_function("cudf.concat", sets, ignore_index=True)
 
-def _gpu_verify(parts, pairs, text_col, id_col, preset, threshold, verify):
+def _gpu_verify(parts, pairs, text_col, id_col, preset, threshold, verify, grouping="components"):
     """Candidate pairs (a cuDF frame) -> `(duplicates, n_candidate_docs, n_verified_pairs)`. Everything on the device
-    but the connected components, which run on the host over the verified pairs only (16 bytes each), and the ids of
-    the documents in them (one string per document that has a duplicate)."""
+    but the grouping (`representatives`, shared with the CPU path), which runs on the host over the verified pairs
+    only (16 bytes each) and the ids of the documents in them (one string per document that has a duplicate)."""
     docs = engine.call(engine.call_function("cudf.concat", [pairs["left"], pairs["right"]], ignore_index=True), "unique")
     docs = engine.call(docs, "sort_values", ignore_index=True)
     part_of, row_of = docs // (1 << _DOC_BITS), docs % (1 << _DOC_BITS)
@@ -894,10 +935,9 @@ def _gpu_verify(parts, pairs, text_col, id_col, preset, threshold, verify):
     left, right = position(pairs["left"]), position(pairs["right"])
     keep = _gpu_jaccard(sets, left, right) >= threshold if verify else (left == left)
     left_k, right_k = (_host_arrow(s).to_numpy() for s in (left[keep], right[keep]))  # the verified edges
-    labels = duplicate_groups(len(docs), left_k, right_k)
     nodes = np.unique(np.concatenate([left_k, right_k]))
     node_ids = np.asarray(_host_arrow(ids.take(nodes)).to_pylist(), dtype=object)
-    return _removals(node_ids, labels[nodes]), len(docs), int(len(left_k))
+    return group_removals(node_ids, np.searchsorted(nodes, left_k), np.searchsorted(nodes, right_k), grouping), len(docs), int(len(left_k))
 
 
 # %% ../nbs/03_fuzzy.ipynb #cell-053
@@ -931,6 +971,7 @@ class FuzzyDedup(Step):
     bands_per_iteration: int = 8
     max_bucket_size: int = 64
     persist: bool = False  # keep the input in (cluster) memory: read once instead of three times
+    grouping: str = "components"  # or "stars": no chains (see group_removals)
 
     def __post_init__(self):
         preset = get_preset(self.preset)
@@ -941,7 +982,7 @@ class FuzzyDedup(Step):
     def find(self, ddf) -> DedupResult:
         "The duplicates of `ddf` under this step's settings (also kept as `self.result`)."
         self.result = find_duplicates(ddf, self.preset, self.threshold, self.bands, self.rows, self.seed, self.verify,
-                                      self.bands_per_iteration, self.max_bucket_size, progress=self.progress)
+                                      self.bands_per_iteration, self.max_bucket_size, progress=self.progress, grouping=self.grouping)
         return self.result
 
     def gpu_calls(self) -> list[GpuCall]:
@@ -1025,8 +1066,11 @@ def edit_text(text: str, kind: str, rate: float, rng: np.random.RandomState, poo
         lines = out
     return "\n".join(" ".join(l) for l in lines)
 
-def planted_corpus(texts, n_base: int = 300, variants: int = 6, min_words: int = 60, seed: int = 0) -> pd.DataFrame:
-    "A corpus of `n_base` real texts and `variants` edited copies of each (`id`, `text`, `base`, `edit`, `rate`)."
+def planted_corpus(texts, n_base: int = 300, variants: int = 6, min_words: int = 60, seed: int = 0,
+                   rates=EDIT_RATES, chain: bool = False) -> pd.DataFrame:
+    """A corpus of `n_base` real texts and `variants` edited copies of each (`id`, `text`, `base`, `edit`, `rate`,
+    `parent`). Each copy edits its base, at a rate drawn from `rates`; with `chain`, it edits a member of its family
+    drawn at random (the base or an earlier copy), so families hold chains A~B~C whose ends are further apart."""
     texts = pd.Series(to_pandas(texts)).dropna().drop_duplicates()
     texts = texts[texts.str.split().str.len() >= min_words]
     rng = np.random.RandomState(seed)
@@ -1034,11 +1078,14 @@ def planted_corpus(texts, n_base: int = 300, variants: int = 6, min_words: int =
     pool = " ".join(bases[:50]).split()
     rows = []
     for i, base in enumerate(bases):
-        rows.append((f"b{i:05d}", base, f"b{i:05d}", "none", 0.0))
+        family = [(f"b{i:05d}", base)]
+        rows.append((f"b{i:05d}", base, f"b{i:05d}", "none", 0.0, f"b{i:05d}"))
         for v in range(variants):
-            kind, rate = EDITS[rng.randint(len(EDITS))], EDIT_RATES[rng.randint(len(EDIT_RATES))]
-            rows.append((f"b{i:05d}-v{v}", edit_text(base, kind, rate, rng, pool), f"b{i:05d}", kind, rate))
-    return pd.DataFrame(rows, columns=["id", "text", "base", "edit", "rate"])
+            kind, rate = EDITS[rng.randint(len(EDITS))], rates[rng.randint(len(rates))]
+            parent, text = family[rng.randint(len(family))] if chain else family[0]
+            family.append((f"b{i:05d}-v{v}", edit_text(text, kind, rate, rng, pool)))
+            rows.append((*family[-1], f"b{i:05d}", kind, rate, parent))
+    return pd.DataFrame(rows, columns=["id", "text", "base", "edit", "rate", "parent"])
 
 @numba.njit(cache=True, nogil=True)
 def _similar_pairs(offsets, values, order, threshold):
@@ -1143,7 +1190,7 @@ def dedup_command(args) -> int:
     from llmwork.io import read_corpus
     if (args.bands is None) != (args.rows is None): raise ValueError("Give both --bands and --rows, or neither (they are then chosen from --threshold).")
     backend = resolve_backend(args.backend)
-    step = FuzzyDedup(preset=args.preset, threshold=args.threshold, bands=args.bands, rows=args.rows, seed=args.seed,
+    step = FuzzyDedup(preset=args.preset, threshold=args.threshold, bands=args.bands, rows=args.rows, seed=args.seed, grouping=args.grouping,
                       verify=not args.no_verify, bands_per_iteration=args.bands_per_iteration, persist=args.persist)
     with _scheduler_context(args.scheduler, backend):
         ddf = read_corpus(args.input, text_col=args.text_col, id_col=args.id_col, on_error="skip", backend=backend)
@@ -1168,6 +1215,9 @@ def add_commands(subparsers):
     p.add_argument("--rows", type=int, help="LSH rows per band (with --bands)")
     p.add_argument("--bands-per-iteration", type=int, default=8, help="bands shuffled at once; fewer use less memory (default 8)")
     p.add_argument("--no-verify", action="store_true", help="skip the exact-Jaccard check of LSH candidates")
+    p.add_argument("--grouping", choices=list(GROUPINGS), default="components", help="components (default): each connected "
+                   "component of verified pairs keeps its smallest id; stars: a document is removed only for one it was "
+                   "verified against, so groups do not chain (A~B~C keeps C when A and C are below the threshold)")
     p.add_argument("--seed", type=int, help="permutation seed (default: the preset's)")
     p.add_argument("--persist", action="store_true", help="hold the corpus in (cluster) memory so it is read once, "
                    "not three times: faster, needs memory for the whole corpus")

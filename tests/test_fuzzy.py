@@ -242,6 +242,48 @@ def test_planted_corpus_precision_and_recall(sample, preset):
     assert score["precision"] >= 0.95 and score["recall"] >= 0.95, score
 
 
+def test_chain_is_not_removed_for_its_far_end():
+    # a~b and b~c at Jaccard 0.81, a~c at 0.65: connected components would remove c for a
+    words = [f"w{i:03d}" for i in range(140)]
+    corpus = pd.DataFrame({"id": ["c", "a", "b"], "text": [" ".join(words[s:s + 100]) for s in (20, 0, 10)]})
+    assert F.shingle_sets(corpus["text"]).jaccard([1, 2, 1], [2, 0, 0]).round(2).tolist() == [0.81, 0.81, 0.65]
+    with dask.config.set(scheduler="sync"):
+        result = F.find_duplicates(dd.from_pandas(corpus, npartitions=2), "nemo", threshold=0.8, grouping="stars")
+    assert result.stats["n_verified_pairs"] == 2 and result.stats["n_groups"] == 1
+    assert result.duplicates.values.tolist() == [["b", "a"]]
+    assert F.score_dedup(corpus, result.duplicates) == {"documents": 3, "true_pairs": 2, "found_pairs": 1, "recall": 0.5,
+                                                         "reported_pairs": 1, "correct_reported": 1, "precision": 1.0}
+
+
+def test_representatives_follow_ids_and_edges():
+    ids = np.array(["z", "y", "x", "w", "v"], dtype=object)
+    # x (smallest id of the component z, y, x) is kept; y and z are removed for it only where an edge joins them
+    assert F.representatives(ids, [0, 1], [1, 2]).tolist() == [0, 2, 2, 3, 4]
+    assert F.representatives(ids, [0, 1, 0], [1, 2, 2]).tolist() == [2, 2, 2, 3, 4]
+    assert F.representatives(ids, [3, 4], [4, 0]).tolist() == [4, 1, 2, 4, 4]
+    assert F._removals(ids, F.representatives(ids, [0, 1], [1, 2])).values.tolist() == [["y", "x"]]
+
+
+def test_near_copies_from_0_6_to_1_precision_and_recall(sample):
+    # copies at edit rates up to 5%: their Jaccard to the base spans 0.6 (5th percentile) to 1
+    corpus = F.planted_corpus(sample["text"], n_base=300, variants=6, seed=0, rates=(0.005, 0.01, 0.02, 0.03, 0.04, 0.05))
+    assert (corpus["parent"] == corpus["base"]).all()
+    with dask.config.set(scheduler="sync"):
+        result = F.find_duplicates(dd.from_pandas(corpus, npartitions=2), "nemo", threshold=0.8, grouping="stars")
+    score = F.score_dedup(corpus, result.duplicates, "nemo", 0.8)
+    assert score["true_pairs"] > 3000
+    assert score["precision"] == 1.0 and score["recall"] >= 0.99, score
+
+
+def test_chained_planting_edits_family_members(sample):
+    corpus = F.planted_corpus(sample["text"], n_base=20, variants=5, seed=1, chain=True)
+    copies = corpus[corpus["edit"] != "none"]
+    assert (copies["parent"] != copies["base"]).any()
+    assert all(p == b or (p.startswith(b + "-v") and p < i) for p, b, i in zip(copies["parent"], copies["base"], copies["id"]))
+    assert F.planted_corpus(sample["text"], n_base=20, variants=5, seed=1)["text"].tolist() == \
+        F.planted_corpus(sample["text"], n_base=20, variants=5, seed=1, rates=F.EDIT_RATES)["text"].tolist()
+
+
 # ---- pipeline step and CLI --------------------------------------------------------------------------------------
 
 def test_step_config_round_trip():
