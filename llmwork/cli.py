@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["cpu", "gpu", "auto"], help="engine (default: $LLMWORK_BACKEND or auto)")
     p.add_argument("--stages", nargs="+", metavar="STAGE", help="run only these stages: " + ", ".join(n for n, *_ in DEMO_STAGES))
     p.add_argument("--k", type=int, default=20, help="number of clusters (default: 20)")
-    p.add_argument("--train-seconds", type=float, default=90, help="how long to train the tiny GPT (default: 90)")
+    p.add_argument("--train-seconds", type=float, default=60, help="how long to train the tiny GPT (default: 60)")
     p.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier demo")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=demo_command)

@@ -23,10 +23,11 @@ from .io import CorpusError, read_corpus, sample_corpus_path
 from . import viz
 
 # %% auto #0
-__all__ = ['log', 'PLAIN_ERRORS', 'DEFAULT_STEPS', 'DEFAULT_ON', 'TOKENIZERS', 'plain_error', 'status_html', 'Background',
-           'DaskProgress', 'Session', 'Panel', 'registered_steps', 'step_defaults', 'StepControl', 'CleanPanel',
-           'TrainingRun', 'train_until_stopped', 'prepare_tokens', 'TrainPanel', 'ClusterPanel', 'SearchPanel',
-           'ClassifyPanel', 'TunePanel', 'Workbench']
+__all__ = ['log', 'PLAIN_ERRORS', 'DEFAULT_STEPS', 'DEFAULT_ON', 'REASON_WORDS', 'TOKENIZERS', 'plain_error', 'status_html',
+           'Background', 'DaskProgress', 'Session', 'Panel', 'registered_steps', 'step_defaults', 'check_param',
+           'StepControl', 'CleanPanel', 'explain_reason', 'TrainingRun', 'train_until_stopped', 'prepare_tokens',
+           'speed_words', 'TrainPanel', 'cluster_table_html', 'ClusterPanel', 'SearchPanel', 'ClassifyPanel',
+           'TunePanel', 'format_params', 'pruned_steps', 'Workbench']
 
 # %% ../nbs/12_panels.ipynb #cell-006
 log = logging.getLogger("llmwork")
@@ -91,22 +92,46 @@ def _task_groups(dask_scheduler=None) -> dict:
     return out
 
 class DaskProgress:
-    "Context manager that moves `bar` from `start` to `end` as the tasks submitted meanwhile finish."
-    def __init__(self, client, bar, label=None, start: int = 0, end: int = 100, interval: float = 0.5):
+    "Context manager that moves `bar` from `start` to `end` as the tasks submitted meanwhile finish; never backwards."
+    def __init__(self, client, bar, label=None, start: int = 0, end: int = 100, interval: float = 0.3):
         self.client, self.bar, self.label, self.start, self.end, self.interval = client, bar, label, start, end, interval
-        self._stop, self._thread, self.groups = threading.Event(), None, {}
+        self._stop, self._thread, self.groups, self._lock = threading.Event(), None, {}, threading.RLock()
+        self.values = []  # every value the bar was moved to, in order
+
+    def _set(self, value: float):
+        # work submitted later adds tasks (a k-means iteration, a global step): the share done may drop, the bar not
+        value = min(max(int(value), self.bar.value), max(self.end, self.bar.value))
+        if value != self.bar.value:
+            self.bar.value = value
+            self.values.append(value)
+
+    def stage(self, start: float, end: float, open_ended: bool = False):
+        """Begin a new stage of the work: the tasks submitted from now on move the bar from `start` to `end`.
+        `open_ended`: rounds of tasks whose number is unknown (k-means iterations); each finished round moves the
+        bar a share of the way left, so that it keeps moving and never reaches `end` before the stage does."""
+        with self._lock:
+            self._before = set(self.client.run_on_scheduler(_task_groups))
+            self.groups, self.start, self.end, self.open_ended = {}, start, end, open_ended
+            self._set(start)
+
+    open_ended = False
 
     def fraction(self) -> float:
+        if self.open_ended:  # rounds done r of an unknown number: 1 - 0.85^r
+            return 1 - 0.85 ** sum(d == t for d, t in self.groups.values())
         done = sum(d for d, _ in self.groups.values())
         total = sum(t for _, t in self.groups.values())
         return done / total if total else 0.0
 
     def poll(self):
+        with self._lock: self._poll()
+
+    def _poll(self):
         now = self.client.run_on_scheduler(_task_groups)
         for name in self.groups.keys() - now.keys():
             self.groups[name] = (self.groups[name][1], self.groups[name][1])  # gone: finished and forgotten
         self.groups.update({k: v for k, v in now.items() if k not in self._before})
-        self.bar.value = int(self.start + (self.end - self.start) * self.fraction())
+        self._set(self.start + (self.end - self.start) * self.fraction())
         if self.label is not None:
             done, total = sum(d for d, _ in self.groups.values()), sum(t for _, t in self.groups.values())
             self.label.value = f"{done:,} / {total:,} tasks"
@@ -124,7 +149,7 @@ class DaskProgress:
 
     def __exit__(self, *exc):
         self._stop.set(); self._thread.join()
-        self.bar.value = self.end
+        self._set(self.end)
         if self.label is not None and self.groups:
             total = sum(t for _, t in self.groups.values())
             self.label.value = f"{total:,} / {total:,} tasks"
@@ -248,7 +273,7 @@ def registered_steps() -> dict:
     return {k: v for k, v in STEPS.items() if k not in ("validate", "semantic_dedup_clusters")}
 
 def _param_widget(name: str, value):
-    style, layout = {"description_width": "initial"}, widgets.Layout(width="220px")
+    style, layout = {"description_width": "initial"}, widgets.Layout(width="330px")
     if isinstance(value, bool): return widgets.Checkbox(value=value, description=name, indent=False, layout=layout)
     if isinstance(value, int): return widgets.IntText(value=value, description=name, style=style, layout=layout)
     if isinstance(value, float): return widgets.FloatText(value=value, description=name, style=style, layout=layout)
@@ -270,17 +295,55 @@ def step_defaults(cls) -> dict:
             else: out[f.name] = None
         return out
 
-class StepControl(widgets.HBox):
-    "A checkbox for one cleaning step and a field for each of its scalar parameters."
+_FRACTION_WORDS = ("ratio", "frac", "fraction", "threshold", "thr", "score", "eps")
+_AT_LEAST_ONE = ("dim", "batch_size", "bands_per_iteration", "max_bucket_size", "max_iter", "sample_size", "n_grams")
+
+def check_param(step: str, name: str, value, values: dict | None = None) -> str | None:
+    "Why `value` is not a usable setting `name` of cleaning step `step`, in one sentence; None when it is."
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or name == "seed": return None
+    where = f"{step}: {name} is {value:g}"
+    if value != value: return f"{where}; enter a number."
+    if isinstance(value, float) and any(w in name.split("_") for w in _FRACTION_WORDS) and not 0 <= value <= 1:
+        return f"{where}, but it is a share between 0 and 1; enter a value in that range."
+    if isinstance(value, int) and (name.startswith("n_") or name in _AT_LEAST_ONE) and value < 1:
+        return f"{where}; enter a whole number of at least 1."
+    if value < 0: return f"{where}; it counts or measures something, so enter 0 or more."
+    if name.startswith("min_") and values and isinstance(values.get("max_" + name[4:]), (int, float)) \
+            and value > values["max_" + name[4:]]:
+        return f"{where}, above max_{name[4:]} {values['max_' + name[4:]]:g}: no document could pass; lower it or raise the maximum."
+    return None
+
+class StepControl(widgets.VBox):
+    "A checkbox for one cleaning step, its description, and under it a field for each of its scalar parameters."
     def __init__(self, name: str, cls, enabled: bool):
         defaults = step_defaults(cls)
         self.name, self.defaults = name, defaults
-        self.enabled = widgets.Checkbox(value=enabled, description=name, indent=False, layout=widgets.Layout(width="190px"),
-                                        tooltip=(cls.__doc__ or "").strip())
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if (cls.__doc__ or "").strip() else ""
+        self.enabled = widgets.Checkbox(value=enabled, description=name, indent=False, layout=widgets.Layout(width="220px"),
+                                        tooltip=doc)
         # an unset parameter (a model or file path) gets a text field; left empty it stays unset
         self.params = {k: w for k, v in defaults.items() if (w := _param_widget(k, "" if v is None else v)) is not None}
         self._unset = {k for k, v in defaults.items() if v is None}
-        super().__init__([self.enabled, *self.params.values()], layout=widgets.Layout(flex_flow="row wrap"))
+        self.error = widgets.HTML("")
+        for w in self.params.values(): w.observe(lambda _: self.check(), names="value")
+        # the settings sit indented under their step, so that each step reads as one group
+        grid = widgets.GridBox(list(self.params.values()), layout=widgets.Layout(
+            grid_template_columns="repeat(auto-fill, 340px)", margin="0 0 0 28px"))
+        rows = [widgets.HBox([self.enabled, widgets.HTML(f"<span style='color:#666'>{html.escape(doc)}</span>")])]
+        super().__init__(rows + ([grid] if self.params else []) + [self.error],
+                         layout=widgets.Layout(border_bottom="1px solid #eee", padding="2px 0"))
+        self.add_class("llmwork-step")
+
+    def problems(self) -> list:
+        "What is wrong with the step's current settings, one sentence each."
+        values = {k: w.value for k, w in self.params.items()}
+        return [p for k, v in values.items() if (p := check_param(self.name, k, v, values))]
+
+    def check(self) -> list:
+        "Show the step's problems next to its fields (nothing when there are none) and return them."
+        found = self.problems()
+        self.error.value = "".join(status_html(p, "error") for p in found)
+        return found
 
     def config(self) -> dict:
         "The step's config: its defaults with the edited parameters."
@@ -304,7 +367,8 @@ class CleanPanel(Panel):
                                    layout=wide)
         self.output = widgets.Text(value=str(session.out_dir / "clean"), description="Output", layout=wide)
         self.overwrite = widgets.Checkbox(value=True, description="replace an earlier run in this folder", indent=False)
-        self.added = widgets.HTML("")
+        self.tracker = None
+        self.added = widgets.VBox([])  # steps added from other tabs (semantic dedup of clusters), each removable
         self.run_button = widgets.Button(description="Run", button_style="primary", icon="play", tooltip="Run the pipeline")
         self.run_button.on_click(lambda _: self.run())
         self.funnel = None
@@ -320,10 +384,28 @@ class CleanPanel(Panel):
         session.on_change(self._session_changed)
 
     def _session_changed(self, what):
-        if what == "steps":
-            self.added.value = "" if not self.session.extra_steps else \
-                "<b>Added:</b> " + html.escape("; ".join(f"{s['step']} {({k: v for k, v in s.items() if k != 'step'})}"
-                                                         for s in self.session.extra_steps))
+        if what == "steps": self.added.children = [self._added_row(s) for s in self.session.extra_steps]
+
+    @staticmethod
+    def describe_step(step: dict) -> str:
+        "A step config in words: `semantic_dedup_clusters: clusters 1, 3 · eps 0.05 · clustering out/clusters`."
+        def words(v): return ", ".join(map(str, v)) or "all" if isinstance(v, (list, tuple)) else str(v)
+        return f"{step['step']}: " + " · ".join(f"{k} {words(v)}" for k, v in step.items() if k != "step")
+
+    def _added_row(self, step: dict):
+        remove = widgets.Button(description="Remove", icon="times", layout=widgets.Layout(width="auto"),
+                                tooltip=f"Take {step['step']} out of the pipeline")
+        def drop(_):
+            self.session.extra_steps = [s for s in self.session.extra_steps if s is not step]
+            self.session.changed("steps")
+        remove.on_click(drop)
+        text = widgets.HTML(f"<b>Added</b> {html.escape(self.describe_step(step))}")
+        return widgets.HBox([widgets.Checkbox(value=True, disabled=True, indent=False, layout=widgets.Layout(width="28px")),
+                             text, remove], layout=widgets.Layout(align_items="center"))
+
+    def problems(self) -> list:
+        "The problems of the ticked steps' settings (each also shown next to its step)."
+        return [p for s in self.steps if s.enabled.value for p in s.check()]
 
     def pipeline_config(self) -> dict:
         "The pipeline the panel would run, as the config dict a YAML file would hold."
@@ -333,8 +415,9 @@ class CleanPanel(Panel):
         "Run the pipeline in the background; the funnel and the removed samples appear when it finishes."
         from llmwork.clean import Pipeline
         config, corpus, out = self.pipeline_config(), self.corpus.value.strip(), Path(self.output.value.strip())
-        overwrite = self.overwrite.value
+        overwrite, problems = self.overwrite.value, self.problems()
         def work():
+            if problems: raise ValueError("Not run: " + " ".join(problems))
             if not corpus: raise ValueError("Give a corpus: a file, a folder or a glob such as data/*.jsonl.")
             if not config["steps"]: raise ValueError("Tick at least one cleaning step.")
             pipeline = Pipeline.from_config(config)
@@ -346,8 +429,9 @@ class CleanPanel(Panel):
             else: ddf = self.session.read()
             client = self.session.client
             self.show(f"Running {len(pipeline.steps)} steps on {self.session.n_workers_running()} Dask workers…")
-            return pipeline.run(ddf, out, overwrite=overwrite,
-                                progress=lambda: DaskProgress(client, self.progress, self.progress_label, 5, 95))
+            # the whole run is one compute on the panel's client: the bar follows its tasks on the scheduler
+            with DaskProgress(client, self.progress, self.progress_label, 5, 95) as self.tracker:
+                return pipeline.run(ddf, out, overwrite=overwrite, client=client)
         self.run_job(self.run_button, work, lambda report: self._show_report(report, out))
 
     def _show_report(self, report: dict, out: Path):
@@ -367,21 +451,57 @@ class CleanPanel(Panel):
                   f"{report.get('seconds', 0):.1f} s. Written to {out}/ (kept/, removed/, report.json).", "success")
         self.session.changed("clean")
 
-    def removed_sample(self, reason: str, n: int = 20) -> pd.DataFrame:
-        "Up to `n` removed documents with `reason` from the last run (read from removed/ with a pushed-down filter)."
+    def removed_sample(self, reason: str, n: int = 20, seed: int = 0) -> pd.DataFrame:
+        "A random sample of `n` removed documents with `reason` from the last run (read from removed/ with a pushed-down filter)."
         import pyarrow.dataset as ds
         if self.session.clean_dir is None or not list((self.session.clean_dir / "removed").glob("*.parquet")): return pd.DataFrame()
         data = viz.parquet_dataset(self.session.clean_dir / "removed")
         cols = [c for c in ("id", "step", "reason", "duplicate_of", "text") if c in data.schema.names]
-        return data.scanner(columns=cols, filter=ds.field("reason") == reason).head(n).to_pandas()
+        found = data.scanner(columns=cols, filter=ds.field("reason") == reason).to_table().to_pandas()
+        found = found.sample(n=min(n, len(found)), random_state=seed).sort_values("id") if len(found) > n else found
+        return found.dropna(axis=1, how="all").reset_index(drop=True)  # no empty duplicate_of column
+
+    def pipeline_settings(self) -> dict:
+        "The settings of each step of the last run, by step name (from its pipeline.yaml)."
+        import yaml
+        path = self.session.clean_dir / "pipeline.yaml" if self.session.clean_dir is not None else None
+        if path is None or not path.exists(): return {}
+        return {s["step"]: s for s in (yaml.safe_load(path.read_text()) or {}).get("steps", [])}
 
     def show_removed(self):
         if not self.reason.value: self.removed.value = ""; return
         sample = self.removed_sample(self.reason.value)
         for c in sample.columns:  # snippet() escapes the text; escape the other columns too
-            sample[c] = sample[c].map(lambda t: viz.snippet(t, 300, 10_000) if c == "text" else html.escape(str(t)) if t is not None else "")
-        self.removed.value = sample.to_html(index=False, escape=False, border=0, na_rep="",
-                                            classes="llmwork-removed") if len(sample) else ""
+            sample[c] = sample[c].map(lambda t: viz.snippet(t, 300, 10_000) if c == "text" else "" if pd.isna(t) else html.escape(str(t)))
+        why = explain_reason(self.reason.value, self.pipeline_settings())
+        self.removed.value = f"<p class='llmwork-reason'><b>{html.escape(self.reason.value)}</b>: {html.escape(why)}</p>" + (
+            sample.to_html(index=False, escape=False, border=0, na_rep="", classes="llmwork-removed") if len(sample) else "")
+
+# reason -> (step, setting, what failed); the setting's value in the run is filled in
+REASON_WORDS = {
+    "gopher_short_doc": ("gopher_quality", "min_doc_words", "fewer words than min_doc_words {}"),
+    "gopher_long_doc": ("gopher_quality", "max_doc_words", "more words than max_doc_words {}"),
+    "gopher_below_avg_threshold": ("gopher_quality", "min_avg_word_length", "mean word length below min_avg_word_length {}"),
+    "gopher_above_avg_threshold": ("gopher_quality", "max_avg_word_length", "mean word length above max_avg_word_length {}"),
+    "gopher_too_many_hashes": ("gopher_quality", "max_symbol_word_ratio", "more '#' per word than max_symbol_word_ratio {}"),
+    "gopher_too_many_ellipsis": ("gopher_quality", "max_symbol_word_ratio", "more ellipses per word than max_symbol_word_ratio {}"),
+    "gopher_too_many_bullets": ("gopher_quality", "max_bullet_lines_ratio", "a larger share of bullet lines than max_bullet_lines_ratio {}"),
+    "gopher_too_many_end_ellipsis": ("gopher_quality", "max_ellipsis_lines_ratio", "a larger share of lines ending in '…' than max_ellipsis_lines_ratio {}"),
+    "gopher_below_alpha_threshold": ("gopher_quality", "max_non_alpha_words_ratio", "a smaller share of words with a letter than {} (max_non_alpha_words_ratio)"),
+    "gopher_enough_stop_words": ("gopher_quality", "min_stop_words", "not enough stop words: fewer than min_stop_words {}"),
+    "exact_duplicate": ("exact_dedup", None, "an exact copy of the kept document in duplicate_of"),
+    "fuzzy_duplicate": ("fuzzy_dedup", "threshold", "a near copy (estimated Jaccard similarity of at least threshold {}) of the kept document in duplicate_of"),
+    "semantic_duplicate": ("semantic_dedup_clusters", "eps", "within eps {} (1 - cosine similarity) of the kept document in duplicate_of"),
+    "empty": ("validate", None, "no text after stripping white space"),
+    "null_text": ("validate", None, "no text field"),
+}
+
+def explain_reason(reason: str, settings: dict | None = None) -> str:
+    "What failed, in words, with the threshold the run used (the filters record which rule failed, not the measured value)."
+    if reason not in REASON_WORDS: return "removed by the step named in the table"
+    step, setting, words = REASON_WORDS[reason]
+    value = (settings or {}).get(step, {}).get(setting) if setting else None
+    return words.format(value if value is not None else "(default)") if setting else words
 
 # %% ../nbs/12_panels.ipynb #cell-022
 class TrainingRun:
@@ -482,6 +602,15 @@ def prepare_tokens(ddf, out_dir, tokenizer: str = "byte", vocab_size: int = 4096
     return pack_tokens(ddf, tok, out_dir, overwrite=True)
 
 # %% ../nbs/12_panels.ipynb #cell-024
+def speed_words(records: list, steps: int) -> str:
+    "` · 3.2 steps/s · 1 min 05 s left` from the `step_time_s` of the latest metric records ('' without them)."
+    times = [r["step_time_s"] for r in records[-20:] if r.get("step_time_s")]
+    if not times: return ""
+    per_step = sum(times) / len(times)
+    left = max(0, steps - records[-1]["step"]) * per_step
+    left_words = f"{int(left // 60)} min {int(left % 60):02d} s" if left >= 60 else f"{left:.0f} s"
+    return f" · {1 / per_step:.1f} steps/s · {left_words} left"
+
 def _run_dirs(root: Path) -> list:
     return sorted(p for p in root.glob("run-*") if p.is_dir())
 
@@ -592,7 +721,9 @@ class TrainPanel(Panel):
         viz.extend_loss_curve(self.curve, records)
         last = records[-1]
         self.progress.value = int(100 * last["step"] / steps)
-        self.progress_label.value = f"step {last['step']:,} / {steps:,} · loss {last['loss']:.3f}"
+        self.progress_label.value = f"step {last['step']:,} / {steps:,} · loss {last['loss']:.3f}" + speed_words(records, steps)
+        every = self.run.config.checkpoint_every if self.run is not None else 0
+        if every and any(r["step"] % every == 0 for r in records): self.refresh_checkpoints(during_run=True)
 
     def _finished(self, result: dict):
         self.last_result = result
@@ -615,13 +746,14 @@ class TrainPanel(Panel):
     def resume(self):
         if self.checkpoints.value: self.start(resume=self.checkpoints.value)
 
-    def refresh_checkpoints(self):
+    def refresh_checkpoints(self, during_run: bool = False):
+        "List the checkpoints on disk (each run keeps its newest `keep_checkpoints`); Resume waits for the run to end."
         from llmwork.train import list_checkpoints
         options = [(f"{run.name} · step {c['step']:,}", c["path"]) for run in _run_dirs(self.train_dir)
                    for c in list_checkpoints(run)]
         self.checkpoints.options = options
         if options: self.checkpoints.value = options[-1][1]
-        self.resume_button.disabled = not options
+        self.resume_button.disabled = during_run or not options
 
     def generate(self, max_new_tokens: int = 120):
         "Continue the prompt with the selected (else newest) checkpoint, in the background."
@@ -640,6 +772,20 @@ class TrainPanel(Panel):
         self.generator.start(work, done, failed)
 
 # %% ../nbs/12_panels.ipynb #cell-026
+def cluster_table_html(summary: pd.DataFrame, width: int = 160) -> str:
+    "The cluster summary as a compact table: one short sample per cluster, the others behind a 'more' toggle."
+    rows = []
+    for _, r in summary.iterrows():
+        samples = list(r.get("samples", []))
+        first = viz.snippet(samples[0], width, 10_000) if samples else ""
+        more = "".join(f"<li>{viz.snippet(s, 400, 10_000)}</li>" for s in samples[1:])
+        more = f"<details><summary>{len(samples) - 1} more</summary><ul>{more}</ul></details>" if more else ""
+        terms = html.escape(", ".join(map(str, r.get("top_terms", []))))
+        rows.append(f"<tr><td>{int(r['cluster'])}</td><td>{int(r['size']):,}</td><td>{100 * r['share']:.1f}%</td>"
+                    f"<td>{r['mean_words']:g}</td><td>{terms}</td><td>{first}{more}</td></tr>")
+    head = "".join(f"<th>{h}</th>" for h in ("cluster", "size", "share", "mean words", "top terms", "sample"))
+    return f"<table class='llmwork-clusters'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
 class ClusterPanel(Panel):
     "Choose k and the embedder, Run, then the cluster map, the cluster table and semantic dedup of chosen clusters."
     def __init__(self, session: Session | None = None, k: int = 20, sample_size: int = 20_000, max_points: int = 50_000):
@@ -647,8 +793,10 @@ class ClusterPanel(Panel):
         from llmwork.embed import EMBEDDERS
         style = {"description_width": "initial"}
         self.sample_size, self.max_points = sample_size, max_points
-        self.k = widgets.BoundedIntText(value=k, min=2, max=100_000, description="Clusters (k)", style=style,
-                                        layout=widgets.Layout(width="180px"))
+        # a plain IntText: a bounded one would silently turn k=0 into 2; a bad k is refused in words beside it
+        self.k = widgets.IntText(value=k, description="Clusters (k)", style=style, layout=widgets.Layout(width="180px"))
+        self.k_error = widgets.HTML("")
+        self.k.observe(lambda _: self.check_k(), names="value")
         self.embedder = widgets.Dropdown(options=sorted(EMBEDDERS), value="hashed_tfidf" if "hashed_tfidf" in EMBEDDERS else None,
                                          description="Embedder", style=style)
         self.run_button = widgets.Button(description="Run", button_style="primary", icon="play")
@@ -657,23 +805,36 @@ class ClusterPanel(Panel):
         self.eps = widgets.BoundedFloatText(value=0.05, min=0.0, max=1.0, step=0.01, description="eps (1 - cosine)",
                                             style=style, layout=widgets.Layout(width="200px"))
         self.add_button = widgets.Button(description="Add semantic dedup", icon="plus", disabled=True,
+                                         layout=widgets.Layout(width="auto"),
                                          tooltip="Add a semantic_dedup step for the selected clusters to the cleaning pipeline")
         self.add_button.on_click(lambda _: self.add_semantic_dedup())
+        self.add_note = widgets.HTML("")  # the confirmation, next to the button that asked for it
         self.map, self.table, self.result = None, widgets.HTML(""), None
         self.results = widgets.VBox([])
         self.children = [
-            widgets.HBox([self.k, self.embedder]), widgets.HBox([self.run_button, self.progress, self.progress_label]),
+            widgets.HBox([self.k, self.k_error, self.embedder]), widgets.HBox([self.run_button, self.progress, self.progress_label]),
             self.status, self.results]
+
+    def check_k(self) -> str | None:
+        "Why the k field's value cannot be used, shown beside the field (None when it can)."
+        k = self.k.value
+        problem = None if k >= 2 else f"k is {k}: clustering needs at least 2 clusters; enter 2 or more."
+        self.k_error.value = status_html(problem, "error") if problem else ""
+        return problem
 
     def run(self):
         "Embed and cluster the corpus in the background; the map and the table appear when done."
-        k, kind = self.k.value, self.embedder.value
+        k, kind, problem = self.k.value, self.embedder.value, self.check_k()
         def work():
+            if problem: raise ValueError(f"Not run: {problem}")
             ddf = self.session.read(cleaned=True)
             client = self.session.client
-            self.show(f"Embedding ({kind}) and clustering into {k} clusters on {self.session.n_workers_running()} Dask workers…")
-            with DaskProgress(client, self.progress, self.progress_label, 5, 95):
-                return viz.cluster_corpus(ddf, k, embedder=kind, sample_size=self.sample_size)
+            where = f"on {self.session.n_workers_running()} Dask workers"
+            with DaskProgress(client, self.progress, self.progress_label, 5, 95) as self.tracker:
+                def stage(name, start, end, open_ended):  # each stage of cluster_corpus gets its own stretch of the bar
+                    self.tracker.stage(5 + 90 * start, 5 + 90 * end, open_ended)
+                    self.show(f"{name} ({kind}, k={k}) {where}…")
+                return viz.cluster_corpus(ddf, k, embedder=kind, sample_size=self.sample_size, progress=stage)
         self.run_job(self.run_button, work, self._show)
 
     @property
@@ -686,10 +847,12 @@ class ClusterPanel(Panel):
         self.result = self.session.clusters = result
         self.map = go.FigureWidget(viz.cluster_map(result.vectors, result.labels, result.frame["text"],
                                                    ids=result.frame["id"], max_points=self.max_points))
-        self.table.value = viz.table_html(result.summary)
+        self.table.value = cluster_table_html(result.summary)
         self.selected.options = [(f"{c} ({n:,} docs)", int(c)) for c, n in zip(result.summary["cluster"], result.summary["size"])]
         self.add_button.disabled = False
-        self.results.children = [self.map, self.table, widgets.HBox([self.selected, widgets.VBox([self.eps, self.add_button])])]
+        self.add_note.value = ""
+        self.results.children = [self.map, self.table,
+                                 widgets.HBox([self.selected, widgets.VBox([self.eps, self.add_button, self.add_note])])]
         self.show(f"{len(result.labels):,} documents in {len(result.summary)} clusters; saved in {self.clusters_dir}/.", "success")
         self.session.changed("clusters")
 
@@ -698,8 +861,10 @@ class ClusterPanel(Panel):
         if self.result is None: raise ValueError("Run the clustering first.")
         step = self.result.semantic_dedup_config(list(self.selected.value), eps=self.eps.value)
         self.session.extra_steps = [s for s in self.session.extra_steps if s["step"] != step["step"]] + [step]
-        chosen = ", ".join(map(str, self.selected.value)) or "all clusters"
-        self.show(f"Added semantic dedup (eps {self.eps.value}) of {chosen} to the cleaning pipeline: run Clean again to apply it.", "success")
+        chosen = ("clusters " + ", ".join(map(str, self.selected.value))) if self.selected.value else "all clusters"
+        message = f"Added semantic dedup (eps {self.eps.value:g}) of {chosen} to the Clean tab's steps: run Clean again to apply it."
+        self.add_note.value = status_html(message, "success")
+        self.show(message, "success")
         self.session.changed("steps")
         return step
 
@@ -750,7 +915,8 @@ class ClassifyPanel(Panel):
         self.run_button = widgets.Button(description="Run", button_style="primary")
         self.run_button.on_click(lambda _: self.start())
         self.report = widgets.HTML()
-        self.figure = widgets.Output()
+        # a FigureWidget put in a box: it renders when set from the background thread (display() into an Output does not)
+        self.figure, self.plot = widgets.VBox([]), None
         self.children = [self.path, widgets.HBox([self.text_col, self.label_col]), widgets.HBox([self.model, self.test_size]),
                          widgets.HBox([self.run_button, self.progress]), self.status, self.report, self.figure]
 
@@ -774,8 +940,8 @@ class ClassifyPanel(Panel):
     def _show_results(self, r: dict):
         from llmwork.classify import confusion_figure
         self.report.value = f"<pre>{html.escape(r['table'])}</pre>"
-        self.figure.clear_output()
-        with self.figure: display(confusion_figure(r, f"{self.model.value}: accuracy {r['accuracy']:.3f}"))
+        self.plot = go.FigureWidget(confusion_figure(r, f"{self.model.value}: accuracy {r['accuracy']:.3f}"))
+        self.figure.children = [self.plot]
         self.show(f"{self.model.value}: accuracy {r['accuracy']:.3f}, macro-F1 {r['macro_f1']:.3f} on {r['n_test']} test "
                   f"documents ({r['n_train']} trained on, {r['duplicates_dropped']} duplicate texts dropped first).", "success")
 
@@ -794,7 +960,7 @@ class TunePanel(Panel):
         self.run_button = widgets.Button(description="Run", button_style="primary")
         self.run_button.on_click(lambda _: self.start())
         self.table = widgets.HTML()
-        self.figure = widgets.Output()
+        self.figure, self.plot = widgets.VBox([]), None  # a FigureWidget: see ClassifyPanel
         self.result = None
         self.children = [widgets.HBox([self.n_trials, self.steps]), widgets.HBox([self.lr_low, self.lr_high, self.widths]),
                          widgets.HBox([self.run_button, self.progress]), self.status, self.table, self.figure]
@@ -825,10 +991,21 @@ class TunePanel(Panel):
     def _show_results(self, result):
         self.result = result
         shown = result.table.drop(columns=[c for c in ("worker", "duration", "data") if c in result.table.columns])
-        self.table.value = shown.to_html(index=False, float_format=lambda v: f"{v:.4g}")
-        self.figure.clear_output()
-        with self.figure: display(result.figure())
-        self.show(f"Best eval loss {result.best_loss:.4f} with {html.escape(str(result.best_params))}.", "success")
+        shown["pruned at step"] = ["" if s is None else str(s) for s in pruned_steps(result.study)]
+        self.table.value = shown.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="")
+        self.plot = go.FigureWidget(result.figure())
+        self.figure.children = [self.plot]
+        self.show(f"Best eval loss {result.best_loss:.4f} with {format_params(result.best_params)}.", "success")
+
+def format_params(params: dict) -> str:
+    "Trial parameters for people: `lr 0.00105, n_embd 128` (floats to 3 significant digits)."
+    return ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in params.items())
+
+def pruned_steps(study) -> list:
+    "Per trial, the last step it reported before it was pruned (None for trials that were not pruned)."
+    import optuna
+    return [max(t.intermediate_values) if t.state == optuna.trial.TrialState.PRUNED and t.intermediate_values else None
+            for t in study.trials]
 
 # %% ../nbs/12_panels.ipynb #cell-032
 class Workbench(widgets.VBox):

@@ -21,11 +21,12 @@ import plotly.offline
 from plotly.subplots import make_subplots
 
 # %% auto #0
-__all__ = ['CLUSTER_COLOURS', 'MAX_LEGEND_CLUSTERS', 'FIGURE_CONFIG', 'snippet', 'sample_indices', 'pca_2d', 'cluster_map',
-           'cluster_sizes', 'read_report', 'cleaning_funnel', 'text_lengths', 'length_histogram', 'signal_histograms',
-           'loss_curve', 'extend_loss_curve', 'table_html', 'write_report', 'external_references', 'summarize_clusters',
-           'Clustering', 'default_embedder', 'cluster_corpus', 'SemanticDedupOfClusters', 'basic_signals',
-           'parquet_dataset', 'steps_table', 'read_history', 'run_report', 'cluster_command', 'add_commands']
+__all__ = ['CLUSTER_COLOURS', 'MAX_LEGEND_CLUSTERS', 'FIGURE_CONFIG', 'FILLER_WORDS', 'snippet', 'sample_indices', 'pca_2d',
+           'cluster_map', 'cluster_sizes', 'read_report', 'cleaning_funnel', 'text_lengths', 'length_histogram',
+           'signal_histograms', 'loss_curve', 'extend_loss_curve', 'table_html', 'write_report', 'external_references',
+           'summarize_clusters', 'Clustering', 'default_embedder', 'cluster_corpus', 'SemanticDedupOfClusters',
+           'basic_signals', 'parquet_dataset', 'steps_table', 'settings_table', 'removed_examples', 'read_history',
+           'run_report', 'cluster_command', 'add_commands']
 
 # %% ../nbs/07_viz.ipynb #cell-006
 def snippet(text, width: int = 200, line: int = 60) -> str:
@@ -194,6 +195,13 @@ def signal_histograms(signals: pd.DataFrame, nbins: int = 50, cols: int = 3,
 def _metric_columns(history: pd.DataFrame):
     return [c for c in history.columns if c != "step" and "loss" in c and pd.api.types.is_numeric_dtype(history[c])]
 
+def _trace_style(metric: str) -> dict:
+    "Eval losses are few points close to the training loss: draw them big, dashed and in their own colour, so they show."
+    if "eval" in metric or "val" in metric:
+        return dict(mode="lines+markers", line=dict(color="#d62728", width=2.5, dash="dash"),
+                    marker=dict(size=9, symbol="diamond", color="#d62728"))
+    return dict(mode="lines+markers", line=dict(color="#1f77b4", width=1.5), marker=dict(size=3), opacity=0.75)
+
 def loss_curve(history=None, metrics=None, widget: bool = False, title: str = "Training loss"):
     "Loss lines against `step` from a list of metric records or a DataFrame; a `FigureWidget` when `widget`."
     history = pd.DataFrame(history if history is not None else [], columns=None)
@@ -202,8 +210,7 @@ def loss_curve(history=None, metrics=None, widget: bool = False, title: str = "T
     fig = (go.FigureWidget if widget else go.Figure)()
     for m in metrics:
         part = history[["step", m]].dropna() if m in history.columns else pd.DataFrame({"step": [], m: []})
-        fig.add_trace(go.Scatter(x=part["step"].to_numpy(), y=part[m].to_numpy(), mode="lines+markers", name=m,
-                                 marker=dict(size=4)))
+        fig.add_trace(go.Scatter(x=part["step"].to_numpy(), y=part[m].to_numpy(), name=m, **_trace_style(m)))
     fig.update_layout(title=title, xaxis_title="step", yaxis_title="loss", template="plotly_white", height=400)
     return fig
 
@@ -215,7 +222,7 @@ def extend_loss_curve(fig, records) -> None:
     for r in records:
         for k, v in r.items():
             if k not in names and "loss" in k and isinstance(v, (int, float)):
-                fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name=k, marker=dict(size=4))); names.append(k)
+                fig.add_trace(go.Scatter(x=[], y=[], name=k, **_trace_style(k))); names.append(k)
     with fig.batch_update() if hasattr(fig, "batch_update") else contextlib.nullcontext():
         for trace in fig.data:
             new = [(r["step"], r[trace.name]) for r in records if r.get(trace.name) is not None]
@@ -287,9 +294,15 @@ def external_references(page: str) -> list:
     return [next(g for g in groups if g) for groups in found]
 
 # %% ../nbs/07_viz.ipynb #cell-036
+FILLER_WORDS = frozenset("contains contain provides provide provided includes include including need needs needed "
+                         "want wants use used uses using allows allow make makes like just able".split())
+
 def _distinctive_terms(texts: pd.Series, labels: np.ndarray, n_terms: int = 8, min_df: int = 5) -> dict:
     from sklearn.feature_extraction.text import CountVectorizer
-    try: counts = CountVectorizer(min_df=min_df, stop_words="english", binary=True).fit(texts)
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+    # English stop words and the filler of package descriptions ("contains", "need") say nothing about a cluster
+    stop = sorted(ENGLISH_STOP_WORDS | FILLER_WORDS)
+    try: counts = CountVectorizer(min_df=min_df, stop_words=stop, binary=True).fit(texts)
     except ValueError: return {}
     x = counts.transform(texts)
     vocab = counts.get_feature_names_out()
@@ -366,23 +379,38 @@ def default_embedder(kind: str = "hashed_tfidf", n_texts: int = 20_000, seed: in
     return cls(**kwargs)
 
 def cluster_corpus(ddf, k: int = 20, embedder=None, sample_size: int = 20_000, seed: int = 0, max_iter: int = 100,
-                   n_init: int = 1, spherical: bool = True) -> Clustering:
-    "Embed a Dask corpus (`embedder`: an instance, a registered kind, or None; fitted on a sample), cluster it with llmwork's Dask k-means, and summarise it."
+                   n_init: int = 1, spherical: bool = True, progress=None) -> Clustering:
+    """Embed a Dask corpus (`embedder`: an instance, a registered kind, or None; fitted on a sample), cluster it with llmwork's Dask k-means, and summarise it.
+    `progress(stage, start, end, open_ended)`, if given, is called as each stage begins, with the share of the work
+    done before it and after it (`open_ended`: a stage of rounds whose number is not known in advance, k-means)."""
     from llmwork.embed import embed_corpus, fit_embedder, series_to_vectors
     from llmwork.cluster import DaskKMeans
     from llmwork.backend import to_pandas
+    stage = progress or (lambda *a: None)
     if k < 2: raise ValueError(f"k={k}: ask for at least 2 clusters.")
+    stage("Counting documents", 0.0, 0.05, False)
     n = int(ddf.shape[0].compute())
     if n < k: raise ValueError(f"The corpus has {n} documents, fewer than the k={k} clusters asked for; lower --k.")
+    stage("Fitting the embedder", 0.05, 0.2, False)
     if embedder is None or isinstance(embedder, str): embedder = default_embedder(embedder or "hashed_tfidf", min(n, sample_size), seed)
     embedder = fit_embedder(ddf, embedder, sample_size=sample_size, seed=seed)
+    stage("Embedding", 0.2, 0.5, False)
     embedded = embed_corpus(ddf[["id", "text"]], embedder).persist()
+    if progress is not None: _wait_persisted(embedded)  # so that the embedding stage ends when the embedding does
+    stage("K-means", 0.5, 0.9, True)
     kmeans = DaskKMeans(k, n_init=n_init, max_iter=max_iter, seed=seed, spherical=spherical).fit(embedded)
+    stage("Collecting the clusters", 0.9, 1.0, False)
     frame = to_pandas(embedded.compute()).reset_index(drop=True)
     vectors = series_to_vectors(frame.pop("embedding"))
     frame["cluster"] = kmeans.labels_.astype(np.int64)
     summary = summarize_clusters(frame, frame["cluster"].to_numpy(), seed=seed)
     return Clustering(frame, vectors, summary, embedder, kmeans)
+
+def _wait_persisted(collection):
+    "Wait for a collection persisted on a distributed cluster (nothing to wait for without one)."
+    try: from distributed import futures_of, wait
+    except ImportError: return
+    if futures := futures_of(collection): wait(futures)
 
 # %% ../nbs/07_viz.ipynb #cell-042
 from typing import ClassVar
@@ -468,6 +496,29 @@ def steps_table(report: dict) -> pd.DataFrame:
                           "reasons": ", ".join(f"{k}: {v:,}" for k, v in sorted(s.get("reasons", {}).items(), key=lambda kv: -kv[1]))}
                          for s in report["steps"]])
 
+def settings_table(clean_dir) -> pd.DataFrame | None:
+    "One row per step of a cleaning run's `pipeline.yaml`: the step and its settings (None without the file)."
+    import yaml
+    path = Path(clean_dir) / "pipeline.yaml"
+    if not path.exists(): return None
+    steps = (yaml.safe_load(path.read_text()) or {}).get("steps", [])
+    def words(v): return ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+    return pd.DataFrame([{"step": s["step"], "settings": " · ".join(f"{k} {words(v)[:80]}" for k, v in s.items() if k != "step")}
+                         for s in steps])
+
+def removed_examples(removed_dir, per_reason: int = 3, max_reasons: int = 10, seed: int = 0) -> pd.DataFrame:
+    "A random few removed documents for each of the most frequent removal reasons: reason, id, duplicate_of and the text's start."
+    data = _read_texts(removed_dir, [c for c in ("id", "reason", "duplicate_of", "text")
+                                     if c in parquet_dataset(removed_dir).schema.names], seed=seed)
+    out = []
+    for reason in data["reason"].value_counts().index[:max_reasons]:
+        rows = data[data["reason"] == reason]
+        out.append(rows.sample(n=min(per_reason, len(rows)), random_state=seed))
+    if not out: return pd.DataFrame(columns=["reason", "id", "text"])
+    frame = pd.concat(out).reset_index(drop=True).dropna(axis=1, how="all")
+    frame["text"] = frame["text"].fillna("").str.slice(0, 240)
+    return frame[[c for c in ("reason", "id", "duplicate_of", "text") if c in frame.columns]].fillna("")
+
 def read_history(history) -> list:
     "Training metrics as a list of records, from records, a `metrics.jsonl` file or a training run folder."
     if history is None or isinstance(history, (list, tuple)): return list(history or [])
@@ -485,15 +536,18 @@ def run_report(out_dir, clean_dir=None, clustering: Clustering | None = None, hi
         clean_dir = Path(clean_dir)
         report = read_report(clean_dir)
         pct = 100 * report["n_kept"] / max(report["n_in"], 1)
-        sections["Cleaning"] = (f"{report['n_in']:,} documents in, {report['n_kept']:,} kept ({pct:.1f}%), from {clean_dir}.")
+        took = f" in {report['seconds']:.1f} s" if report.get("seconds") is not None else ""
+        sections["Cleaning"] = (f"{report['n_in']:,} documents in, {report['n_kept']:,} kept ({pct:.1f}%){took}, from {clean_dir}.")
         sections["Cleaning funnel"] = cleaning_funnel(report)
         sections["Cleaning steps"] = steps_table(report)
+        if (settings := settings_table(clean_dir)) is not None: sections["Cleaning settings"] = settings
         kept = _read_texts(clean_dir / "kept", sample_size=sample_size)
         groups = {"kept": kept["text"]}
         if list((clean_dir / "removed").glob("*.parquet")):
             removed = _read_texts(clean_dir / "removed", ("text", "reason"), sample_size=sample_size)
             for reason in removed["reason"].value_counts().index[:5]:
                 groups[f"removed: {reason}"] = removed.loc[removed["reason"] == reason, "text"]
+            sections["Removed documents, a few per reason"] = removed_examples(clean_dir / "removed")
         sections["Document length"] = length_histogram(groups)
         sections["Quality signals of kept documents"] = signal_histograms(basic_signals(kept["text"]))
     if clustering is not None:
@@ -501,8 +555,14 @@ def run_report(out_dir, clean_dir=None, clustering: Clustering | None = None, hi
                                               ids=clustering.frame["id"], max_points=max_points)
         sections["Cluster sizes"] = cluster_sizes(clustering.summary)
         sections["Clusters"] = clustering.summary
+    sample = Path(history).parent / "sample.json" if isinstance(history, (str, Path)) and not Path(history).is_dir() \
+        else Path(history) / "sample.json" if isinstance(history, (str, Path)) else None
     history = read_history(history)
     if history: sections["Training"] = loss_curve(history)
+    if sample is not None and sample.exists():
+        s = json.loads(sample.read_text())
+        sections["Generated sample"] = (f"{s['prompt']}{s['sample']}\n\nAfter {s.get('steps', '?')} steps; "
+                                        f"{100 * s['known_words']:.0f}% of its {s['n_words']} words of 3+ letters occur in the training corpus.")
     if not sections: raise ValueError("Nothing to report: give a cleaning run folder, a clustering or a training history.")
     return write_report(out_dir, sections, title=title, overwrite=overwrite)
 

@@ -62,6 +62,7 @@ def lab(tmp_path):
     root = tmp_path / "lab"
     root.mkdir()
     shutil.copy(Path(__file__).parent / "browser_workbench.ipynb", root / "workbench.ipynb")
+    shutil.copy(Path(__file__).parent / "data" / "classify_topics.csv", root / "labelled.csv")
     pd.read_json(sample_corpus_path(), lines=True, nrows=300).to_json(root / "slice.jsonl", orient="records", lines=True)
     # the news and update pop-up covers the page in screenshots: turn it off in a private settings folder
     settings = tmp_path / "settings" / "@jupyterlab" / "apputils-extension"
@@ -123,8 +124,12 @@ def test_workbench_clean_and_train_in_jupyterlab(lab, browser):
 
     # Clean tab: Run, then the funnel rendered with one stage per step and the status line
     clean = page.locator(".llmwork-clean")
+    _watch_progress(page, ".llmwork-clean")
     clean.locator("button.jupyter-button", has_text="Run").click()
     assert "Kept" in _outcome(clean)
+    seen = _progress_seen(page, ".llmwork-clean")
+    assert any(5 < v < 95 for v in seen), f"the progress bar showed no intermediate value: {seen}"
+    assert seen == sorted(seen) and seen[-1] == 100, seen  # never backwards (after the reset to 0 at Run)
     funnel = clean.locator(".js-plotly-plot")
     funnel.wait_for()
     stages = funnel.evaluate("gd => ({type: gd.data[0].type, x: Array.from(gd.data[0].x), y: Array.from(gd.data[0].y)})")
@@ -140,8 +145,11 @@ def test_workbench_clean_and_train_in_jupyterlab(lab, browser):
     # Cluster tab: Run on the kept documents, the WebGL map rendered, and hovering a point shows its document
     page.locator(".lm-TabBar-tab", has_text="Cluster").click()
     cluster = page.locator(".llmwork-cluster")
+    _watch_progress(page, ".llmwork-cluster")
     cluster.locator("button.jupyter-button", has_text="Run").click()
     assert "clusters" in _outcome(cluster)
+    seen = _progress_seen(page, ".llmwork-cluster")
+    assert any(5 < v < 95 for v in seen) and seen == sorted(seen) and seen[-1] == 100, seen
     cluster_map = cluster.locator(".js-plotly-plot")
     cluster_map.wait_for()
     traces = cluster_map.evaluate("gd => gd.data.map(t => [t.type, t.x.length])")
@@ -157,6 +165,12 @@ def test_workbench_clean_and_train_in_jupyterlab(lab, browser):
     assert shown.startswith("cluster ") and "debian:" in shown, shown
     assert cluster.locator("table tr").count() == 5  # the cluster table: header + 4 clusters
     _shot(page, "03-cluster-map")
+    # k=0 is refused in plain words beside the field, and the field keeps what was typed
+    k_field = cluster.locator(".widget-text", has_text="Clusters (k)").locator("input")
+    k_field.fill("0"); k_field.press("Enter")
+    cluster.get_by_text("k is 0: clustering needs at least 2 clusters; enter 2 or more.").first.wait_for(timeout=10_000)
+    assert k_field.input_value() == "0"
+    _shot(page, "03b-cluster-k0")
 
     # Train tab: Start, the loss curve grows; Stop, it stops at the step the status reports
     page.locator(".lm-TabBar-tab", has_text="Train").click()
@@ -181,6 +195,51 @@ def test_workbench_clean_and_train_in_jupyterlab(lab, browser):
     assert all(l == l and l > 0 for l in losses)  # real numbers, no NaN
     assert train.locator("select option", has_text=f"step {stopped_at:,}").count() == 1  # the checkpoint listed
     _shot(page, "05-train-stopped")
+
+    # Classify tab: a missing file is refused in words; the labelled file gives the report and a drawn confusion matrix
+    page.locator(".lm-TabBar-tab", has_text="Classify").click()
+    classify = page.locator(".llmwork-classify")
+    path_field = classify.locator(".widget-text", has_text="Labelled").locator("input")
+    path_field.fill("missing.csv"); path_field.press("Enter")
+    classify.locator("button.jupyter-button", has_text="Run").click()
+    error = classify.locator(".llmwork-error")
+    error.wait_for(timeout=60_000)
+    assert "missing.csv" in error.inner_text() and "Traceback" not in error.inner_text(), error.inner_text()
+    path_field.fill("labelled.csv"); path_field.press("Enter")
+    classify.locator("button.jupyter-button", has_text="Run").click()
+    assert "accuracy" in _outcome(classify)
+    assert "macro avg" in classify.locator("pre").inner_text()
+    matrix = classify.locator(".js-plotly-plot")
+    matrix.wait_for(timeout=60_000)
+    assert matrix.evaluate("gd => gd.data[0].type") == "heatmap"
+    assert classify.locator(".heatmaplayer image").count() >= 1  # drawn, not only present as data
+    _shot(page, "06-classify")
+
+    # Tune tab: the trials table and a drawn parallel-coordinates plot
+    page.locator(".lm-TabBar-tab", has_text="Tune").click()
+    tune = page.locator(".llmwork-tune")
+    tune.locator("button.jupyter-button", has_text="Run").click()
+    status = _outcome(tune)
+    assert "Best eval loss" in status and "&#x27;" not in status and "{" not in status, status
+    assert tune.locator("table tr").count() == 3  # header + 2 trials
+    coords = tune.locator(".js-plotly-plot")
+    coords.wait_for(timeout=60_000)
+    assert coords.evaluate("gd => gd.data[0].type") == "parcoords"
+    assert tune.locator(".parcoords .axis").count() >= 3, tune.locator(".js-plotly-plot").inner_html()[:2000]
+    _shot(page, "07-tune")
+
+
+def _watch_progress(page, panel: str):
+    "Record in the page every width the panel's progress bar takes (a MutationObserver: nothing is missed between polls)."
+    page.evaluate("""sel => { const bar = document.querySelector(sel + ' .progress-bar');
+        window.__progress = window.__progress || {}; const seen = window.__progress[sel] = [];
+        new MutationObserver(() => seen.push(parseFloat(bar.style.width))).observe(bar, {attributes: true}); }""", panel)
+
+
+def _progress_seen(page, panel: str) -> list:
+    seen = page.evaluate("sel => window.__progress[sel]", panel)
+    while seen and seen[0] != 0: seen = seen[1:]  # Run resets the bar to 0 first
+    return [round(v) for v in seen]
 
 
 def test_report_opens_offline(tmp_path, browser):

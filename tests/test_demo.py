@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import re
+
 import pandas as pd
 
 from llmwork.io import sample_corpus_path
@@ -20,7 +22,7 @@ def test_demo_runs_every_stage_and_reconciles(tmp_path):
             dst.write(line)
     out = tmp_path / "demo"
     run = subprocess.run([LLMWORK, "demo", "--input", str(corpus), "--out", str(out), "--k", "5",
-                          "--train-seconds", "5", "--quiet"], capture_output=True, text=True, timeout=900)
+                          "--train-seconds", "15", "--quiet"], capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "kept " in run.stdout and "fuzzy_dedup" in run.stdout and "Sample (gpt-tiny" in run.stdout
     report = json.loads((out / "clean" / "report.json").read_text())
@@ -36,6 +38,16 @@ def test_demo_runs_every_stage_and_reconciles(tmp_path):
     html = (out / "report" / "report.html").read_text()
     assert "Cleaning funnel" in html and "Cluster map" in html and "Training" in html
     assert json.loads((out / "summary.json").read_text())["documents"] == 1500
+    # the model says something: most words of the sample (3+ letters, prompt excluded) are words of the training corpus,
+    # counted here from the demo's own output, independently of the demo's count, which it prints
+    sample = json.loads((out / "train" / "sample.json").read_text())
+    assert run.stdout.count(sample["prompt"] + sample["sample"]) == 1
+    vocabulary = {w.lower() for t in kept.text for w in re.findall(r"[^\W\d_]+", t)}
+    words = [w.lower() for w in re.findall(r"[^\W\d_]+", sample["sample"]) if len(w) >= 3]
+    share = sum(w in vocabulary for w in words) / len(words)
+    assert len(words) >= 5 and share >= 0.6, (share, sample["sample"])
+    printed = re.search(r"Known words: (\d+)% of the sample's (\d+) words of 3\+ letters occur in the training corpus", run.stdout)
+    assert printed and (int(printed[1]), int(printed[2])) == (round(100 * share), len(words)), run.stdout[-2000:]
     # a second run refuses to overwrite without being asked
     again = subprocess.run([LLMWORK, "demo", "--input", str(corpus), "--out", str(out), "--stages", "summary"],
                            capture_output=True, text=True)

@@ -62,6 +62,10 @@ def test_clean_panel_runs_the_pipeline_it_shows(tmp_path, corpus, client):
     assert sorted(zip(sample["id"], sample["duplicate_of"])) == [("d08", "d01"), ("d09", "d01"), ("d10", "d05")]
     assert panel.removed.value.count("<tr") == 4 and "d09" in panel.removed.value
     assert panel.session.clean_dir == tmp_path / "wb" / "clean"
+    # the run went through the panel's client with the progress tracker attached: real task counts, never backwards
+    assert panel.tracker.values == sorted(panel.tracker.values) and panel.tracker.values[-1] == 95
+    done, total = panel.progress_label.value.split(" tasks")[0].split(" / ")
+    assert done == total and int(total.replace(",", "")) > 4
 
 
 def test_clean_panel_errors_are_plain_words(tmp_path, corpus, client):
@@ -84,6 +88,48 @@ def test_clean_panel_errors_are_plain_words(tmp_path, corpus, client):
     with pytest.raises(FileExistsError): panel.wait(60)
     assert "already exists" in panel.status.value and "Traceback" not in panel.status.value
     assert panel.progress.bar_style == "danger"
+
+
+def test_clean_panel_refuses_odd_thresholds_beside_the_step(tmp_path, corpus, client):
+    path, _ = corpus
+    panel = CleanPanel(Session(str(path), tmp_path / "wb", backend="cpu", client=client),
+                       steps=["gopher_quality", "exact_dedup"], enabled=["gopher_quality", "exact_dedup"])
+    gopher = panel.steps[0]
+    gopher.params["max_symbol_word_ratio"].value = 2.0
+    assert "max_symbol_word_ratio is 2, but it is a share between 0 and 1" in gopher.error.value  # shown at once
+    gopher.params["min_doc_words"].value = -1
+    panel.run_button.click()
+    with pytest.raises(ValueError): panel.wait(60)
+    assert "Not run: gopher_quality: min_doc_words is -1" in panel.status.value
+    assert "gopher_quality: max_symbol_word_ratio is 2, but it is a share between 0 and 1" in panel.status.value
+    assert "gopher_quality: min_doc_words is -1; it counts or measures something, so enter 0 or more." in panel.status.value
+    assert gopher.params["max_symbol_word_ratio"].value == 2.0  # refused, not changed
+    assert not (tmp_path / "wb" / "clean").exists()
+    gopher.params["max_symbol_word_ratio"].value, gopher.params["min_doc_words"].value = 0.1, 1
+    assert gopher.error.value == ""
+    gopher.enabled.value = False  # a step left out is not checked
+    gopher.params["min_doc_words"].value = -1
+    panel.run_button.click(); panel.wait(120)
+    assert "llmwork-success" in panel.status.value
+
+
+def test_dask_progress_moves_through_intermediate_values_and_never_back(client):
+    import time as _time
+    import dask
+    import ipywidgets as widgets
+    def slow(x):
+        _time.sleep(0.15)
+        return x
+    bar, label = widgets.IntProgress(max=100), widgets.Label()
+    with DaskProgress(client, bar, label, start=5, end=95, interval=0.05) as progress:
+        assert sum(dask.compute(*[dask.delayed(slow)(i) for i in range(12)])) == 66
+        progress.stage(50, 90, open_ended=True)  # rounds of unknown number: each moves the bar, none reaches 90
+        for r in range(3): dask.compute(*[dask.delayed(slow)(r * 10 + i) for i in range(2)])
+        progress.poll()
+        in_rounds = bar.value
+    assert any(5 < v < 50 for v in progress.values), progress.values
+    assert progress.values == sorted(progress.values) and progress.values[-1] == 90
+    assert 50 < in_rounds < 90, progress.values
 
 
 def test_unknown_step_is_refused():
@@ -169,7 +215,11 @@ def test_workbench_shares_one_session(tmp_path, corpus, client):
     wb.session.extra_steps = [{"step": "semantic_dedup", "eps": 0.1}]
     wb.session.changed("steps")
     assert wb.clean.pipeline_config()["steps"][-1] == {"step": "semantic_dedup", "eps": 0.1}
-    assert "semantic_dedup" in wb.clean.added.value
+    row = wb.clean.added.children[0]
+    assert row.children[1].value == "<b>Added</b> semantic_dedup: eps 0.1"  # in words, not a Python dict
+    row.children[2].click()  # Remove
+    assert wb.session.extra_steps == [] and wb.clean.added.children == ()
+    assert wb.clean.pipeline_config()["steps"][-1] != {"step": "semantic_dedup", "eps": 0.1}
 
 
 def test_stop_from_the_kernel_event_loop_stops_the_dask_run(tmp_path, corpus, client):

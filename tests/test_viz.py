@@ -174,3 +174,24 @@ def test_cluster_command_on_a_cleaning_run_reports_the_funnel_too(tmp_path, corp
     page = (out / "report.html").read_text()
     for title in ("Cleaning funnel", "Cleaning steps", "Document length", "Cluster map", "Clusters"):
         assert f"<h2>{title}</h2>" in page
+
+
+def test_run_report_shows_settings_removed_examples_and_the_sample(tmp_path, corpus):
+    from llmwork.clean import Pipeline
+    import dask.dataframe as dd
+    texts = corpus.head(200).copy()
+    texts = pd.concat([texts, texts.head(7).assign(id=[f"copy{i}" for i in range(7)])], ignore_index=True)
+    Pipeline([{"step": "exact_dedup"}]).run(dd.from_pandas(texts, npartitions=2), tmp_path / "clean")
+    train = tmp_path / "train"
+    train.mkdir()
+    (train / "metrics.jsonl").write_text("\n".join(json.dumps({"step": i, "loss": 5.0 - i / 10}) for i in range(1, 6)))
+    (train / "sample.json").write_text(json.dumps({"prompt": "This package provides", "sample": " a <b>library</b> for fonts",
+                                                   "known_words": 1.0, "n_words": 3, "steps": 5}))
+    page = viz.run_report(tmp_path / "report", clean_dir=tmp_path / "clean", history=train / "metrics.jsonl").read_text()
+    for title in ("Cleaning settings", "Removed documents, a few per reason", "Generated sample"):
+        assert f"<h2>{title}</h2>" in page
+    section = page.split("<h2>Removed documents, a few per reason</h2>")[1].split("</section>")[0]
+    assert section.count("exact_duplicate") == 3 and section.count("copy") == 3  # three examples, with their ids
+    assert "This package provides a &lt;b&gt;library&lt;/b&gt; for fonts" in page  # escaped, in one piece
+    assert "100% of its 3 words of 3+ letters occur in the training corpus" in page
+    assert " in " in page.split("<h2>Cleaning</h2>")[1].split("</section>")[0] and " s, from " in page
