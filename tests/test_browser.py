@@ -207,6 +207,7 @@ def test_workbench_clean_and_train_in_jupyterlab(lab, browser):
     assert "missing.csv" in error.inner_text() and "Traceback" not in error.inner_text(), error.inner_text()
     path_field.fill("labelled.csv"); path_field.press("Enter")
     classify.locator("button.jupyter-button", has_text="Run").click()
+    error.wait_for(state="detached", timeout=60_000)  # the new run replaces the old message before its outcome
     assert "accuracy" in _outcome(classify)
     assert "macro avg" in classify.locator("pre").inner_text()
     matrix = classify.locator(".js-plotly-plot")
