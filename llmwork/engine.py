@@ -22,9 +22,9 @@ from .backend import is_gpu_frame
 from .dialect import Translation, class_text, lower_table, to_libcudf, whitespace_set
 
 # %% auto #0
-__all__ = ['Regex', 'StringScalar', 'GpuCall', 'record', 'recording', 'in_step', 'resolve', 'call', 'call_function', 'run',
-           'bind', 'as_arrow_strings', 'string_series', 'regex', 'contains', 'count', 'replace', 'split', 'extract',
-           'strip', 'normalize', 'hash64', 'byte_count', 'lower']
+__all__ = ['TO_HOST', 'FROM_HOST', 'Regex', 'StringScalar', 'GpuCall', 'record', 'recording', 'in_step', 'resolve', 'call',
+           'call_function', 'run', 'bind', 'as_arrow_strings', 'string_series', 'regex', 'contains', 'count', 'replace',
+           'split', 'extract', 'strip', 'to_host', 'like_input', 'normalize', 'hash64', 'byte_count', 'lower']
 
 # %% ../nbs/00b_engine.ipynb #cell-006
 @dataclass(frozen=True)
@@ -260,6 +260,23 @@ def strip(text):
     return string_series(text).str.strip() if out is None else out
 
 # %% ../nbs/00b_engine.ipynb #cell-030
+TO_HOST = GpuCall.of("cudf.Series.to_pandas")
+FROM_HOST = GpuCall.of("cudf.from_pandas", GpuCall.SERIES)
+
+def to_host(series) -> pd.Series:
+    "`series` as pandas: on cuDF through `cudf.Series.to_pandas`; on pandas as is (the call recorded when recording)."
+    if is_gpu_frame(series): return run(TO_HOST, target=series)
+    if _recorders: record(TO_HOST)
+    return series
+
+def like_input(values: pd.Series, like):
+    "The pandas `values` on the engine of `like` (cuDF through `cudf.from_pandas`), with `like`'s index."
+    if is_gpu_frame(like): values = run(FROM_HOST, values)
+    elif _recorders: record(FROM_HOST)
+    values.index = like.index
+    return values
+
+# %% ../nbs/00b_engine.ipynb #cell-033
 def _method(text, name: str, cpu, *args, **kwargs):
     "Run the cuDF method `name` on a cuDF object (recording it), else record it if recording and run `cpu()`."
     if is_gpu_frame(text): return call(text, name, *args, **kwargs)

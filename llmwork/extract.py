@@ -13,37 +13,15 @@ from typing import ClassVar
 import pandas as pd
 
 from . import engine
-from .backend import is_gpu_frame
 from .clean import (PartitionStep, Pipeline, format_funnel, load_pipeline, null_strings, register_step)
-from .engine import GpuCall
+from .engine import GpuCall, like_input, to_host
 from .warc import DEFAULT_MAX_BYTES, is_warc_input, read_warc
 
 # %% auto #0
-__all__ = ['TO_HOST', 'FROM_HOST', 'EXTRACTORS', 'to_host', 'like_input', 'trafilatura_text', 'resiliparse_text', 'justext_text',
-           'reset_trafilatura_cache', 'extract_all', 'ExtractText', 'with_extraction', 'prepare_input',
-           'extract_corpus', 'extract_command', 'add_commands']
+__all__ = ['EXTRACTORS', 'trafilatura_text', 'resiliparse_text', 'justext_text', 'reset_trafilatura_cache', 'extract_all',
+           'ExtractText', 'with_extraction', 'prepare_input', 'extract_corpus', 'extract_command', 'add_commands']
 
 # %% ../nbs/02a_extract.ipynb #cell-006
-TO_HOST = GpuCall.of("cudf.Series.to_pandas")
-FROM_HOST = GpuCall.of("cudf.from_pandas", GpuCall.SERIES)
-
-def to_host(series) -> pd.Series:
-    "`series` as pandas: on cuDF through `cudf.Series.to_pandas` (recorded); on pandas as is (the call recorded when recording)."
-    if is_gpu_frame(series): return engine.run(TO_HOST, target=series)
-    engine.record(TO_HOST) if engine._recorders else None
-    return series
-
-def like_input(values: pd.Series, like):
-    "The pandas `values` on the engine of `like` (cuDF through `cudf.from_pandas`, recorded), with `like`'s index."
-    values.index = like.index if not is_gpu_frame(like) else values.index
-    if is_gpu_frame(like):
-        out = engine.run(FROM_HOST, values)
-        out.index = like.index
-        return out
-    engine.record(FROM_HOST) if engine._recorders else None
-    return values
-
-# %% ../nbs/02a_extract.ipynb #cell-009
 def trafilatura_text(html: str, **options) -> str | None:
     "Trafilatura's main text, called exactly as datatrove's `Trafilatura` extractor calls it (its defaults)."
     from trafilatura import extract
@@ -68,7 +46,7 @@ def reset_trafilatura_cache():
     from trafilatura.deduplication import LRU_TEST
     LRU_TEST.clear()
 
-# %% ../nbs/02a_extract.ipynb #cell-012
+# %% ../nbs/02a_extract.ipynb #cell-009
 def extract_all(html: pd.Series, extractor: str, options: dict) -> tuple[list, list]:
     "`(texts, reasons)` for a pandas Series of HTML: one library call per document (the libraries are per-document)."
     fn, texts, reasons = EXTRACTORS[extractor], [], []
@@ -99,7 +77,7 @@ class ExtractText(PartitionStep):
         reason = like_input(pd.Series(reasons, index=html.index, dtype=html.dtype), df["id"])
         return df.assign(text=text), reason.astype(null_strings(df["id"]).dtype)
 
-# %% ../nbs/02a_extract.ipynb #cell-015
+# %% ../nbs/02a_extract.ipynb #cell-012
 def with_extraction(pipeline, extractor: str = "trafilatura") -> Pipeline:
     "`pipeline` (anything `load_pipeline` takes; None: no further steps) with an `extract_text` step first, unless it has one."
     pipeline = Pipeline([]) if pipeline is None else load_pipeline(pipeline)
@@ -125,7 +103,7 @@ def extract_corpus(input, output, extractor: str = "trafilatura", config=None, c
     ddf, pipeline = prepare_input(input, config, extractor, backend, partition_size=partition_size, max_bytes=max_bytes)
     return pipeline.run(ddf, output, overwrite=overwrite, client=client, progress=progress)
 
-# %% ../nbs/02a_extract.ipynb #cell-020
+# %% ../nbs/02a_extract.ipynb #cell-017
 def extract_command(args) -> int:
     if len(args.paths) < 2:
         raise ValueError("extract needs WARC input(s) and an OUTPUT directory, e.g. llmwork extract crawl/*.warc.gz corpus/")

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .clean import PartitionStep, null_strings, register_step
-from .extract import like_input, to_host
+from .engine import like_input, to_host
 
 # %% auto #0
 __all__ = ['LIBRARIES', 'bundled_model_path', 'fasttext_model', 'langid_model', 'predict_languages', 'LanguageId']
