@@ -18,8 +18,8 @@ import pandas as pd
 
 # %% auto #0
 __all__ = ['BACKENDS', 'log', 'KEY_LIBRARIES', 'BackendError', 'GpuProbe', 'probe_gpu', 'Backend', 'resolve_backend',
-           'frame_module', 'is_gpu_frame', 'to_pandas', 'to_backend', 'cuda_worker_count', 'get_client',
-           'command_client', 'library_versions', 'describe']
+           'frame_module', 'is_gpu_frame', 'to_pandas', 'to_backend', 'cuda_worker_count', 'get_client', 'close_client',
+           'command_client', 'add_engine_options', 'library_versions', 'describe']
 
 # %% ../nbs/00_backend.ipynb #cell-006
 class BackendError(RuntimeError):
@@ -191,6 +191,15 @@ def get_client(backend: str | Backend | None = None, scheduler: str | None = Non
     return client
 
 # %% ../nbs/00_backend.ipynb #cell-023
+def close_client(client, close_cluster: bool = True, timeout: float = 60) -> None:
+    """Close `client` and, when `close_cluster` (this process started it), its cluster. A worker that is slow to exit
+    on a loaded machine is killed by its nanny; waiting longer for that is logged, not raised: the work is done."""
+    cluster = getattr(client, "cluster", None)
+    client.close()
+    if not close_cluster or cluster is None: return
+    try: cluster.close(timeout=timeout)
+    except (TimeoutError, OSError) as e: log.warning("closing the local Dask cluster: %s: %s", type(e).__name__, e)
+
 @contextlib.contextmanager
 def command_client(backend: str | Backend | None = None, scheduler: str | None = None):
     "The Dask client a command runs on (None: in-process), closed at the end if the command started its cluster."
@@ -198,10 +207,14 @@ def command_client(backend: str | Backend | None = None, scheduler: str | None =
     client = get_client(b, scheduler=scheduler) if (scheduler or b.is_gpu) else None
     try: yield client
     finally:
-        if client is not None and not scheduler:
-            cluster = client.cluster
-            client.close()
-            if cluster is not None: cluster.close()
+        if client is not None: close_client(client, close_cluster=not scheduler)
+
+# %% ../nbs/00_backend.ipynb #cell-5caf3bb4
+def add_engine_options(parser, scheduler: bool = True) -> None:
+    "Add the options every computing command shares: `--backend` (the engine) and, with `scheduler`, `--scheduler` (a running cluster)."
+    parser.add_argument("--backend", choices=["cpu", "gpu", "auto"], help="engine (default: $LLMWORK_BACKEND or auto)")
+    if scheduler:
+        parser.add_argument("--scheduler", help="address of a running Dask scheduler (tcp://HOST:PORT) to use instead of a local cluster")
 
 # %% ../nbs/00_backend.ipynb #cell-028
 KEY_LIBRARIES = ("llmwork", "dask", "distributed", "pandas", "pyarrow", "numpy", "numba", "torch", "scikit-learn",

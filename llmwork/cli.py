@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import engine
-from .backend import BackendError, describe, resolve_backend
+from .backend import BackendError, add_engine_options, describe, resolve_backend
 from .io import CorpusError, read_corpus, read_sample_corpus, sample_corpus_path
 from .clean import Pipeline, default_steps, format_funnel
 from .fuzzy import FuzzyDedup
@@ -25,7 +25,7 @@ from .launch import demo_stage as train_demo_stage
 from .extract import prepare_input
 
 # %% auto #0
-__all__ = ['DEMO_STAGES', 'COMMAND_MODULES', 'format_info', 'info_command', 'corpus_summary', 'format_summary', 'demo_command',
+__all__ = ['DEMO_STAGES', 'format_info', 'info_command', 'corpus_summary', 'format_summary', 'demo_command', 'command_modules',
            'build_parser', 'main']
 
 # %% ../nbs/13_cli.ipynb #cell-006
@@ -132,16 +132,14 @@ def demo_command(args) -> int:
     return 0
 
 # %% ../nbs/13_cli.ipynb #cell-013
-COMMAND_MODULES = ("clean", "fuzzy", "embed", "cluster", "search", "viz", "models", "train", "launch",
-                   "datasets", "classify", "platform", "panels", "gpu_check", "extract", "mix")
+def command_modules() -> list:
+    "The llmwork modules that add subcommands (an `add_commands` function), found by importing each one: no list to keep."
+    import pkgutil, llmwork
+    names = sorted(m.name for m in pkgutil.iter_modules(llmwork.__path__) if not m.name.startswith("_") and m.name != "cli")
+    return [m for m in (importlib.import_module(f"llmwork.{n}") for n in names) if hasattr(m, "add_commands")]
 
 def _module_commands(subparsers):
-    for name in COMMAND_MODULES:
-        try: module = importlib.import_module(f"llmwork.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"llmwork.{name}": continue
-            raise
-        if hasattr(module, "add_commands"): module.add_commands(subparsers)
+    for module in command_modules(): module.add_commands(subparsers)
 
 def build_parser() -> argparse.ArgumentParser:
     "The `llmwork` argument parser with every available subcommand."
@@ -159,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "descriptions), writing every stage's output under --out.")
     p.add_argument("--out", default="llmwork-demo", help="output folder (default: llmwork-demo)")
     p.add_argument("--input", help="run on this corpus instead of the sample (path, glob or URL)")
-    p.add_argument("--backend", choices=["cpu", "gpu", "auto"], help="engine (default: $LLMWORK_BACKEND or auto)")
+    add_engine_options(p, scheduler=False)
     p.add_argument("--stages", nargs="+", metavar="STAGE", help="run only these stages: " + ", ".join(n for n, *_ in DEMO_STAGES))
     p.add_argument("--k", type=int, default=20, help="number of clusters (default: 20)")
     p.add_argument("--train-seconds", type=float, default=60, help="how long to train the tiny GPT (default: 60)")

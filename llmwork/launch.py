@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .backend import get_client, to_pandas
+from .backend import add_engine_options, close_client, get_client, to_pandas
 from .models import BPETokenizer, ByteTokenizer, pack_tokens, train_bpe_tokenizer, GPT_PRESETS
 from .train import (RankContext, TrainConfig, get_strategy, latest_checkpoint, list_checkpoints,
                            resolve_device, train, generate_text, load_model)
@@ -423,9 +423,7 @@ def train_command(args) -> int:
         res = _stop_on_interrupt(run, progress=not args.quiet)
         print(_summary(res, out))
     finally:
-        cluster = getattr(client, "cluster", None)
-        client.close()
-        if cluster is not None and not args.scheduler: cluster.close()
+        close_client(client, close_cluster=not args.scheduler)
     return 0
 
 def generate_command(args) -> int:
@@ -459,8 +457,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("--eval-every", type=int, default=100, help="steps between eval losses (default 100)")
     p.add_argument("--resume", action="store_true", help="continue the run in OUTDIR from its newest checkpoint")
     p.add_argument("--overwrite", action="store_true", help="start over in an OUTDIR that already has checkpoints")
-    p.add_argument("--backend", choices=["cpu", "gpu", "auto"], help="engine (default: $LLMWORK_BACKEND or auto)")
-    p.add_argument("--scheduler", help="address of an existing Dask scheduler (tcp://host:8786) instead of a local cluster")
+    add_engine_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=train_command)
     p = subparsers.add_parser("generate", help="continue a prompt with a trained GPT checkpoint",

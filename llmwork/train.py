@@ -27,8 +27,9 @@ from .models import (GPT, ByteTokenizer, TokenShards, build_model, gpt_config, m
 __all__ = ['STRATEGIES', 'CHECKPOINT_NAME', 'TrainConfig', 'WarmupCosine', 'TokenBatches', 'ExampleBatches', 'Strategy',
            'DDPStrategy', 'register_strategy', 'get_strategy', 'RankContext', 'checkpoint_dir', 'save_checkpoint',
            'list_checkpoints', 'latest_checkpoint', 'safe_torch_load', 'load_checkpoint', 'rng_state', 'set_rng_state',
-           'resolve_device', 'make_optimizer', 'make_scheduler', 'gpt_data', 'evaluate', 'train', 'load_model',
-           'generate_text']
+           'resolve_device', 'make_optimizer', 'make_scheduler', 'gpt_data', 'evaluate', 'train', 'average_parameters',
+           'average_optimizer_state', 'AveragingStrategy', 'LocalSGD', 'OwnBatches', 'FedAvg', 'split_token_shards',
+           'load_model', 'generate_text']
 
 # %% ../nbs/09_train.ipynb #cell-006
 @dataclass
@@ -42,6 +43,7 @@ class TrainConfig:
     grad_accum: int = 1
     steps: int = 200                # length of the schedule
     stop_after: int | None = None   # stop (with a checkpoint) once this step is done, as if stop() were called
+    optimizer: str = "adamw"        # "adamw" (decay on matrices only) or "sgd" (plain, e.g. to compare with local SGD)
     lr: float = 1e-3
     min_lr: float | None = None     # end of the cosine; lr / 10 by default
     warmup_steps: int = 20
@@ -79,6 +81,7 @@ class TrainConfig:
             raise ValueError(f"batch_size={self.batch_size} must be divisible by ranks x grad_accum = {world_size} x {self.grad_accum}.")
         if self.steps < 1 or self.warmup_steps < 0: raise ValueError("steps must be >= 1 and warmup_steps >= 0.")
         if self.precision not in ("auto", "fp32", "bf16"): raise ValueError(f"precision={self.precision!r}; use auto, fp32 or bf16.")
+        if self.optimizer not in ("adamw", "sgd"): raise ValueError(f"optimizer={self.optimizer!r}; use adamw or sgd.")
         return self
 
 # %% ../nbs/09_train.ipynb #cell-009
@@ -182,11 +185,15 @@ class ExampleBatches(torch.utils.data.Dataset):
 
 # %% ../nbs/09_train.ipynb #cell-020
 class Strategy:
-    "How ranks cooperate: wrap the model, skip gradient sync on accumulation micro-steps, act after each step."
+    "How ranks cooperate: their data, the model's wrapper, gradient sync on micro-steps, and what happens after each step."
     name = "none"
+    def rank_data(self, config, ctx: "RankContext") -> str | None: return None  # None: the shared shards, sliced by rank
+    def rank_batch_size(self, config, ctx: "RankContext", shards) -> int: return config.batch_size // ctx.world_size
     def wrap(self, model: nn.Module, ctx: "RankContext") -> nn.Module: return model
     def no_sync(self, model: nn.Module, ctx: "RankContext"): return contextlib.nullcontext()
-    def after_step(self, model: nn.Module, step: int, ctx: "RankContext") -> None: pass
+    def after_step(self, model: nn.Module, step: int, ctx: "RankContext", optimizer=None, n_examples: int = 0) -> None: pass
+    def sync(self, model: nn.Module, ctx: "RankContext", optimizer=None) -> None:
+        "Make every rank's model (and optimizer) the same; called on all ranks before a checkpoint and at the end."
     def config(self) -> dict: return {"name": self.name}
 
 class DDPStrategy(Strategy):
@@ -322,8 +329,9 @@ def resolve_device(device: str | None = None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    "AdamW with weight decay on matrices only (fused kernels on CUDA)."
+    "AdamW with weight decay on matrices only (fused kernels on CUDA), or plain SGD when `config.optimizer` says so."
     params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "sgd": return torch.optim.SGD(params, lr=config.lr)
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -335,14 +343,21 @@ def make_scheduler(optimizer, config: TrainConfig):
     min_ratio = (config.min_lr / config.lr) if config.min_lr is not None else 0.1
     return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(config.warmup_steps, config.steps, min_ratio))
 
-def gpt_data(config: TrainConfig):
-    "The GPT, its token batches and tokenizer for a config whose `data` is a token-shard directory."
+def gpt_data(config: TrainConfig, ctx: RankContext | None = None):
+    """The GPT, its token batches and tokenizer for a config whose `data` is a token-shard directory; a strategy that
+    gives each rank its own shards (`rank_data`, e.g. FedAvg) gets this rank's batches of them."""
     if not config.data: raise ValueError("TrainConfig.data is empty: point it at token shards written by pack_tokens.")
-    shards = TokenShards(config.data)
+    ctx = ctx or RankContext()
+    own = ctx.strategy.rank_data(config, ctx)
+    shards = TokenShards(own or config.data)
     tokenizer = shards.tokenizer()
     model = GPT(gpt_config(config.model, vocab_size=tokenizer.vocab_size, **config.model_overrides))
-    data = TokenBatches(shards, config.batch_size, model.config.block_size, config.seed, config.val_fraction, config.eval_batches)
-    return model, data, tokenizer
+    block = model.config.block_size
+    if own is None:
+        return model, TokenBatches(shards, config.batch_size, block, config.seed, config.val_fraction, config.eval_batches), tokenizer
+    per_rank = ctx.strategy.rank_batch_size(config, ctx, shards)
+    data = TokenBatches(shards, per_rank, block, config.seed + 7919 * ctx.rank, config.val_fraction, config.eval_batches)
+    return model, OwnBatches(data), tokenizer
 
 def _unwrap(model: nn.Module) -> nn.Module:
     while hasattr(model, "module") or hasattr(model, "_orig_mod"):
@@ -357,10 +372,6 @@ def _autocast(device: str, precision: str):
 
 def _to(batch: dict, device: str) -> dict:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-
-def _tokens_in(batch: dict) -> int:
-    t = batch.get("input_ids", next(iter(batch.values())))
-    return int(t.numel())
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data, ctx: RankContext, device: str, precision: str = "auto") -> float:
@@ -402,7 +413,7 @@ def _checkpoint_state(model, optimizer, scheduler, step, config, tokenizer, metr
     return {"format": 1, "kind": model_kind(m), "model_config": m.config.to_dict(), "model": m.state_dict(),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
             "train_config": config.to_dict(), "rng": rng_state(), "world_size": ctx.world_size,
-            "strategy": ctx.strategy.name, "tokenizer": tokenizer.to_json() if tokenizer is not None else None,
+            "strategy": ctx.strategy.name, "strategy_config": ctx.strategy.config(), "tokenizer": tokenizer.to_json() if tokenizer is not None else None,
             "metrics": {k: v for k, v in (metrics or {}).items() if isinstance(v, (int, float))}}
 
 def _resume_path(config: TrainConfig) -> str | None:
@@ -439,7 +450,7 @@ def train(config: TrainConfig, ctx: RankContext | None = None, model: nn.Module 
     if config.threads and device == "cpu": torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)  # every rank builds the same initial weights
     if model is None:
-        model, built_data, built_tokenizer = gpt_data(config)
+        model, built_data, built_tokenizer = gpt_data(config, ctx)
         data = data if data is not None else built_data
         tokenizer = tokenizer if tokenizer is not None else built_tokenizer
     if data is None: raise ValueError("train() was given a model but no data; pass data= (e.g. ExampleBatches).")
@@ -484,7 +495,9 @@ def train(config: TrainConfig, ctx: RankContext | None = None, model: nn.Module 
         grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip) if config.grad_clip else torch.zeros(())
         lr = optimizer.param_groups[0]["lr"]
         optimizer.step(); scheduler.step(); optimizer.zero_grad(set_to_none=True)
-        ctx.strategy.after_step(net, step + 1, ctx)
+        ctx.strategy.after_step(net, step + 1, ctx, optimizer, n_examples=len(next(iter(batch.values()))))
+        save = (config.checkpoint_every and (step + 1) % config.checkpoint_every == 0) or step + 1 == config.steps
+        if save: ctx.strategy.sync(net, ctx, optimizer)  # averaging strategies: the checkpoint holds the ranks' common model
         loss_all = ctx.all_reduce(loss_sum.float(), "avg").item()
         dt = time.perf_counter() - t0
         metrics = {"step": step + 1, "loss": loss_all, "lr": lr, "grad_norm": float(grad_norm),
@@ -495,9 +508,10 @@ def train(config: TrainConfig, ctx: RankContext | None = None, model: nn.Module 
         if log is not None: log.write(json.dumps(metrics) + "\n"); log.flush()
         if ctx.is_main and ctx.report: ctx.report(dict(metrics))
         step += 1
-        if ctx.is_main and ((config.checkpoint_every and step % config.checkpoint_every == 0) or step == config.steps):
+        if ctx.is_main and save:
             last_ckpt = str(save_checkpoint(_checkpoint_state(net, optimizer, scheduler, step, config, tokenizer, metrics, ctx),
                                             out_dir, config.keep_checkpoints))
+    if stopped: ctx.strategy.sync(net, ctx, optimizer)
     if ctx.is_main:
         if stopped and (last_ckpt is None or not str(last_ckpt).endswith(f"step-{step:08d}.pt")):
             last_ckpt = str(save_checkpoint(_checkpoint_state(net, optimizer, scheduler, step, config, tokenizer, metrics, ctx),
@@ -506,6 +520,112 @@ def train(config: TrainConfig, ctx: RankContext | None = None, model: nn.Module 
     return {"step": step, "stopped": stopped, "checkpoint": last_ckpt, "start_step": start, "history": history,
             "loss": history[-1]["loss"] if history else None,
             "eval_loss": next((m["eval_loss"] for m in reversed(history) if "eval_loss" in m), None)}
+
+# %% ../nbs/09_train.ipynb #cell-123bcaf7
+def _flat_params(model: nn.Module) -> torch.Tensor:
+    return torch.nn.utils.parameters_to_vector(model.parameters()).detach()
+
+def _set_flat_params(model: nn.Module, flat: torch.Tensor) -> None:
+    with torch.no_grad(): torch.nn.utils.vector_to_parameters(flat, model.parameters())
+
+def average_parameters(model: nn.Module, ctx, weight: float = 1.0) -> None:
+    "Replace every rank's parameters by their average over ranks, each rank weighted by `weight` (one all-reduce)."
+    if ctx.world_size == 1: return
+    flat = _flat_params(model)
+    packed = torch.cat([flat * weight, torch.tensor([float(weight)], dtype=flat.dtype, device=flat.device)])
+    packed = ctx.all_reduce(packed, "sum")
+    _set_flat_params(model, packed[:-1] / packed[-1])
+
+def average_optimizer_state(optimizer, ctx) -> None:
+    "Average the floating-point per-parameter state (e.g. Adam's moment estimates) over ranks."
+    if ctx.world_size == 1 or optimizer is None: return
+    for state in optimizer.state.values():
+        for k, v in state.items():
+            if torch.is_tensor(v) and v.is_floating_point() and v.dim() > 0: state[k] = ctx.all_reduce(v.clone(), "avg")
+
+# %% ../nbs/09_train.ipynb #cell-4abd3100
+class AveragingStrategy(Strategy):
+    "Base of strategies that average parameters every `H` steps instead of gradients every step."
+    name = "averaging"
+    def __init__(self, H: int = 4):
+        if int(H) < 1: raise ValueError(f"H (local steps between averages) must be at least 1, got {H}.")
+        self.H, self.pending, self.seen = int(H), 0, 0
+    def config(self) -> dict: return {"name": self.name, "H": self.H}
+    def after_step(self, model, step: int, ctx, optimizer=None, n_examples: int = 0) -> None:
+        self.pending, self.seen = self.pending + 1, self.seen + n_examples
+        if step % self.H == 0: self.sync(model, ctx, optimizer)
+    def sync(self, model, ctx, optimizer=None) -> None:
+        if self.pending: self.average(_unwrap(model), ctx, optimizer)
+        self.pending, self.seen = 0, 0
+    def average(self, model, ctx, optimizer=None) -> None: raise NotImplementedError
+
+class LocalSGD(AveragingStrategy):
+    "Local SGD: `H` local optimizer steps per rank, then parameters (and optimizer moments) averaged with an all-reduce."
+    name = "local_sgd"
+    def __init__(self, H: int = 4, average_optimizer: bool = True):
+        super().__init__(H)
+        self.average_optimizer = average_optimizer
+    def config(self) -> dict: return {**super().config(), "average_optimizer": self.average_optimizer}
+    def average(self, model, ctx, optimizer=None):
+        average_parameters(model, ctx)
+        if self.average_optimizer: average_optimizer_state(optimizer, ctx)
+
+# %% ../nbs/09_train.ipynb #cell-7edf42a0
+class OwnBatches:
+    "A rank's own batches: ignore the rank slicing DDP-style loaders do."
+    def __init__(self, data): self.data = data
+    def batch(self, step, rank=None, world_size=None): return self.data.batch(step, 0, 1)
+    def eval_iter(self, rank=None, world_size=None): return self.data.eval_iter(0, 1)
+
+def _split_batch(batch_size: int, sizes) -> list:
+    "Split `batch_size` over ranks in proportion to `sizes` (largest remainder, at least 1 each)."
+    sizes = np.asarray(sizes, dtype=float)
+    raw = batch_size * sizes / sizes.sum()
+    out = np.maximum(1, np.floor(raw).astype(int))
+    for i in np.argsort(-(raw - np.floor(raw))):
+        if out.sum() >= batch_size: break
+        out[i] += 1
+    while out.sum() > batch_size: out[np.argmax(out)] -= 1
+    return out.tolist()
+
+class FedAvg(AveragingStrategy):
+    "Federated averaging: each rank trains on its own local shards; every `H` steps parameters are averaged, weighted by examples seen."
+    name = "fedavg"
+    def __init__(self, H: int = 4, batch_by_data: bool = False):
+        super().__init__(H)
+        self.batch_by_data = batch_by_data
+    def config(self) -> dict: return {**super().config(), "batch_by_data": self.batch_by_data}
+    def rank_data(self, config, ctx): return config.data.format(rank=ctx.rank) if "{rank}" in config.data else None
+    def rank_batch_size(self, config, ctx, shards) -> int:
+        if not self.batch_by_data: return super().rank_batch_size(config, ctx, shards)
+        sizes = torch.zeros(ctx.world_size, device=ctx.device or "cpu"); sizes[ctx.rank] = shards.n_tokens
+        return _split_batch(config.batch_size, ctx.all_reduce(sizes, "sum").tolist())[ctx.rank]
+    def average(self, model, ctx, optimizer=None):
+        average_parameters(model, ctx, weight=float(self.seen) or 1.0)
+
+register_strategy("local_sgd", LocalSGD)
+register_strategy("fedavg", FedAvg)
+
+# %% ../nbs/09_train.ipynb #cell-09018de4
+def split_token_shards(src, out_dir, n: int) -> str:
+    "Deal the shards of token directory `src` round-robin into `out_dir/rank-R` (R < n); returns the '{rank}' template."
+    import shutil
+    shards = TokenShards(src)
+    if len(shards) < n: raise ValueError(f"{src} has {len(shards)} token shards, fewer than the {n} ranks to split them over; pack with more partitions.")
+    out_dir = Path(out_dir)
+    for r in range(n):
+        d = out_dir / f"rank-{r}"
+        d.mkdir(parents=True, exist_ok=True)
+        mine = [s for i, s in enumerate(shards.index["shards"]) if i % n == r]
+        for s in mine:
+            target = d / s["file"]
+            if target.exists(): target.unlink()
+            try: os.link(shards.path / s["file"], target)
+            except OSError: shutil.copyfile(shards.path / s["file"], target)
+        index = {**shards.index, "shards": mine, "n_tokens": sum(s["n_tokens"] for s in mine), "n_docs": sum(s["n_docs"] for s in mine)}
+        (d / "index.json").write_text(json.dumps(index, indent=1))
+        shutil.copyfile(shards.path / "tokenizer.json", d / "tokenizer.json")
+    return str(out_dir / "rank-{rank}")
 
 # %% ../nbs/09_train.ipynb #cell-038
 def load_model(path, device: str | None = None):

@@ -1,7 +1,7 @@
 """A hyperparameter search over a tiny GPT on the sample corpus: Optuna random search + successive halving,
 trials as Dask tasks on 2 workers. Prints the results table and writes the parallel-coordinates figure.
 
-    python bench/platform_tune.py [--quick] [--trials N] [--html tune.html]
+    python bench/tune.py [--quick] [--trials N] [--html tune.html]
 
 Peer: the same trials one after another (no pruning) would take n_trials x the time of a full trial; the script
 prints the search's wall time and the trial-seconds pruning saved.
@@ -14,7 +14,7 @@ import dask.dataframe as dd
 import pandas as pd
 
 from _cluster import shut  # bench/ is on sys.path when a script here runs
-from llmwork import platform
+from llmwork.tune import gpt_trial, tune
 from llmwork.backend import get_client
 from llmwork.io import sample_corpus_path
 from llmwork.models import ByteTokenizer, pack_tokens
@@ -22,7 +22,7 @@ from llmwork.models import ByteTokenizer, pack_tokens
 
 def main():
     ap = argparse.ArgumentParser(); ap.add_argument("--quick", action="store_true"); ap.add_argument("--trials", type=int)
-    ap.add_argument("--html", default="platform_tune.html")
+    ap.add_argument("--html", default="tune.html")
     args = ap.parse_args()
     trials, steps = (args.trials or (6 if args.quick else 16)), (40 if args.quick else 160)
     with tempfile.TemporaryDirectory() as d:
@@ -36,7 +36,7 @@ def main():
         try:
             client.wait_for_workers(2, timeout=120)
             t0 = time.perf_counter()
-            res = platform.tune(platform.gpt_trial, space, trials, client, storage=d / "study.journal", fixed=fixed, reduction_factor=3)
+            res = tune(gpt_trial, space, trials, client, storage=d / "study.journal", fixed=fixed, reduction_factor=3)
             wall = time.perf_counter() - t0
         finally:
             shut(client)

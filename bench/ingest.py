@@ -2,7 +2,7 @@
 ids), ingested one by one, against one Pipeline.run over everything and against re-running the whole pipeline
 after each batch (what one would do without an index).
 
-    python bench/platform_ingest.py [--quick] [--docs N] [--batches 3]
+    python bench/ingest.py [--quick] [--docs N] [--batches 3]
 """
 import argparse, tempfile, time
 from pathlib import Path
@@ -11,7 +11,7 @@ import dask
 import pandas as pd
 
 import llmwork.fuzzy  # noqa: F401  (registers fuzzy_dedup)
-from llmwork import platform
+from llmwork.ingest import corpus_documents, ingest
 from llmwork.clean import Pipeline
 from llmwork.io import read_corpus, sample_corpus_path
 
@@ -47,10 +47,10 @@ def main():
         reports, t_inc = [], []
         for i, f in enumerate(files):
             t0 = time.perf_counter()
-            reports.append(platform.ingest(str(f), d / "corpus", pipeline=PIPELINE if i == 0 else None))
+            reports.append(ingest(str(f), d / "corpus", pipeline=PIPELINE if i == 0 else None))
             t_inc.append(time.perf_counter() - t0)
         kept_one = set(read_dir(d / "one" / "kept")["id"])
-        kept_inc = set(platform.corpus_documents(d / "corpus").compute()["id"])
+        kept_inc = set(corpus_documents(d / "corpus").compute()["id"])
     print(f"{n:,} Debian descriptions in {args.batches} shuffled batches; pipeline: {', '.join(s['step'] for s in PIPELINE['steps'])}")
     for r, t in zip(reports, t_inc):
         print(f"  v{r['version']:04d}: {r['n_in']:,} in, {r['n_kept']:,} kept, {r['retracted']['n']:,} earlier keeps retracted, "

@@ -1,7 +1,7 @@
 """An adaptive cluster under a cleaning run: workers over time, and the run's time and output against a fixed
 cluster of the same maximum size (the peer).
 
-    python bench/platform_elastic.py [--quick] [--threads]
+    python bench/elastic.py [--quick] [--threads]
 
 --threads uses in-process workers (they start in milliseconds); the default is worker processes, as in production.
 """
@@ -12,7 +12,7 @@ import dask
 import pandas as pd
 
 from _cluster import shut  # bench/ is on sys.path when a script here runs
-from llmwork import platform
+from llmwork.elastic import WorkerTrace, elastic_client, wait_for_worker_count
 from llmwork.backend import get_client
 from llmwork.clean import Pipeline
 from llmwork.io import read_corpus, sample_corpus_path
@@ -36,15 +36,15 @@ def main():
         for i in range(8): df.iloc[i::8].to_json(d / f"part-{i}.jsonl", orient="records", lines=True)
         src = [str(d / f"part-{i}.jsonl") for i in range(8)]
         t0 = time.perf_counter()
-        client = platform.elastic_client(0, 2, dashboard_address=None, **kw)
+        client = elastic_client(0, 2, dashboard_address=None, **kw)
         try:
-            with platform.WorkerTrace(client, interval=0.1) as trace:
-                platform.wait_for_worker_count(client, lambda c: c == 0, timeout=60)
+            with WorkerTrace(client, interval=0.1) as trace:
+                wait_for_worker_count(client, lambda c: c == 0, timeout=60)
                 t1 = time.perf_counter()
                 with client.as_current():  # not scheduler=client in dask.config: new worker processes get a pickled copy of the config
                     rep = Pipeline.from_config(PIPELINE).run(read_corpus(src), d / "elastic")
                 t_adaptive = time.perf_counter() - t1
-                platform.wait_for_worker_count(client, lambda c: c == 0, timeout=120)
+                wait_for_worker_count(client, lambda c: c == 0, timeout=120)
         finally:
             shut(client)
         fixed = get_client("cpu", n_workers=2, dashboard_address=None, **({"processes": False} if args.threads else {}))

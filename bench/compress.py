@@ -1,7 +1,7 @@
 """Compression trade-off: size on disk, CPU speed and quality of int8 (torchao, torch dynamic) and pruning,
 for a tiny GPT and a small text classifier trained here on the bundled Debian corpus.
 
-    python bench/platform_compress.py [--quick]
+    python bench/compress.py [--quick]
 
 The peer is the original float32 model, measured in the same run on the same eval data: ratios are compressed/original.
 """
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from llmwork import platform
+from llmwork.compress import compress
 from llmwork.io import sample_corpus_path
 from llmwork.models import ByteTokenizer, EncoderConfig, TextClassifier, pack_tokens, pad_batch
 from llmwork.train import ExampleBatches, RankContext, TokenBatches, TrainConfig, train
@@ -64,7 +64,7 @@ def main():
         d = Path(d)
         for name, (ck, ev) in [("tiny GPT", gpt(d, 60 if args.quick else 300, docs)), ("classifier", classifier(d, 60 if args.quick else 300, docs))]:
             for label, kw in VARIANTS:
-                rep = platform.compress(ck, d / "out.pt", **kw, **ev)
+                rep = compress(ck, d / "out.pt", **kw, **ev)
                 o, c = rep["original"], rep["compressed"]
                 speed = "tokens_per_s" if "tokens_per_s" in o else "docs_per_s"
                 quality = "eval_loss" if "eval_loss" in o else "accuracy"

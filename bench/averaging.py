@@ -1,6 +1,6 @@
 """DDP vs local SGD vs FedAvg: the same tiny GPT, the same token budget, 2 ranks (Dask workers, gloo).
 
-    python bench/platform_averaging.py [--quick] [--html curves.html]
+    python bench/averaging.py [--quick] [--html curves.html]
 
 Peer: DDP (gradients averaged every step). Prints per-strategy wall time, final eval loss on one common held-out
 set, the ratio to DDP, and writes the loss curves side by side as an HTML figure.
@@ -15,11 +15,11 @@ import pandas as pd
 import torch
 
 from _cluster import shut  # bench/ is on sys.path when a script here runs
-from llmwork import platform
 from llmwork.backend import get_client
+from llmwork.launch import launch
 from llmwork.io import sample_corpus_path
 from llmwork.models import GPT, ByteTokenizer, gpt_config, pack_tokens
-from llmwork.train import TokenBatches, TrainConfig, load_checkpoint
+from llmwork.train import FedAvg, LocalSGD, TokenBatches, TrainConfig, load_checkpoint, split_token_shards, train
 
 SHAPE = dict(n_layer=2, n_head=4, n_embd=64, block_size=64)
 
@@ -31,7 +31,7 @@ def common_eval(checkpoint, data):
 
 
 def main():
-    ap = argparse.ArgumentParser(); ap.add_argument("--quick", action="store_true"); ap.add_argument("--html", default="platform_averaging.html")
+    ap = argparse.ArgumentParser(); ap.add_argument("--quick", action="store_true"); ap.add_argument("--html", default="averaging.html")
     ap.add_argument("--H", type=int, default=4)
     args = ap.parse_args()
     steps = 80 if args.quick else 300
@@ -40,16 +40,16 @@ def main():
         d = Path(d)
         with dask.config.set(scheduler="threads"):
             pack_tokens(dd.from_pandas(docs, npartitions=8), ByteTokenizer(), d / "all")
-        local = platform.split_token_shards(d / "all", d / "local", 2)
+        local = split_token_shards(d / "all", d / "local", 2)
         client = get_client("cpu", n_workers=2, threads_per_worker=1, dashboard_address=None)
         client.wait_for_workers(2, timeout=120)
         rows, curves = [], {}
         try:
-            for name, strategy, data in [("ddp", "ddp", d / "all"), (f"local_sgd H={args.H}", "local_sgd", d / "all"), (f"fedavg H={args.H}", "fedavg", local)]:
+            for name, strategy, data in [("ddp", "ddp", d / "all"), (f"local_sgd H={args.H}", LocalSGD(args.H), d / "all"), (f"fedavg H={args.H}", FedAvg(args.H), local)]:
                 cfg = TrainConfig(data=str(data), out_dir=str(d / name.replace(" ", "_")), model="gpt-tiny", model_overrides=SHAPE, device="cpu",
                                   batch_size=16, steps=steps, lr=3e-3, warmup_steps=steps // 20, eval_every=steps // 10, checkpoint_every=0, threads=1)
                 t0 = time.perf_counter()
-                res = platform.launch_averaged(cfg, client, strategy, H=args.H, optimizer="adamw").result(timeout=3600)
+                res = launch(train, cfg, client, strategy=strategy).result(timeout=3600)
                 secs = time.perf_counter() - t0
                 curves[name] = res["history"]
                 rows.append({"strategy": name, "seconds": round(secs, 1), "final train loss": round(res["loss"], 4),

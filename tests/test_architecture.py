@@ -1,0 +1,73 @@
+"""The house rules, checked on the source: one meaning per public name, and a module imports only lower-numbered ones.
+
+Under nbdev's `from llmwork.x import *` a name defined in two modules silently means whichever was imported last."""
+import ast
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# names every module may define, because callers look them up on the module, never import them bare
+MODULE_HOOKS = {"add_commands", "gpu_calls"}
+
+
+def _modules() -> dict:
+    "Module name -> its position in notebook order, from each notebook's `#| default_exp`."
+    order = {}
+    for i, nb in enumerate(sorted((ROOT / "nbs").glob("*.ipynb"))):
+        for cell in json.loads(nb.read_text())["cells"]:
+            m = re.search(r"^#\| default_exp (\w+)", "".join(cell["source"]), re.M)
+            if m: order[m.group(1)] = i; break
+    return order
+
+
+def _public_names(path: Path) -> set:
+    "Top-level functions, classes and assigned names of a module that do not start with an underscore."
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)): names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {t.id for t in targets if isinstance(t, ast.Name)}
+    return {n for n in names if not n.startswith("_")}
+
+
+def test_each_public_name_is_defined_once():
+    where = defaultdict(list)
+    for name in _modules():
+        for n in _public_names(ROOT / "llmwork" / f"{name}.py"): where[n].append(name)
+    where.pop("log", None)  # logging.getLogger("llmwork"): the same object wherever it is bound
+    twice = {n: sorted(m) for n, m in where.items() if len(m) > 1 and n not in MODULE_HOOKS}
+    assert twice == {}, f"defined in more than one module: {twice}"
+
+
+def _top_level_imports(path: Path) -> set:
+    "The llmwork modules `path` imports when it is imported (not the imports inside functions)."
+    found = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom):
+            mod = node.module or ""
+            if node.level == 1: found |= {mod.split(".")[0]} if mod else {a.name for a in node.names}
+            elif mod.startswith("llmwork."): found.add(mod.split(".")[1])
+            elif mod == "llmwork": found |= {a.name for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("llmwork.")}
+    return found
+
+
+def test_modules_import_only_lower_numbered_ones():
+    order = _modules()
+    wrong = {name: sorted(m for m in _top_level_imports(ROOT / "llmwork" / f"{name}.py") if m in order and order[m] >= order[name])
+             for name in order}
+    assert {k: v for k, v in wrong.items() if v} == {}
+
+
+def test_the_checks_can_fail(tmp_path):
+    "The two checks above see what they are meant to see."
+    (tmp_path / "m.py").write_text("from .later import x\nimport llmwork.other\ndef f():\n    from llmwork.lazy import y\n"
+                                   "class C: pass\nLIMIT = 3\n_private = 1\n")
+    assert _top_level_imports(tmp_path / "m.py") == {"later", "other"}
+    assert _public_names(tmp_path / "m.py") == {"f", "C", "LIMIT"}
+    assert {"backend", "train", "compress", "tune", "ingest", "elastic", "cli"} <= set(_modules())
+    assert "platform" not in _modules()
