@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import errno
 import importlib
 import importlib.resources
 import json
@@ -27,29 +28,30 @@ from typing import ClassVar
 import dask
 import dask.dataframe as dd
 import numba
-from dask.delayed import Delayed
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
 
 from . import engine
 from .backend import is_gpu_frame, to_pandas
 from .engine import as_arrow_strings, string_series
-from .io import MANIFEST, dataset_manifest, parquet_write_options
+from .io import MANIFEST, dataset_manifest
+from .words import (LINE_BREAK, SENTENCE_END_CHARS, STOP_WORDS, SYMBOL_CHARS, TERMINAL_PUNCTUATION, WHITESPACE,
+                           char_class, explode_split, extract_groups, regex_escape, split_chunk, text_hash, word_tokens)
 
 # %% auto #0
-__all__ = ['STEPS', 'STEP_MODULES', 'DEFAULT_BOILERPLATE', 'SYMBOL_CHARS', 'TERMINAL_PUNCTUATION', 'SENTENCE_END_CHARS',
-           'STOP_WORDS', 'POLICY_SUBSTRINGS', 'register_step', 'Step', 'step_from_config', 'check_parameters',
-           'frame_namespace', 'null_strings', 'mark_removed', 'PartitionStep', 'Filter', 'Normalizer',
-           'apply_partition_steps', 'run_partition_steps', 'combine_step_stats', 'first_reason', 'Validate',
-           'unicode_normalize', 'UnicodeNormalize', 'CleanWhitespace', 'StripBoilerplate', 'text_hash', 'explode_split',
-           'extract_groups', 'split_chunk', 'word_tokens', 'document_tokens', 'char_class', 'regex_escape', 'per_row',
-           'split_lines', 'GopherQuality', 'find_duplicates', 'ngram_table', 'top_ngram_chars', 'duplicate_ngram_chars',
-           'GopherRepetition', 'count_sentences', 'sentence_counts', 'line_sentence_counts', 'C4Quality',
-           'FineWebQuality', 'LengthFilter', 'NonTextFilter', 'ExactDedup', 'DuplicateIdError', 'repeated_ids',
-           'locate_ids', 'DedupeIds', 'output_lock', 'check_not_input', 'Pipeline', 'default_steps', 'default_pipeline',
-           'format_funnel', 'load_pipeline', 'clean_corpus', 'clean_command', 'add_commands']
+__all__ = ['STEPS', 'STEP_MODULES', 'DEFAULT_BOILERPLATE', 'POLICY_SUBSTRINGS', 'RESUME_DIR', 'register_step', 'Step',
+           'step_from_config', 'check_parameters', 'frame_namespace', 'null_strings', 'mark_removed', 'PartitionStep',
+           'Filter', 'Normalizer', 'apply_partition_steps', 'run_partition_steps', 'combine_step_stats', 'first_reason',
+           'Validate', 'unicode_normalize', 'UnicodeNormalize', 'CleanWhitespace', 'StripBoilerplate', 'forget_tokens',
+           'document_tokens', 'per_row', 'split_lines', 'join_lines', 'GopherQuality', 'repeated_parts', 'ngram_table',
+           'top_ngram_chars', 'duplicate_ngram_chars', 'GopherRepetition', 'count_sentences', 'sentence_counts',
+           'line_sentence_counts', 'C4Quality', 'FineWebQuality', 'LengthFilter', 'NonTextFilter', 'ExactDedup',
+           'DuplicateIdError', 'repeated_ids', 'locate_ids', 'DedupeIds', 'output_lock', 'check_not_input', 'Pipeline',
+           'DiskFullError', 'default_steps', 'default_pipeline', 'format_funnel', 'load_pipeline', 'clean_corpus',
+           'clean_command', 'add_commands']
 
 # %% ../nbs/02_clean.ipynb #cell-006
 STEPS: dict[str, type] = {}
@@ -338,156 +340,12 @@ class StripBoilerplate(Normalizer):
         end = "" if p.endswith("$") else r"[^\n]*"
         return rf"^{start}(?:{p.removeprefix('^').removesuffix('$')}){end}(?:\n|$)"
 
-# %% ../nbs/02_clean.ipynb #cell-029
-# what Python's str.isspace() calls whitespace (strip, split and splitlines use it); RE2's \s is ASCII only
-_WS = r"\s\pZ\x{0b}\x{1c}-\x{1f}\x{85}"
-_LINE_BREAK = r"\r\n|[\n\r\x{0b}\x{0c}\x{1c}-\x{1e}\x{85}\x{2028}\x{2029}]"
-_LETTER, _ALNUM = r"\pL\pM", r"\pL\pM\pN"
-# spaCy's prefix and suffix punctuation (LIST_PUNCT, LIST_QUOTES, currency and a few dashes), as one class
-_EDGE = r"""…,:;¿؟¡<>_#&。？！，、；：～·।،۔؛٪!?()\[\]{}*'"”“`‘´’‚„»«「」『』（）〔〕【】《》〈〉⟦⟧§%=—–$£€¥฿₽₴₹₩"""
-_PREFIX_RUN = rf"(?:\.\.+|[{_EDGE}])*"
-# spaCy strips "§ % = $ £ ..." only as prefixes; after a number "%" and currencies split off as units
-_SUFFIX_EDGE = _EDGE.replace("§%=", "").replace("$£€¥฿₽₴₹₩", "")
-_SUFFIX_RUN = rf"(?:['’][sS]|\.\.+|[{_SUFFIX_EDGE}.])*"
-# spaCy's emoticon exceptions (the ASCII ones): a chunk that is one of them stays one token
-_EMOTICONS = ("(-8", "(-:", "(-;", "(:", "(;", "(=", ")-:", "):", "-_-", "-__-", "._.", "0.0", "0.o", "0_0", "0_o", "8)",
-              "8-)", "8-D", "8D", ":'(", ":')", ":'-(", ":'-)", ":(", ":((", ":(((", ":()", ":)", ":))", ":)))", ":*",
-              ":-(", ":-((", ":-(((", ":-)", ":-))", ":-)))", ":-*", ":-/", ":-0", ":-3", ":->", ":-D", ":-O", ":-P",
-              ":-X", ":-]", ":-o", ":-p", ":-x", ":-|", ":-}", ":/", ":0", ":1", ":3", ":>", ":D", ":O", ":P", ":X", ":]",
-              ":o", ":o)", ":p", ":x", ":|", ":}", ";)", ";-)", ";-D", ";D", ";_;", "<.<", "</3", "<3", "<33", "<333",
-              "=(", "=)", "=/", "=3", "=D", "=[", "=]", "=|", ">.<", ">.>", ">:(", ">:o", "@_@", "O.O", "O.o", "O_O",
-              "O_o", "V.V", "V_V", "XD", "XDD", "[-:", "[:", "[=", "]=", "^_^", "^__^", "^___^", "o.0", "o.O", "o.o",
-              "o_0", "o_O", "o_o", "v.v", "v_v", "xD", "xDD")
-_CHUNK = rf"^(?P<pre>{_PREFIX_RUN})(?P<core>.*?)(?P<suf>{_SUFFIX_RUN})$"
-# a final period splits off after what spaCy's suffix rule names (lowercase letters of cased and uncased scripts,
-# ASCII digits, some punctuation) or after two capitals ("etc." "v1.0." "USA." "کنید."): its classes, as data
-_SPACY_CLASSES = json.loads((importlib.resources.files("llmwork") / "data" / "spacy_en_classes.json").read_text())
-def _ranges_class(ranges) -> str: return "[" + "".join(f"\\x{{{a:x}}}-\\x{{{b:x}}}" for a, b in ranges) + "]"
-_UPPER = _ranges_class(_SPACY_CLASSES["upper"])
-_DOT_SPLITS_AFTER = f"(?:{_ranges_class(_SPACY_CLASSES['dot_splits_after'])}|{_UPPER}{_UPPER})$"
-# spaCy's English exceptions that split a plain word ("cannot" -> "can not", "id" -> "i d", "dont" -> "do nt")
-_SPLIT_WORDS = {word: parts.replace("+", " ") for word, parts in (pair.split("=") for pair in (
-    "Aint=Ai+nt Arent=Are+nt Cannot=Can+not Cant=Ca+nt Cantve=Ca+nt+ve Couldnt=Could+nt Couldntve=Could+nt+ve "
-    "Couldve=Could+ve Darent=Dare+nt Didnt=Did+nt Didntve=Did+nt+ve Doesnt=Does+nt Doesntve=Does+nt+ve Dont=Do+nt "
-    "Dontve=Do+nt+ve Gonna=Gon+na Gotta=Got+ta Hadnt=Had+nt Hadntve=Had+nt+ve Hasnt=Has+nt Havent=Have+nt Hed=He+d "
-    "Hedve=He+d+ve Hellve=He+ll+ve Hes=He+s Howd=How+d Howdve=How+d+ve Howll=How+ll Howllve=How+ll+ve Howre=How+re "
-    "Hows=How+s Howve=How+ve Id=I+d Idve=I+d+ve Illve=I+ll+ve Im=I+m Ima=I+m+a Isnt=Is+nt Itd=It+d Itdve=It+d+ve "
-    "Itll=It+ll Itllve=It+ll+ve Ive=I+ve Maynt=May+nt Mayntve=May+nt+ve Mightnt=Might+nt Mightntve=Might+nt+ve "
-    "Mightve=Might+ve Mustnt=Must+nt Mustntve=Must+nt+ve Mustve=Must+ve Neednt=Need+nt Needntve=Need+nt+ve "
-    "Notve=Not+ve Oughtnt=Ought+nt Oughtntve=Ought+nt+ve Shant=Sha+nt Shantve=Sha+nt+ve Shedve=She+d+ve "
-    "Shellve=She+ll+ve Shes=She+s Shouldnt=Should+nt Shouldntve=Should+nt+ve Shouldve=Should+ve Thatd=That+d "
-    "Thatdve=That+d+ve Thatll=That+ll Thatllve=That+ll+ve Thats=That+s Thered=There+d Theredve=There+d+ve "
-    "Therell=There+ll Therellve=There+ll+ve Therere=There+re Theres=There+s Thereve=There+ve Thesed=These+d "
-    "Thesedve=These+d+ve Thesell=These+ll Thesellve=These+ll+ve Thesere=These+re Theseve=These+ve Theyd=They+d "
-    "Theydve=They+d+ve Theyll=They+ll Theyllve=They+ll+ve Theyre=They+re Theyve=They+ve Thisd=This+d "
-    "Thisdve=This+d+ve Thisll=This+ll Thisllve=This+ll+ve Thiss=This+s Thosed=Those+d Thosedve=Those+d+ve "
-    "Thosell=Those+ll Thosellve=Those+ll+ve Thosere=Those+re Thoseve=Those+ve Wasnt=Was+nt Wed=We+d Wedve=We+d+ve "
-    "Wellve=We+ll+ve Werent=Were+nt Weve=We+ve Whatd=What+d Whatdve=What+d+ve Whatll=What+ll Whatllve=What+ll+ve "
-    "Whatre=What+re Whats=What+s Whatve=What+ve Whend=When+d Whendve=When+d+ve Whenll=When+ll Whenllve=When+ll+ve "
-    "Whenre=When+re Whens=When+s Whenve=When+ve Whered=Where+d Wheredve=Where+d+ve Wherell=Where+ll "
-    "Wherellve=Where+ll+ve Wherere=Where+re Wheres=Where+s Whereve=Where+ve Whod=Who+d Whodve=Who+d+ve Wholl=Who+ll "
-    "Whollve=Who+ll+ve Whos=Who+s Whove=Who+ve Whyd=Why+d Whydve=Why+d+ve Whyll=Why+ll Whyllve=Why+ll+ve "
-    "Whyre=Why+re Whys=Why+s Whyve=Why+ve Wont=Wo+nt Wontve=Wo+nt+ve Wouldnt=Would+nt Wouldntve=Would+nt+ve "
-    "Wouldve=Would+ve Youd=You+d Youdve=You+d+ve Youll=You+ll Youllve=You+ll+ve Youre=You+re Youve=You+ve "
-    "aint=ai+nt arent=are+nt cannot=can+not cant=ca+nt cantve=ca+nt+ve couldnt=could+nt couldntve=could+nt+ve "
-    "couldve=could+ve darent=dare+nt didnt=did+nt didntve=did+nt+ve doesnt=does+nt doesntve=does+nt+ve dont=do+nt "
-    "dontve=do+nt+ve gonna=gon+na gotta=got+ta hadnt=had+nt hadntve=had+nt+ve hasnt=has+nt havent=have+nt hed=he+d "
-    "hedve=he+d+ve hellve=he+ll+ve hes=he+s howd=how+d howdve=how+d+ve howll=how+ll howllve=how+ll+ve howre=how+re "
-    "hows=how+s howve=how+ve id=i+d idve=i+d+ve illve=i+ll+ve im=i+m ima=i+m+a isnt=is+nt itd=it+d itdve=it+d+ve "
-    "itll=it+ll itllve=it+ll+ve ive=i+ve maynt=may+nt mayntve=may+nt+ve mightnt=might+nt mightntve=might+nt+ve "
-    "mightve=might+ve mustnt=must+nt mustntve=must+nt+ve mustve=must+ve neednt=need+nt needntve=need+nt+ve "
-    "notve=not+ve oughtnt=ought+nt oughtntve=ought+nt+ve shant=sha+nt shantve=sha+nt+ve shedve=she+d+ve "
-    "shellve=she+ll+ve shes=she+s shouldnt=should+nt shouldntve=should+nt+ve shouldve=should+ve thatd=that+d "
-    "thatdve=that+d+ve thatll=that+ll thatllve=that+ll+ve thats=that+s thered=there+d theredve=there+d+ve "
-    "therell=there+ll therellve=there+ll+ve therere=there+re theres=there+s thereve=there+ve thesed=these+d "
-    "thesedve=these+d+ve thesell=these+ll thesellve=these+ll+ve thesere=these+re theseve=these+ve theyd=they+d "
-    "theydve=they+d+ve theyll=they+ll theyllve=they+ll+ve theyre=they+re theyve=they+ve thisd=this+d "
-    "thisdve=this+d+ve thisll=this+ll thisllve=this+ll+ve thiss=this+s thosed=those+d thosedve=those+d+ve "
-    "thosell=those+ll thosellve=those+ll+ve thosere=those+re thoseve=those+ve wasnt=was+nt wed=we+d wedve=we+d+ve "
-    "wellve=we+ll+ve werent=were+nt weve=we+ve whatd=what+d whatdve=what+d+ve whatll=what+ll whatllve=what+ll+ve "
-    "whatre=what+re whats=what+s whatve=what+ve whend=when+d whendve=when+d+ve whenll=when+ll whenllve=when+ll+ve "
-    "whenre=when+re whens=when+s whenve=when+ve whered=where+d wheredve=where+d+ve wherell=where+ll "
-    "wherellve=where+ll+ve wherere=where+re wheres=where+s whereve=where+ve whod=who+d whodve=who+d+ve wholl=who+ll "
-    "whollve=who+ll+ve whos=who+s whove=who+ve whyd=why+d whydve=why+d+ve whyll=why+ll whyllve=why+ll+ve "
-    "whyre=why+re whys=why+s whyve=why+ve wont=wo+nt wontve=wo+nt+ve wouldnt=would+nt wouldntve=would+nt+ve "
-    "wouldve=would+ve yall=y+all youd=you+d youdve=you+d+ve youll=you+ll youllve=you+ll+ve youre=you+re "
-    "youve=you+ve "
-    ).split())}
-# spaCy's abbreviations that keep their final period
-_ABBREVIATIONS = ('Adm', 'Ak', 'Ala', 'Apr', 'Ariz', 'Ark', 'Aug', 'Bros', 'Calif', 'Co', 'Colo', 'Conn', 'Corp', 'D.C', 'Dec', 'Del', 'Dr', 'E.G', 'E.g', 'Feb', 'Fla', 'Ga', 'Gen', 'Gov', 'I.E', 'I.e', 'Ia', 'Id', 'Ill', 'Inc', 'Ind', 'Jan', 'Jr', 'Jul', 'Jun', 'Kan', 'Kans', 'Ky', 'La', 'Ltd', 'Mar', 'Mass', 'Md', 'Messrs', 'Mich', 'Minn', 'Miss', 'Mo', 'Mont', 'Mr', 'Mrs', 'Ms', 'Mt', 'N.C', 'N.D', 'N.H', 'N.J', 'N.M', 'N.Y', 'Neb', 'Nebr', 'Nev', 'Nov', 'Oct', 'Okla', 'Ore', 'Pa', 'Ph.D', 'Prof', 'Rep', 'Rev', 'S.C', 'Sen', 'Sep', 'Sept', 'St', 'Tenn', 'Va', 'Wash', 'Wis', 'a.m', 'co', 'e.g', 'i.e', 'p.m', 'v.s', 'vs')
-_ABBREVIATION = "^(?:\\p{Ll}|" + "|".join(a.replace(".", "\\.") for a in _ABBREVIATIONS) + ")$"
-_URL = r"^(?:and/or|w/o|[a-zA-Z][a-zA-Z0-9+.-]*://\S+|www\.\S+|[\pL\pN_.+-]+@[\pL\pN-]+(?:\.[\pL\pN-]+)+|[\pL\pN-]+(?:\.[\pL\pN-]+)*\.[a-z]{2,}(?:/\S*)?)$"
-_INFIXES = (  # (pattern, replacement): spaCy's English infixes, applied twice to catch overlapping matches
-    (r"(\pN)([+\-*^])(\pN|-)", r"\1 \2 \3"),
-    (r"(^|[^\pL\pN])(\p{Ll}\.)(\p{Lu})", r"\1\2 \3"),  # a lowercase letter keeps its period: "i.MX" -> "i." "MX"
-    (r"(\p{Ll})(\.)(\p{Lu})", r"\1 \2 \3"),
-    (rf"([{_LETTER}]),([{_LETTER}])", r"\1 , \2"),
-    (rf"([{_ALNUM}])(---|--|——|[-–—~])([{_LETTER}])", r"\1 \2 \3"),
-    (rf"([{_ALNUM}])([:<>=/])([{_LETTER}])", r"\1 \2 \3"),
-    (r"(\.\.+|…|\p{So})", r" \1 "),
-)
-_CONTRACTION = (r"^(.+?)(n['’]t)$|^([Cc]an)(not)$|^([Ii]|[Yy]ou|[Hh]e|[Ss]he|[Ii]t|[Ww]e|[Tt]hey|[Tt]hat|[Tt]here|[Ww]ho|[Ww]hat)(['’](?:m|re|ve|ll|d))$",
-                r"\1\3\5 \2\4\6")
-_UNIT = (r"^(.*\pN)(\+|%|\$|£|€|¥|km|m|cm|mm|kg|g|mg|lb|oz|ft|yd|mph|MB|KB|GB|TB|mb|kb|gb|tb|Mb|Kb|Gb|K|M|G|T)$", r"\1 \2")
-_EDGE_UNITS = (rf"(['’][sS]|''|\.\.+|[{_EDGE}.])", r" \1 ")
-_EMOTICON = "^(?:" + "|".join(re.sub(r"([\\^$.|?*+()\[\]{}])", r"\\\1", e) for e in _EMOTICONS) + ")$"
-
-def text_hash(text):
-    "A 64-bit hash per string (pandas: `hash_pandas_object`; cuDF: xxhash64); equal strings, equal hashes."
-    return engine.hash64(text)
-
-def explode_split(text, pattern=None, regex=False, drop_empty=False):
-    "Split each string and explode: a frame with `row` (position of the source string), `pos` (index within it), `part`."
-    lists = engine.split(as_arrow_strings(text).reset_index(drop=True), pattern, regex=regex)
-    out = string_series(lists.explode()).rename("part").reset_index().rename(columns={"index": "row"})
-    keep = out["part"].notna()
-    # a whitespace split has no empty parts; on the GPU it is a regex split, whose leading empty part goes here
-    if drop_empty or pattern is None: keep = keep & (out["part"].str.len() > 0)
-    out = out[keep].reset_index(drop=True)
-    out["pos"] = out.groupby("row").cumcount()
-    return out
-
-def extract_groups(text, pattern):
-    "A frame of the named capture groups of `pattern` (Arrow extracts only named groups; libcudf only numbered ones)."
-    return engine.extract(text, pattern)
-
-def split_chunk(chunks):
-    "Space-separated tokens of each whitespace-free chunk, spaCy-style: prefixes, core (infixes), suffixes."
-    emoticon = engine.contains(chunks, _EMOTICON)
-    parts = extract_groups(chunks, _CHUNK)
-    pre, core, suf = (string_series(parts[c].fillna("")) for c in ("pre", "core", "suf"))
-    # the period after a capital ("A.D.", "3D.") and after the abbreviations spaCy knows stays with the word
-    dotted = suf.str.startswith(".") & ~suf.str.startswith("..") & (core.str.len() > 0)
-    keeps_dot = dotted & (~engine.contains(core, _DOT_SPLITS_AFTER) | engine.contains(core, _ABBREVIATION))
-    core = core.where(~keeps_dot, core + ".")
-    suf = suf.where(~keeps_dot, suf.str.slice(1))
-    # words spaCy splits by its exception list ("cannot", "dont", "id")
-    listed = core.isin(list(_SPLIT_WORDS))
-    if bool(listed.any()): core = core.mask(listed, string_series(core[listed].map(_SPLIT_WORDS)))
-    # only cores with something besides letters can hold an infix, a unit, a contraction or a URL
-    special = engine.contains(core, r"[^\pL\pM]|^[Cc]annot$")
-    inner = core[special]
-    url = engine.contains(inner, _URL)
-    split = engine.replace(engine.replace(inner, *_CONTRACTION), *_UNIT)
-    for pattern, replacement in _INFIXES * 2: split = engine.replace(split, pattern, replacement)
-    core = core.mask(special, inner.where(url, split))
-    has_pre, has_suf = pre.str.len() > 0, suf.str.len() > 0
-    pre = pre.mask(has_pre, engine.replace(pre[has_pre], *_EDGE_UNITS))
-    suf = suf.mask(has_suf, engine.replace(suf[has_suf], *_EDGE_UNITS))
-    return (pre + " " + core + " " + suf).where(~emoticon, chunks)
-
-def word_tokens(text):
-    "One row per word of each string in `text`, split like spaCy's English tokenizer: `row`, `line`, `pos`, `token`, `hash`."
-    lines = explode_split(text, _LINE_BREAK, regex=True)
-    chunks = explode_split(lines["part"], drop_empty=True)
-    tokens = explode_split(split_chunk(chunks["part"]), drop_empty=True)
-    chunk_line = chunks["row"].take(tokens["row"]).reset_index(drop=True)
-    return frame_namespace(tokens).DataFrame({
-        "row": lines["row"].take(chunk_line).reset_index(drop=True),
-        "line": lines["pos"].take(chunk_line).reset_index(drop=True),
-        "token": tokens["part"]}).assign(pos=lambda d: d.groupby("row").cumcount(), hash=lambda d: text_hash(d["token"]))
-
 # %% ../nbs/02_clean.ipynb #cell-031
+def forget_tokens():
+    "Drop the partition's cached words: a step that rewrote the text calls it, so later filters tokenize the new text."
+    cache = _TOKEN_CACHE.get()
+    if cache is not None: cache.clear()
+
 def document_tokens(df):
     "`word_tokens` of `df`'s text, reusing the tokens of the partition computed by an earlier step of the same pass."
     cache = _TOKEN_CACHE.get()
@@ -506,63 +364,6 @@ def document_tokens(df):
     kept = kept.reset_index(drop=True)
     return kept.assign(row=new_row.take(kept["row"]).reset_index(drop=True))
 
-# %% ../nbs/02_clean.ipynb #cell-036
-# datatrove 0.10.1's PUNCTUATION_SET (utils/text.py): a word made only of these is a symbol, not a word
-SYMBOL_CHARS = ("\x00\x01\x02\x03\x04\x05\x06\x07\x08\x0b\x0c\r\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a"
-    "\x1b\x1c\x1d\x1e\x1f!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~\x7f\x80\x81\x82\x83\x84\x85\x86\x87\x88\x89"
-    "\x8a\x8b\x8c\x8d\x8e\x8f\x90\x91\x92\x93\x94\x95\x96\x97\x98\x99\x9a\x9b\x9c\x9d\x9e\x9f\xab\xb4\xbb"
-    "\u0589\u061d\u061e\u061f\u06d4\u0700\u0701\u0702\u07f9\u0837\u0839\u083d\u083e\u0964\u0965\u104a"
-    "\u104b\u1362\u1367\u1368\u166e\u1735\u1736\u17d4\u17d5\u17d6\u17d9\u17da\u1803\u1809\u1944\u1945"
-    "\u1aa8\u1aa9\u1aaa\u1aab\u1b5a\u1b5b\u1b5e\u1b5f\u1b7d\u1b7e\u1c3b\u1c3c\u1c7e\u1c7f\u2013\u2014"
-    "\u2019\u201c\u201d\u201e\u2026\u203c\u203d\u2047\u2048\u2049\u2236\u2501\u25ba\u2e2e\u2e3c\u2e53"
-    "\u2e54\u3001\u3002\u3008\u3009\u300a\u300b\u300c\u300d\u3010\u3011\ua4ff\ua60e\ua60f\ua6f3\ua6f7"
-    "\ua876\ua877\ua8ce\ua8cf\ua92f\ua9c8\ua9c9\uaa5d\uaa5e\uaa5f\uaaf0\uaaf1\uabeb\ufe52\ufe56\ufe57"
-    "\uff01\uff05\uff08\uff09\uff0c\uff0e\uff11\uff1a\uff1b\uff1f\uff5e\uff61\U00010a56\U00010a57"
-    "\U00010f55\U00010f56\U00010f57\U00010f58\U00010f59\U00010f86\U00010f87\U00010f88\U00010f89\U00011047"
-    "\U00011048\U000110be\U000110bf\U000110c0\U000110c1\U00011141\U00011142\U00011143\U000111c5\U000111c6"
-    "\U000111cd\U000111de\U000111df\U00011238\U00011239\U0001123b\U0001123c\U000112a9\U0001144b\U0001144c"
-    "\U000115c2\U000115c3\U000115c9\U000115ca\U000115cb\U000115cc\U000115cd\U000115ce\U000115cf\U000115d0"
-    "\U000115d1\U000115d2\U000115d3\U000115d4\U000115d5\U000115d6\U000115d7\U00011641\U00011642\U0001173c"
-    "\U0001173d\U0001173e\U00011944\U00011946\U00011a42\U00011a43\U00011a9b\U00011a9c\U00011c41\U00011c42"
-    "\U00011ef7\U00011ef8\U00011f43\U00011f44\U00016a6e\U00016a6f\U00016af5\U00016b37\U00016b38\U00016b44"
-    "\U00016e98\U0001bc9f\U0001da88")
-# datatrove's TERMINAL_PUNCTUATION: what FineWeb counts as a line ending in punctuation
-TERMINAL_PUNCTUATION = ("!.?\u0589\u061d\u061e\u061f\u06d4\u0700\u0701\u0702\u07f9\u0837\u0839\u083d\u083e\u0964\u0965\u104a"
-    "\u104b\u1362\u1367\u1368\u166e\u1735\u1736\u17d4\u17d5\u17d6\u17d9\u17da\u1803\u1809\u1944\u1945"
-    "\u1aa8\u1aa9\u1aaa\u1aab\u1b5a\u1b5b\u1b5e\u1b5f\u1b7d\u1b7e\u1c3b\u1c3c\u1c7e\u1c7f\u203c\u203d"
-    "\u2047\u2048\u2049\u2e2e\u2e3c\u2e53\u2e54\u3002\ua4ff\ua60e\ua60f\ua6f3\ua6f7\ua876\ua877\ua8ce"
-    "\ua8cf\ua92f\ua9c8\ua9c9\uaa5d\uaa5e\uaa5f\uaaf0\uaaf1\uabeb\ufe52\ufe56\ufe57\uff01\uff0e\uff1f"
-    "\uff61\U00010a56\U00010a57\U00010f55\U00010f56\U00010f57\U00010f58\U00010f59\U00010f86\U00010f87"
-    "\U00010f88\U00010f89\U00011047\U00011048\U000110be\U000110bf\U000110c0\U000110c1\U00011141\U00011142"
-    "\U00011143\U000111c5\U000111c6\U000111cd\U000111de\U000111df\U00011238\U00011239\U0001123b\U0001123c"
-    "\U000112a9\U0001144b\U0001144c\U000115c2\U000115c3\U000115c9\U000115ca\U000115cb\U000115cc\U000115cd"
-    "\U000115ce\U000115cf\U000115d0\U000115d1\U000115d2\U000115d3\U000115d4\U000115d5\U000115d6\U000115d7"
-    "\U00011641\U00011642\U0001173c\U0001173d\U0001173e\U00011944\U00011946\U00011a42\U00011a43\U00011a9b"
-    "\U00011a9c\U00011c41\U00011c42\U00011ef7\U00011ef8\U00011f43\U00011f44\U00016a6e\U00016a6f\U00016af5"
-    "\U00016b37\U00016b38\U00016b44\U00016e98\U0001bc9f\U0001da88")
-# spaCy's Sentencizer.default_punct_chars: a token made of one of these ends a sentence
-SENTENCE_END_CHARS = ("!.?\u0589\u061f\u06d4\u0700\u0701\u0702\u07f9\u0964\u0965\u104a\u104b\u1362\u1367\u1368\u166e\u1735"
-    "\u1736\u1803\u1809\u1944\u1945\u1aa8\u1aa9\u1aaa\u1aab\u1b5a\u1b5b\u1b5e\u1b5f\u1c3b\u1c3c\u1c7e"
-    "\u1c7f\u203c\u203d\u2047\u2048\u2049\u2e2e\u2e3c\u3002\ua4ff\ua60e\ua60f\ua6f3\ua6f7\ua876\ua877"
-    "\ua8ce\ua8cf\ua92f\ua9c8\ua9c9\uaa5d\uaa5e\uaa5f\uaaf0\uaaf1\uabeb\ufe52\ufe56\ufe57\uff01\uff0e"
-    "\uff1f\uff61\U00010a56\U00010a57\U00011047\U00011048\U000110be\U000110bf\U000110c0\U000110c1"
-    "\U00011141\U00011142\U00011143\U000111c5\U000111c6\U000111cd\U000111de\U000111df\U00011238\U00011239"
-    "\U0001123b\U0001123c\U000112a9\U0001144b\U0001144c\U000115c2\U000115c3\U000115c9\U000115ca\U000115cb"
-    "\U000115cc\U000115cd\U000115ce\U000115cf\U000115d0\U000115d1\U000115d2\U000115d3\U000115d4\U000115d5"
-    "\U000115d6\U000115d7\U00011641\U00011642\U0001173c\U0001173d\U0001173e\U00011a42\U00011a43\U00011a9b"
-    "\U00011a9c\U00011c41\U00011c42\U00016a6e\U00016a6f\U00016af5\U00016b37\U00016b38\U00016b44\U0001bc9f"
-    "\U0001da88")
-
-STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
-
-def char_class(chars, negate: bool = False) -> str:
-    "A regex character class matching any one of `chars` (or none of them), each spelled `\\x{HEX}`."
-    return "[" + ("^" if negate else "") + "".join(f"\\x{{{ord(c):x}}}" for c in sorted(set(chars))) + "]"
-
-def regex_escape(text: str) -> str:
-    "`text` as a literal in a regex both RE2 and cuDF read (Python's re.escape also escapes spaces, which RE2 rejects)."
-    return re.sub(r"([\\^$.|?*+()\[\]{}])", r"\\\1", text)
-
 # %% ../nbs/02_clean.ipynb #cell-039
 def per_row(values, rows, n: int, how: str = "sum"):
     "Aggregate `values` by row number into a Series indexed 0..n-1 (0 for rows with no values)."
@@ -580,9 +381,17 @@ def _reasons_for(df, text, rules):
 
 def split_lines(text):
     "Lines as Python's `str.splitlines` makes them: a frame with `row`, `pos`, `part`, plus the count per row."
-    lines = explode_split(text, _LINE_BREAK, regex=True)
-    n_lines = per_row(lines["pos"] * 0 + 1, lines["row"], len(text)) - engine.contains(text, f"(?:{_LINE_BREAK})$").astype("int64")
+    lines = explode_split(text, LINE_BREAK, regex=True)
+    n_lines = per_row(lines["pos"] * 0 + 1, lines["row"], len(text)) - engine.contains(text, f"(?:{LINE_BREAK})$").astype("int64")
     return lines, n_lines
+
+def join_lines(parts, rows, like, sep: str = "\n"):
+    "The `parts` of each row of `like` joined with `sep` ('' where a row has none); `rows` ascending, as `split_lines` gives them."
+    rows = engine.to_host(rows).to_numpy()
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=len(like)))]).astype("int32")
+    lists = pa.ListArray.from_arrays(pa.array(offsets), pa.array(engine.to_host(parts), type=pa.string()))
+    joined = pc.binary_join(lists, sep).to_pandas(types_mapper=pd.ArrowDtype)
+    return engine.like_input(string_series(joined.astype("string[pyarrow]")), like)
 
 # %% ../nbs/02_clean.ipynb #cell-042
 @register_step
@@ -615,8 +424,8 @@ class GopherQuality(Filter):
         stop = tok[word.isin(list(self.stop_words))][["row", "token"]].drop_duplicates()
         n_stop = per_row(stop["row"] * 0 + 1, stop["row"], n)
         lines, n_lines = split_lines(text)
-        bullet = engine.contains(lines["part"], f"^[{_WS}]*[•\\-]").astype("int64")
-        end_ellipsis = engine.contains(lines["part"], f"(?:\\.\\.\\.|…)[{_WS}]*$").astype("int64")
+        bullet = engine.contains(lines["part"], f"^[{WHITESPACE}]*[•\\-]").astype("int64")
+        end_ellipsis = engine.contains(lines["part"], f"(?:\\.\\.\\.|…)[{WHITESPACE}]*$").astype("int64")
         ellipses = engine.count(text, r"\.\.\.") + engine.count(text, "…")
         rules = []
         if self.min_doc_words: rules.append((n_real < self.min_doc_words, "gopher_short_doc"))
@@ -640,7 +449,7 @@ _MULTIPLIERS = tuple(np.uint64(m) for m in (1, 0x9E3779B97F4A7C15, 0xC2B2AE3D27D
                                             0x27D4EB2F165667C5, 0x94D049BB133111EB, 0xBF58476D1CE4E5B9,
                                             0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53, 0x2545F4914F6CDD1D))
 
-def find_duplicates(parts, n: int):
+def repeated_parts(parts, n: int):
     "datatrove's `find_duplicates` per row: how many parts repeat an earlier part of the same row, and their characters."
     dup = parts.duplicated(subset=["row", "part"]).astype("int64")
     return per_row(dup, parts["row"], n), per_row((parts["part"].str.len() * dup).astype("int64"), parts["row"], n)
@@ -730,12 +539,12 @@ class GopherRepetition(Filter):
         rules = [(length == 0, "empty")]
         paragraphs = explode_split(engine.strip(text), r"\n{2,}", regex=True)
         n_para = per_row(paragraphs["pos"] * 0 + 1, paragraphs["row"], n)
-        para_dups, para_chars = find_duplicates(paragraphs, n)
+        para_dups, para_chars = repeated_parts(paragraphs, n)
         if self.dup_para_frac: rules.append((para_dups / n_para > self.dup_para_frac, "dup_para_frac"))
         if self.dup_para_char_frac: rules.append((para_chars / length > self.dup_para_char_frac, "dup_para_char_frac"))
         lines = explode_split(text, r"\n+", regex=True)
         n_lines = per_row(lines["pos"] * 0 + 1, lines["row"], n)
-        line_dups, line_chars = find_duplicates(lines, n)
+        line_dups, line_chars = repeated_parts(lines, n)
         if self.dup_line_frac: rules.append((line_dups / n_lines > self.dup_line_frac, "dup_line_frac"))
         if self.dup_line_char_frac: rules.append((line_chars / length > self.dup_line_char_frac, "dup_line_char_frac"))
         tok = document_tokens(df)
@@ -795,13 +604,17 @@ class C4Quality(Filter):
     filter_curly_bracket: bool = True
     filter_policy: bool = True
     policy_substrings: list = field(default_factory=lambda: list(POLICY_SUBSTRINGS))
+    remove_lines: bool = True  # as datatrove: a kept document keeps only its kept lines (False: decide only)
 
-    def reasons(self, df):
+    def reasons(self, df): return self.line_verdicts(df)[0]
+
+    def line_verdicts(self, df):
+        "`(reasons, lines, kept)`: per-document reasons, the stripped lines without citations, and which lines C4 keeps."
         text = _rows(df)
         n = len(text)
         lines, _ = split_lines(text)
         line = engine.strip(lines["part"])
-        n_words = engine.count(line, f"[^{_WS}]+")
+        n_words = engine.count(line, f"[^{WHITESPACE}]+")
         keep = line == line
         if self.max_word_length != -1:
             long_lines = line[line.str.len() > self.max_word_length]
@@ -838,7 +651,24 @@ class C4Quality(Filter):
                     sentences = sentences.mask(recount, again.reindex(sentences.index, fill_value=0))
             per_doc = per_row(sentences.where(keep, 0), lines["row"], n)
             rules.append((per_doc < self.min_num_sentences, "too_few_sentences"))
-        return _reasons_for(df, text, rules)
+        return _reasons_for(df, text, rules), lines.assign(part=line), keep
+
+    def apply_counted(self, df):
+        "`(df, reasons, edits)`: with `remove_lines`, the kept documents' text rewritten to their kept lines, as datatrove does."
+        reason, lines, keep = self.line_verdicts(df)
+        if not self.remove_lines or not len(df): return df, reason, None
+        text = _rows(df)
+        kept_text = engine.strip(join_lines(lines["part"][keep], lines["row"][keep], text))
+        stays = reason.isna().reset_index(drop=True)
+        rewritten = stays & (kept_text != text)
+        if not bool(rewritten.any()): return df, reason, None
+        forget_tokens()  # the next filters must see the new text's words
+        text = text.mask(rewritten, kept_text)
+        text.index = df.index
+        dropped = per_row((~keep).astype("int64"), lines["row"], len(df))
+        return df.assign(text=text), reason, {"c4_lines_removed": int(dropped[stays].sum())}
+
+    def apply(self, df): return self.apply_counted(df)[:2]
 
 # %% ../nbs/02_clean.ipynb #cell-053
 @register_step
@@ -861,7 +691,7 @@ class FineWebQuality(Filter):
         n_lines = per_row(lines["pos"] * 0 + 1, lines["row"], n)
         punct = per_row(engine.contains(lines["part"], char_class(TERMINAL_PUNCTUATION) + "$").astype("int64"), lines["row"], n) / n_lines
         short = per_row((lines["part"].str.len() <= self.short_line_length).astype("int64"), lines["row"], n) / n_lines
-        _, dup_chars = find_duplicates(lines, n)
+        _, dup_chars = repeated_parts(lines, n)
         newlines = engine.count(text, "\n")
         tok = document_tokens(df)
         n_words = per_row(tok["row"] * 0 + 1, tok["row"], n)
@@ -898,7 +728,7 @@ class NonTextFilter(Filter):
 
     def reasons(self, df):
         text = _rows(df)
-        visible = text.str.len() - engine.count(text, f"[{_WS}]")
+        visible = text.str.len() - engine.count(text, f"[{WHITESPACE}]")
         letters = engine.count(text, r"[\pL\pM]")
         return _reasons_for(df, text, [(letters / visible < self.min_letter_fraction, "mostly_non_text")])
 
@@ -1009,8 +839,16 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError: return True
     return True
 
+RESUME_DIR = "_resume"  # under a temporary output: the run's state and a marker per completed partition
+
+def _resumable(tmp: Path) -> bool:
+    "Whether the temporary output `tmp` of a killed run holds completed partitions that `resume` can continue."
+    return (tmp / RESUME_DIR / "state.json").exists() and any((tmp / RESUME_DIR).glob("stage-*/done-*.json"))
+
 def _remove_leftovers(out: Path):
-    for leftover in out.parent.glob(f".{out.name}.tmp-*"): shutil.rmtree(leftover, ignore_errors=True)
+    "Remove what killed runs left beside `out`, except temporary outputs a `resume` can continue."
+    for leftover in out.parent.glob(f".{out.name}.tmp-*"):
+        if not _resumable(leftover): shutil.rmtree(leftover, ignore_errors=True)
     for leftover in out.parent.glob(f".{out.name}.old-*"): shutil.rmtree(leftover, ignore_errors=True)
 
 def _take_lock(lock: Path, out: Path) -> int:
@@ -1031,6 +869,8 @@ def _take_lock(lock: Path, out: Path) -> int:
 def output_lock(out):
     "Hold `.OUT.lock` beside the output `out` while the block runs."
     out = Path(out)
+    if (under := next((p for p in out.parents if p.is_file()), None)) is not None:
+        raise ValueError(f"The output {out} is under {under}, which is a file: choose an output path whose parents are folders.")
     out.parent.mkdir(parents=True, exist_ok=True)
     lock = out.parent / f".{out.name}.lock"
     with os.fdopen(_take_lock(lock, out), "w") as f:
@@ -1049,10 +889,6 @@ def check_not_input(input, output):
             raise ValueError(f"The output {output} holds the input file {f.path}: writing there would replace what is being read. Write to another directory.")
 
 # %% ../nbs/02_clean.ipynb #cell-070
-def _lazy_frame_stats(ddf):
-    "Lazy (rows, characters) of a corpus frame."
-    return ddf.shape[0], ddf["text"].str.len().sum()
-
 def _as_step(step) -> Step:
     if isinstance(step, Step): return step
     if isinstance(step, dict): return step_from_config(step)
@@ -1062,12 +898,14 @@ def _as_step(step) -> Step:
 def _sort_by_id(df):
     return df.sort_values("id").reset_index(drop=True)
 
-def _lazy_parquet(ddf, path, row_group_size=10_000):
-    "A delayed write of `ddf` as zstd Parquet files sorted by id, the layout `llmwork.io.write_corpus` writes."
-    # the row-group keyword is spelled per Parquet engine (dask_cudf ignores `row_group_size`): see llmwork.io
-    return ddf.map_partitions(_sort_by_id, meta=ddf._meta).to_parquet(
-        path, compression="zstd", write_index=False, write_metadata_file=False, **parquet_write_options(ddf, row_group_size),
-        name_function=lambda i: f"part-{i:05d}.parquet", compute=False)
+def _stages(steps) -> list[list[Step]]:
+    "`steps` grouped into stages: each run of per-partition steps is one pass, each global step a stage of its own."
+    stages = []
+    for step in steps:
+        fused = isinstance(step, PartitionStep) and stages and isinstance(stages[-1][0], PartitionStep)
+        if fused: stages[-1].append(step)
+        else: stages.append([step])
+    return stages
 
 class Pipeline:
     "An ordered list of steps run over a corpus after validation; `run` writes kept/, removed/ and the report."
@@ -1103,64 +941,47 @@ class Pipeline:
         Path(path).write_text(yaml.safe_dump(self.config(), sort_keys=False), encoding="utf-8")
 
     def plan(self, ddf):
-        "Lazily run the steps: `(kept, removed, stats)` where `stats` is a list of lazy per-step statistics."
-        kept, removed, stats = ddf, [], []
-        steps, i = [Validate(), *self.steps], 0
-        while i < len(steps):
-            if isinstance(steps[i], PartitionStep):
-                j = i
-                while j < len(steps) and isinstance(steps[j], PartitionStep): j += 1
-                kept, gone, part_stats = run_partition_steps(kept, steps[i:j])
-                stats.append(("partition", part_stats))
-                i = j
-            else:
-                step = steps[i]
-                before = _lazy_frame_stats(kept)
-                kept, gone = step.run(kept)
-                stats.append(("global", (step.name, *before, *_lazy_frame_stats(kept), gone["reason"].value_counts())))
-                i += 1
+        "Lazily run the steps: `(kept, removed)`, the whole run as one graph (`run` computes it stage by stage)."
+        kept, removed = ddf, []
+        for stage in _stages([Validate(), *self.steps]):
+            kept, gone = run_partition_steps(kept, stage)[:2] if isinstance(stage[0], PartitionStep) else stage[0].run(kept)
             removed.append(gone)
-        return kept, dd.concat(removed) if len(removed) > 1 else removed[0], stats
+        return kept, dd.concat(removed) if len(removed) > 1 else removed[0]
 
-    def run(self, ddf, out_dir, overwrite: bool = False, client=None, progress: bool = False) -> dict:
+    def run(self, ddf, out_dir, overwrite: bool = False, client=None, progress: bool = False, resume: bool = False,
+            source=None) -> dict:
         """Run over `ddf`, write `out_dir/{kept,removed,report.json,pipeline.yaml}`; return the report.
         With a `distributed.Client` the work runs on its cluster; `progress` shows a progress bar. The output is
-        locked while the run writes (see `output_lock`) and refused if it exists, unless `overwrite`."""
+        locked while the run writes (see `output_lock`) and refused if it exists, unless `overwrite`. `resume`
+        continues a killed run of the same pipeline over the same input (`source`: plain data naming the input,
+        such as its files, sizes and times, compared with the killed run's) from its completed partitions."""
         out = Path(out_dir)
         if out.exists() and not overwrite:
-            raise FileExistsError(f"{out} already exists. Choose another output directory, or pass overwrite=True (--overwrite) to replace it.")
-        with output_lock(out): return self._write(ddf, out, overwrite, client, progress)
+            nothing = " is complete: there is nothing to resume" if resume else " already exists"
+            raise FileExistsError(f"{out}{nothing}. Choose another output directory, or pass overwrite=True (--overwrite) to replace it.")
+        with output_lock(out):
+            try: return self._write(ddf, out, overwrite, client, progress, resume, source)
+            except OSError as e:
+                if e.errno != errno.ENOSPC: raise
+                raise DiskFullError(f"No space left on the device writing {out} ({e.filename or e}): free some space, "
+                                    "then rerun with --resume (resume=True) to continue from the completed partitions.") from None
 
-    def _write(self, ddf, out: Path, overwrite: bool, client, progress) -> dict:
-        "Compute everything into a temporary folder beside `out`, then rename it into place."
+    def _write(self, ddf, out: Path, overwrite: bool, client, progress, resume, source) -> dict:
+        "Compute everything into a temporary folder beside `out`, stage by stage, then rename it into place."
         started = time.perf_counter()
-        kept, removed, stats = self.plan(ddf)
-        # ids must be unique; unless the pipeline deduplicates them, a shuffle of the ids alone checks it
-        check_ids = not any(isinstance(s, DedupeIds) for s in self.steps)
-        tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir(parents=True)
+        tmp = _temporary_output(out, self._state(ddf, source), resume, overwrite)
         try:
-            writes = [_lazy_parquet(kept, str(tmp / "kept")), _lazy_parquet(removed, str(tmp / "removed"))]
-            # one flat dask.compute: shared parts of the graph run once (nested structures of mixed delayed and
-            # dataframe collections are not packed back reliably, so we flatten and rebuild ourselves)
-            flat = writes + [x for kind, value in stats for x in (value if kind == "partition" else value[1:])]
-            # and as a graph mixing delayed objects with dataframe expressions returns results out of order,
-            # everything goes in as delayed objects
-            flat = [_as_delayed(x) for x in flat] + ([repeated_ids(ddf)] if check_ids else [])
-            values = _compute(flat, client, progress)
-            if check_ids and (repeated := values.pop()): raise DuplicateIdError(repeated)
-            values = values[len(writes):]
-            computed = []
-            for kind, value in stats:
-                n = len(value) if kind == "partition" else 5
-                got, values = values[:n], values[n:]
-                computed.append((kind, got if kind == "partition" else (value[0], *got)))
+            computed = _run_stages(_stages([Validate(), *self.steps]), ddf, tmp, client, progress,
+                                   # ids must be unique; unless the pipeline deduplicates them, a shuffle of the ids checks it
+                                   check_ids=not any(isinstance(s, DedupeIds) for s in self.steps))
             report = self._report(computed, time.perf_counter() - started)
             for name in ("kept", "removed"):
                 manifest = dataset_manifest(_local_fs(), str(tmp / name), step=None if name == "kept" else "clean")
                 (tmp / name / MANIFEST).write_text(json.dumps(manifest, indent=1, default=str))
             (tmp / "report.json").write_text(json.dumps(report, indent=1))
             self.save(tmp / "pipeline.yaml")
+            checkpoints = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"  # removed by the next run if we die now
+            (tmp / RESUME_DIR).rename(checkpoints)
             if out.exists():
                 if not overwrite: raise FileExistsError(f"{out} was created while this run was writing; its result is left as it is. Choose another output directory, or pass --overwrite.")
                 old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
@@ -1169,10 +990,17 @@ class Pipeline:
                 shutil.rmtree(old)
             else:
                 tmp.rename(out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(checkpoints)
+        except BaseException as e:
+            # an interruption or a full disk keeps the completed partitions for `resume`; any other failure is final
+            if not (isinstance(e, (KeyboardInterrupt, OSError)) and _resumable(tmp)): shutil.rmtree(tmp, ignore_errors=True)
             raise
         return report
+
+    def _state(self, ddf, source) -> dict:
+        "What a resumed run must share with the killed one: pipeline, input and partitioning."
+        return json.loads(json.dumps({"pipeline": self.config(), "source": source, "npartitions": ddf.npartitions,
+                                      "columns": [str(c) for c in ddf.columns]}, default=str))
 
     def _report(self, computed, seconds) -> dict:
         steps = []
@@ -1206,23 +1034,145 @@ def _compute(items, client=None, progress=False) -> list:
         with ProgressBar(minimum=1.0, dt=1.0): return list(dask.compute(*items))
     return list(dask.compute(*items))
 
-def _counts_dict(parts) -> dict:
-    out = {}
-    for part in parts:
-        for k, v in to_pandas(part).items(): out[str(k)] = out.get(str(k), 0) + int(v)
-    return out
+# %% ../nbs/02_clean.ipynb #cell-40487260
+class DiskFullError(ValueError):
+    "The device holding the output is full; the message says where and that `--resume` continues the run."
 
-def _as_delayed(x):
-    "A Delayed for a dask collection; a multi-partition Series (value counts) becomes a delayed dict of counts."
-    if isinstance(x, Delayed): return x
-    d = x.to_delayed()
-    return dask.delayed(_counts_dict)(d) if isinstance(d, list) else d
+def _write_frame(df, path: Path, scratch: Path, sort: bool):
+    "Write one partition as zstd Parquet at `path` (sorted by id if `sort`), through a temporary file in `scratch`."
+    df = _sort_by_id(df) if sort else df.reset_index(drop=True)
+    part = scratch / f"{path.name}.{uuid.uuid4().hex[:8]}"
+    # the row-group keyword is spelled per Parquet engine (cuDF: row_group_size_rows): see llmwork.io
+    if is_gpu_frame(df): df.to_parquet(part, compression="zstd", index=False, row_group_size_rows=10_000)
+    else: df.to_parquet(part, engine="pyarrow", compression="zstd", index=False, row_group_size=10_000)
+    os.replace(part, path)
+
+def _write_marker(path: Path, facts: dict):
+    "Mark a partition done: its `facts` as JSON under a temporary name, renamed when complete."
+    part = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}")
+    part.write_text(json.dumps(facts))
+    os.replace(part, path)
+
+def _read_marker(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+def _partition_task(part, steps, kept: Path, removed: Path, marker: Path, scratch: Path, last: bool) -> None:
+    "Run the per-partition `steps` over one partition and write its kept and removed rows, then its marker."
+    kept_df, removed_df, stats = apply_partition_steps(part, steps)
+    _write_frame(kept_df, kept, scratch, sort=last)
+    _write_frame(removed_df, removed, scratch, sort=True)
+    _write_marker(marker, {"stats": stats})
+
+def _global_task(df, path: Path, marker: Path, scratch: Path, sort: bool) -> None:
+    "Write one output partition of a global step, then its marker with its rows, characters and reasons."
+    _write_frame(df, path, scratch, sort)
+    reasons = _reason_counts(df["reason"]) if "reason" in df.columns else {}
+    _write_marker(marker, {"rows": len(df), "chars": _chars(df["text"]), "reasons": reasons})
+
+def _read_part(path, gpu: bool):
+    if gpu:
+        import cudf
+        return cudf.read_parquet(path)
+    return pd.read_parquet(path, engine="pyarrow")
+
+def _read_parts(paths: list[Path], gpu: bool) -> dd.DataFrame:
+    "The partitions a stage wrote, one Dask partition per file in order, as the next stage's input."
+    meta = _read_part(paths[0], gpu).iloc[:0]
+    return dd.from_map(_read_part, [str(p) for p in paths], gpu=gpu, meta=meta, enforce_metadata=False)
+
+def _temporary_output(out: Path, state: dict, resume: bool, overwrite: bool) -> Path:
+    "The temporary output to run in: the killed run's with the same `state` if `resume`, else a new one."
+    found = [t for t in sorted(out.parent.glob(f".{out.name}.tmp-*")) if _resumable(t)]
+    same = [t for t in found if _read_marker(t / RESUME_DIR / "state.json") == state]
+    if resume and same: return same[0]
+    if found and not overwrite:
+        done = len(list((found[0] / RESUME_DIR).glob("stage-*/done-*.json")))
+        if resume: raise ValueError(f"The interrupted run in {found[0]} ran another pipeline or input, so it cannot be resumed: "
+                                    "rerun with the same input and config, or pass --overwrite to discard it and start over.")
+        raise FileExistsError(f"An interrupted run of {out} left {done} completed partitions in {found[0]}: pass --resume "
+                              "(resume=True) to continue it, or --overwrite to discard it and start over.")
+    for t in found: shutil.rmtree(t, ignore_errors=True)
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    (tmp / RESUME_DIR / "scratch").mkdir(parents=True)
+    _write_marker(tmp / RESUME_DIR / "state.json", state)
+    return tmp
+
+# %% ../nbs/02_clean.ipynb #cell-d234eea1
+def _kept_path(tmp: Path, s: int, i: int, last: bool) -> Path:
+    return (tmp / "kept" if last else tmp / RESUME_DIR / f"stage-{s:02d}") / f"part-{i:05d}.parquet"
+
+def _marker(tmp: Path, s: int, name: str) -> Path:
+    return tmp / RESUME_DIR / f"stage-{s:02d}" / f"done-{name}.json"
+
+def _add_counts(dicts) -> dict:
+    total = {}
+    for d in dicts:
+        for k, v in d.items(): total[k] = total.get(k, 0) + v
+    return total
+
+def _partition_stage(s, steps, frame, tmp, offset, last, client, progress, check_ids=False) -> list:
+    "Run the partitions of per-partition stage `s` that have no marker yet; the stats of every partition."
+    n, scratch = frame.npartitions, tmp / RESUME_DIR / "scratch"
+    parts, markers = frame.to_delayed(), [_marker(tmp, s, f"{i:05d}") for i in range(n)]
+    tasks = [dask.delayed(_partition_task)(parts[i], steps, _kept_path(tmp, s, i, last),
+                                           tmp / "removed" / f"part-{offset + i:05d}.parquet", markers[i], scratch, last)
+             for i in range(n) if not markers[i].exists()]
+    ids_marker = _marker(tmp, s, "unique-ids")
+    check_ids = check_ids and not ids_marker.exists()
+    values = _compute(tasks + ([repeated_ids(frame)] if check_ids else []), client, progress)
+    if check_ids:
+        if values[-1]: raise DuplicateIdError(values[-1])
+        _write_marker(ids_marker, {})
+    return [_read_marker(m)["stats"] for m in markers]
+
+def _global_stage(s, step, frame, tmp, offset, last, client, progress) -> tuple[int, list, list]:
+    "Run the output partitions of global stage `step` without a marker: `(kept partitions, kept facts, removed facts)`."
+    scratch, plan_path = tmp / RESUME_DIR / "scratch", tmp / RESUME_DIR / f"stage-{s:02d}" / "plan.json"
+    plan, kept = _read_marker(plan_path), None
+    if plan is None:
+        kept, gone = step.run(frame)
+        plan = {"kept": kept.npartitions, "removed": gone.npartitions}
+        _write_marker(plan_path, plan)
+    kept_marks = [_marker(tmp, s, f"kept-{j:05d}") for j in range(plan["kept"])]
+    gone_marks = [_marker(tmp, s, f"removed-{j:05d}") for j in range(plan["removed"])]
+    if not all(m.exists() for m in kept_marks + gone_marks):  # a finished global step is not even planned again
+        if kept is None: kept, gone = step.run(frame)
+        if [kept.npartitions, gone.npartitions] != [plan["kept"], plan["removed"]]:  # a step must partition the same input alike
+            raise RuntimeError(f"{step.name} split its output differently than in the interrupted run ({plan}); rerun with --overwrite.")
+        kept_parts, gone_parts = kept.to_delayed(), gone.to_delayed()
+        tasks = [dask.delayed(_global_task)(kept_parts[j], _kept_path(tmp, s, j, last), m, scratch, last)
+                 for j, m in enumerate(kept_marks) if not m.exists()]
+        tasks += [dask.delayed(_global_task)(gone_parts[j], tmp / "removed" / f"part-{offset + j:05d}.parquet", m, scratch, True)
+                  for j, m in enumerate(gone_marks) if not m.exists()]
+        _compute(tasks, client, progress)
+    return plan["kept"], [_read_marker(m) for m in kept_marks], [_read_marker(m) for m in gone_marks]
+
+def _run_stages(stages, ddf, tmp: Path, client, progress, check_ids: bool) -> list:
+    "Run `stages` over `ddf` into `tmp`, partitions with a marker skipped; the `(kind, stats)` list `_report` adds up."
+    for d in (tmp / "kept", tmp / "removed"): d.mkdir(exist_ok=True)
+    computed, frame, offset, rows, chars = [], ddf, 0, None, None
+    for s, steps in enumerate(stages):
+        last = s == len(stages) - 1
+        (tmp / RESUME_DIR / f"stage-{s:02d}").mkdir(exist_ok=True)
+        if isinstance(steps[0], PartitionStep):
+            stats = _partition_stage(s, steps, frame, tmp, offset, last, client, progress, check_ids and s == 0)
+            computed.append(("partition", stats))
+            n_kept, offset = frame.npartitions, offset + frame.npartitions
+            rows, chars = sum(st[-1]["n_out"] for st in stats), sum(st[-1]["chars_out"] for st in stats)
+        else:
+            n_kept, kept, gone = _global_stage(s, steps[0], frame, tmp, offset, last, client, progress)
+            offset += len(gone)
+            n_out, chars_out = sum(k["rows"] for k in kept), sum(k["chars"] for k in kept)
+            computed.append(("global", (steps[0].name, rows, chars, n_out, chars_out, _add_counts(g["reasons"] for g in gone))))
+            rows, chars = n_out, chars_out
+        if not last: frame = _read_parts([_kept_path(tmp, s, i, False) for i in range(n_kept)], is_gpu_frame(ddf._meta))
+    return computed
 
 # %% ../nbs/02_clean.ipynb #cell-072
 def default_steps() -> list[Step]:
     "The steps of the default cleaning pipeline, in order."
     return [UnicodeNormalize(), CleanWhitespace(), StripBoilerplate(), LengthFilter(), NonTextFilter(),
-            GopherRepetition(), GopherQuality(), C4Quality(filter_no_terminal_punct=False), FineWebQuality(), ExactDedup()]
+            GopherRepetition(), GopherQuality(), C4Quality(filter_no_terminal_punct=False, remove_lines=False), FineWebQuality(), ExactDedup()]
 
 def default_pipeline() -> Pipeline:
     "The default cleaning pipeline (see `default_steps`)."
@@ -1253,16 +1203,22 @@ def load_pipeline(config=None) -> Pipeline:
     return Pipeline.from_file(config)
 
 def clean_corpus(input, output, config=None, client=None, overwrite: bool = False, backend=None,
-                 text_col: str = "text", id_col: str = "id", progress: bool = False, dedupe_ids: bool = False) -> dict:
-    "Clean the corpus at `input` (files, glob or dir) into `output`; returns the report (see `Pipeline.run`)."
-    from llmwork.io import read_corpus
+                 text_col: str = "text", id_col: str = "id", progress: bool = False, dedupe_ids: bool = False,
+                 resume: bool = False) -> dict:
+    """Clean the corpus at `input` (files, glob or dir) into `output`; returns the report (see `Pipeline.run`).
+    `resume` continues a killed run of the same config over the same files from its completed partitions."""
+    from llmwork.io import expand_paths, read_corpus
     pipeline = load_pipeline(config)
     if dedupe_ids: pipeline = Pipeline([DedupeIds(), *pipeline.steps])
     if Path(output).exists() and not overwrite:
-        raise FileExistsError(f"{output} already exists. Choose another output directory, or pass --overwrite (overwrite=True) to replace it.")
+        nothing = " is complete: there is nothing to resume" if resume else " already exists"
+        raise FileExistsError(f"{output}{nothing}. Choose another output directory, or pass --overwrite (overwrite=True) to replace it.")
     check_not_input(input, output)
     ddf = read_corpus(input, text_col=text_col, id_col=id_col, on_error="skip", backend=backend)
-    try: return pipeline.run(ddf, output, overwrite=overwrite, client=client, progress=progress)
+    # a resumed run must read what the killed one read: the same files, unchanged
+    source = {"files": [[f.path, f.fs.info(f.path).get("size"), str(f.fs.info(f.path).get("mtime"))] for f in expand_paths(input)],
+              "text_col": text_col, "id_col": id_col}
+    try: return pipeline.run(ddf, output, overwrite=overwrite, client=client, progress=progress, resume=resume, source=source)
     except DuplicateIdError as e: raise DuplicateIdError(e.ids, locate_ids(input, list(e.ids), text_col, id_col)) from None
 
 # %% ../nbs/02_clean.ipynb #cell-082
@@ -1278,7 +1234,7 @@ def clean_command(args) -> int:
     with command_client(backend, args.scheduler) as client:
         report = clean_corpus(args.input, args.output, config=args.config, client=client, overwrite=args.overwrite,
                               backend=backend, text_col=args.text_col, id_col=args.id_col, progress=not args.quiet,
-                              dedupe_ids=args.dedupe_ids)
+                              dedupe_ids=args.dedupe_ids, resume=args.resume)
     print(format_funnel(report))
     print(f"wrote {args.output}/kept, {args.output}/removed, report.json and pipeline.yaml in {time.perf_counter() - started:.1f} s")
     return 0
@@ -1300,6 +1256,8 @@ def add_commands(subparsers):
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--dedupe-ids", action="store_true", help="keep the first document of each repeated id and record the "
                    "others as removed (reason duplicate_id); without it a repeated id stops the run, naming where it occurs")
+    p.add_argument("--resume", action="store_true", help="continue a killed run into OUTPUT (same input and config) from "
+                   "its completed partitions; the result is identical to an uninterrupted run")
     p.add_argument("--print-config", action="store_true", help="print the pipeline config (default or --config) as YAML and exit")
     p.set_defaults(func=clean_command)
     return p

@@ -6,12 +6,14 @@
 from __future__ import annotations
 
 import gzip
+import lzma
 import io
 import json
 import os
 import posixpath
 import re
 import uuid
+import zlib
 from dataclasses import dataclass
 from importlib.resources import files as _package_files
 
@@ -95,9 +97,13 @@ def expand_paths(paths) -> list[CorpusFile]:
     return [CorpusFile(fs, m, *file_format(m), posixpath.relpath(m, common) if common else m) for fs, m in found]
 
 # %% ../nbs/01_io.ipynb #cell-011
-def _read_bytes(f: CorpusFile) -> bytes:
-    with f.fs.open(f.path, "rb", compression=f.compression) as fh:
-        return fh.read()
+def _read_bytes(f: CorpusFile, n: int = -1) -> bytes:
+    "The (decompressed) bytes of `f`, the first `n` if given; a truncated or corrupt compressed file is one CorpusError."
+    try:
+        with f.fs.open(f.path, "rb", compression=f.compression) as fh: return fh.read(n)
+    except (EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError) as e:  # EOFError: the stream ends mid-way
+        raise CorpusError(f"{f.path} is truncated or not valid {f.compression} data ({e}): copy or download it again, "
+                          "or leave it out of the input.") from None
 
 def generated_ids(name: str, rows) -> list[str]:
     "Stable ids for rows without one: the file's name and the 1-based record number, zero-padded."
@@ -221,8 +227,7 @@ def _parquet_columns(f: CorpusFile):
 
 # %% ../nbs/01_io.ipynb #cell-017
 def _first_bytes(f: CorpusFile, n=1 << 16) -> bytes:
-    with f.fs.open(f.path, "rb", compression=f.compression) as fh:
-        return fh.read(n)
+    return _read_bytes(f, n)
 
 def _first_record_columns(f: CorpusFile):
     head = _first_bytes(f)

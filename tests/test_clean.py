@@ -45,7 +45,7 @@ DATATROVE = {"gopher_quality": "GopherQualityFilter", "gopher_repetition": "Goph
 
 
 def theirs(step, text):
-    params = {k: v for k, v in step.config().items() if k not in ("step", "policy_substrings")}
+    params = {k: v for k, v in step.config().items() if k not in ("step", "policy_substrings", "remove_lines")}
     for key in ("top_n_grams", "dup_n_grams"):
         if key in params: params[key] = tuple(tuple(x) for x in params[key])
     result, reason = get_filter_result(getattr(dt_filters, DATATROVE[step.name])(**params).filter(Document(text=text, id="doc")))
@@ -301,6 +301,52 @@ def test_word_tokens_match_spacy_on_real_text():
     got = tok.groupby("row")["token"].apply(list)
     agree = sum(got.get(i, []) == [t.text for t in nlp(s) if t.text.strip()] for i, s in enumerate(texts))
     assert agree / len(texts) > 0.97
+
+
+# ---------------------------------------------------------------- tokenizer causes, as decisions
+# Each case is the smallest chunk where llmwork's words once differed from spaCy's (issue 17, causes 2-5). A word
+# list decides Gopher quality's alphabetic-word ratio (at least 80% of words must hold a letter), so documents of
+# plain words plus ten copies of the chunk, swept across that threshold, are decided as datatrove decides them.
+CAUSES = {"uncased_final_period": ("کنید.", ["کنید", "."]), "emoticon": ("f(x):", ["f(x", "):"]),
+          "emoticon_wink": ("f(x;)", ["f(x", ";)"]), "unit_merge": ("$69.4m.", ["$", "69.4", "m."]),
+          "unit_km_h": ("80km/h", ["80", "km/h"]), "unit_cyrillic": ("5км", ["5", "км"]),
+          "url_uppercase_domain": ("Https://Example.Com/Docs", ["Https://Example", ".", "Com", "/", "Docs"]),
+          "url_lowercase_domain": ("https://example.com/docs", ["https://example.com/docs"]), "plus": ("+abc", ["+", "abc"])}
+
+
+@pytest.mark.parametrize("cause", list(CAUSES))
+def test_tokenizer_cause_decides_as_datatrove(cause):
+    chunk, tokens = CAUSES[cause]
+    assert word_tokens(pd.Series([chunk], dtype="string"))["token"].tolist() == tokens
+    # forty copies hold a alphabetic and b other words each: (n + 40a) / (n + 40(a + b)) = 0.8 at n = 160b - 40a
+    a = sum(any(c.isalpha() for c in t) for t in tokens)
+    n0 = 160 * (len(tokens) - a) - 40 * a
+    docs = [words(n_plain) + "\n" + " ".join([chunk] * 40) for n_plain in range(max(n0 - 20, 60), max(n0, 60) + 20, 2)]
+    got = [ours(GopherQuality(), d) for d in docs]
+    if dt_filters is None: pytest.skip("datatrove is not installed: only the token list was checked")
+    spacy = pytest.importorskip("spacy")
+    assert [t.text for t in spacy.blank("en")(chunk)] == tokens
+    want = [theirs(GopherQuality(), d) for d in docs]
+    assert got == want
+    if len(tokens) > a: assert None in want and "gopher_below_alpha_threshold" in want  # the sweep crosses it
+
+
+def test_c4_rewrites_kept_documents_and_fineweb_after_it_sees_them():
+    # cause 6: eleven short menu lines make FineWeb remove the original, but datatrove's C4 drops them first
+    sentences = [f"{l} is described on every platform." for l in SYNOPSES[:5]]
+    menu = ["Home", "News", "Sport", "Weather", "Contact", "About", "Jobs", "Help", "Terms", "Login", "Search"]
+    text = "\n".join(sentences + menu + ["A cited fact.[12]", "Read our privacy policy."])
+    frame = pd.DataFrame({"id": ["doc"], "text": [text]}).astype("string")
+    from llmwork.clean import apply_partition_steps
+    kept, removed, stats = apply_partition_steps(frame, [C4Quality(), FineWebQuality()])
+    assert kept["text"].tolist() == ["\n".join(sentences + ["A cited fact."])] and len(removed) == 0
+    assert stats[0]["edits"] == {"c4_lines_removed": 12} and stats[0]["chars_out"] < stats[0]["chars_in"]
+    _, removed, _ = apply_partition_steps(frame, [C4Quality(remove_lines=False), FineWebQuality()])
+    assert removed["reason"].tolist() == ["short_line_ratio"]  # deciding only, FineWeb sees the menu
+    if dt_filters is None: return
+    doc = Document(text=text, id="doc")
+    assert dt_filters.C4QualityFilter().filter(doc) is True and doc.text == kept["text"].iloc[0]
+    assert dt_filters.FineWebQualityFilter().filter(doc) is True
 
 
 # ---------------------------------------------------------------- registry and config

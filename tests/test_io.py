@@ -86,6 +86,17 @@ def test_skip_keeps_every_line_of_a_bad_gzip_file(tmp_path):
     assert len(df) == 3
 
 
+@pytest.mark.parametrize("suffix,compress", [(".gz", gzip.compress), (".xz", __import__("lzma").compress)])
+@pytest.mark.parametrize("on_error", ["raise", "skip"])
+def test_a_truncated_compressed_file_is_one_sentence_naming_it(tmp_path, suffix, compress, on_error):
+    "Every command reads through read_corpus, so clean, dedup, train, ingest and cluster all get this sentence."
+    data = compress("".join(json.dumps({"id": str(i), "text": f"document {i}"}) + "\n" for i in range(3000)).encode())
+    bad = tmp_path / f"cut.jsonl{suffix}"
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorpusError, match=f"^{bad} is truncated or not valid (gzip|xz) data .*: copy or download it again"):
+        read_corpus(str(bad), on_error=on_error).compute(scheduler="sync")
+
+
 def test_sample_corpus_is_real_and_complete():
     ddf = read_sample_corpus()
     df = ddf.compute()
