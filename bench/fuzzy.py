@@ -1,14 +1,18 @@
 """Fuzzy dedup benchmark: llmwork vs datasketch (MinHash + MinHashLSH) on the same documents and parameters.
 
-    python bench/fuzzy.py [--quick] [--docs N] [--memory] [--gpu] [--accuracy]
+    python bench/fuzzy.py [--quick] [--docs N] [--memory] [--gpu] [--accuracy] [--scale [N ...]]
 
 Both sides use the `nemo` preset's shingles (24-character, as UTF-8 bytes), 260 permutations and the same LSH
-banding (bands x rows chosen by llmwork for threshold 0.8). Per core: llmwork runs on Dask's single-threaded
+banding (bands x rows chosen by llmwork for threshold 0.8); rensa, whose bands must divide 260, uses NeMo's 20 x 13. Per core: llmwork runs on Dask's single-threaded
 ("sync") scheduler and datasketch in one Python thread. End to end = signatures + LSH + groups (llmwork also
 verifies candidates by exact Jaccard; datasketch has no verification step). `--memory` measures peak RSS of
 `find_duplicates` in fresh processes for growing corpus sizes. `--accuracy` scores grouping alone (precision as
 the README defines it: each removed document against the kept document it is removed for; recall: true pairs whose
 two documents end in the same group) on planted corpora, against brute-force exact Jaccard.
+`--scale [N ...]` times `find_duplicates` end to end in a fresh process per size (default 16,000, 256,000 and
+1,000,000; 10,000,000 is accepted, but needs about ten times the 1M run's time and memory) on corpora where 20% of
+the documents are near-copies in clusters of 2-50 (`scaled_corpus`), and reports the peak RSS of the whole process
+tree. rensa (`pip install rensa`) joins the comparison when installed.
 """
 import argparse
 import json
@@ -46,17 +50,36 @@ def datasketch_end_to_end(texts, num_perm, width, bands, rows):
     sigs = datasketch_signatures(texts, num_perm, width)
     lsh = MinHashLSH(num_perm=num_perm, params=(bands, rows))
     for i, m in enumerate(sigs): lsh.insert(i, m)
-    parent = list(range(len(sigs)))
+    return removed_in_groups(len(sigs), ((i, j) for i, m in enumerate(sigs) for j in lsh.query(m)))
+
+
+def removed_in_groups(n: int, pairs) -> int:
+    "How many of `n` documents a union-find over `pairs` removes (all of each group but its smallest index)."
+    parent = list(range(n))
     def find(x):
         while parent[x] != x:
             parent[x] = parent[parent[x]]
             x = parent[x]
         return x
-    for i, m in enumerate(sigs):
-        for j in lsh.query(m):
-            a, b = find(i), find(j)
-            if a != b: parent[max(a, b)] = min(a, b)
-    return sum(find(i) != i for i in range(len(sigs)))
+    for i, j in pairs:
+        a, b = find(i), find(j)
+        if a != b: parent[max(a, b)] = min(a, b)
+    return sum(find(i) != i for i in range(n))
+
+
+def rensa_end_to_end(texts, num_perm, width, bands, threshold=0.8):
+    "rensa (Rust MinHash): signatures of the same 24-character shingles, its LSH, and groups of candidates it estimates similar."
+    import rensa
+    sigs = []
+    for t in texts:
+        m = rensa.RMinHash(num_perm, 42)
+        m.update([t[i:i + width] for i in range(max(1, len(t) - width + 1))])
+        sigs.append(m)
+    lsh = rensa.RMinHashLSH(threshold, num_perm, bands)
+    lsh.insert_many(sigs)
+    pairs = ((i, j) for i, found in enumerate(lsh.query_all(sigs)) for j in found
+             if j != i and sigs[i].jaccard(sigs[j]) >= threshold)  # rensa's verification: the estimated Jaccard
+    return removed_in_groups(len(sigs), pairs)
 
 
 def timed(fn, *args, **kw):
@@ -94,6 +117,13 @@ def compare(n_docs: int):
           f"({result.stats['n_candidate_pairs']:,} candidate pairs; signatures {result.stats['signatures_s']:.1f} s, "
           f"LSH {result.stats['lsh_s']:.1f} s, verify {result.stats['verify_s']:.1f} s)")
     print(f"  datasketch: {peer_dups:,} documents in LSH groups (no verification)")
+    try:
+        rensa_e2e, rensa_dups = timed(rensa_end_to_end, texts, preset.num_perm, preset.width, 20)
+        print(f"end-to-end vs rensa (signatures, its LSH 20 x 13 -- its bands must divide 260 --, union of pairs whose "
+              f"estimated Jaccard >= 0.8): rensa {len(texts) / rensa_e2e:10,.0f} docs/s, ratio {rensa_e2e / ours_e2e:5.1f}x; "
+              f"rensa removes {rensa_dups:,}")
+    except ImportError:
+        print("rensa not installed (pip install rensa): skipping it")
     with dask.config.set(scheduler="threads", num_workers=2):
         two, _ = timed(F.find_duplicates, ddf.repartition(npartitions=max(2, ddf.npartitions)), "nemo", 0.8, bands, rows)
     print(f"end-to-end docs/s, llmwork on 2 threads: {len(texts) / two:,.0f}")
@@ -181,6 +211,62 @@ def memory(sizes):
     return rows
 
 
+def scaled_corpus(n_docs: int, share: float = 0.2, seed: int = 0) -> pd.DataFrame:
+    """`n_docs` documents: distinct texts (`load_texts`), and `share` of them near-copies in clusters of 2-50 (a base
+    and its copies, each copy with 1-5% of its words deleted, inserted or swapped by `planted_corpus`'s `edit_text`)."""
+    F = F_module()
+    rng = np.random.RandomState(seed)
+    n_copies = int(n_docs * share)
+    sizes = []
+    while sum(sizes) < n_copies: sizes.append(rng.randint(2, 51))
+    texts = load_texts(n_docs - n_copies + len(sizes), seed).tolist()
+    pool = " ".join(texts[:50]).split()
+    out, base = texts[len(sizes):], texts[:len(sizes)]
+    for b, size in zip(base, sizes):
+        out.append(b)
+        out += [F.edit_text(b, F.EDITS[rng.randint(3)], (0.01, 0.02, 0.05)[rng.randint(3)], rng, pool) for _ in range(size - 1)]
+    out = out[:n_docs]
+    return pd.DataFrame({"id": [f"doc{i:08d}" for i in range(len(out))], "text": out})
+
+
+def _tree_rss_mb(pid: int) -> float:
+    "RSS of a process and all its descendants (Dask scheduler and workers included)."
+    import psutil
+    try:
+        proc = psutil.Process(pid)
+        return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]) / 2**20
+    except psutil.NoSuchProcess:
+        return 0.0
+
+
+def scale_child(n_docs: int):
+    import dask
+    import dask.dataframe as dd
+    F = F_module()
+    corpus = scaled_corpus(n_docs)
+    ddf = dd.from_pandas(corpus, npartitions=max(1, n_docs // 16_000))
+    F.find_duplicates(dd.from_pandas(corpus.head(100), npartitions=1))  # kernels compiled or loaded outside the timing
+    with dask.config.set(scheduler="sync"):
+        seconds, result = timed(F.find_duplicates, ddf, "nemo", 0.8)
+    print(json.dumps({"docs": n_docs, "seconds": seconds, "duplicates": result.stats["n_duplicates"],
+                      "candidates": result.stats["n_candidate_pairs"], "verified": result.stats["n_verified_pairs"]}))
+
+
+def scale(sizes):
+    "Time `find_duplicates` per size in a fresh process, sampling the RSS of its whole process tree every 50 ms."
+    print("scaling (nemo, 32 x 8, sync scheduler, 16k documents per partition; 20% of documents near-copies in "
+          "clusters of 2-50; peak = RSS of the whole process tree, sampled every 50 ms):")
+    for n in sizes:
+        proc = subprocess.Popen([sys.executable, __file__, "--scale-child", str(n)], stdout=subprocess.PIPE, text=True)
+        peak = 0.0
+        while proc.poll() is None:
+            peak = max(peak, _tree_rss_mb(proc.pid))
+            time.sleep(0.05)
+        r = json.loads(proc.stdout.read().strip().splitlines()[-1])
+        print(f"  {n:>10,} docs {r['seconds']:8.1f} s {n / r['seconds']:8,.0f} docs/s peak {peak:7,.0f} MB "
+              f"candidates {r['candidates']:,} verified {r['verified']:,} removed {r['duplicates']:,}", flush=True)
+
+
 def gpu_signatures(n_docs: int):
     import cudf
     from llmwork import fuzzy as F
@@ -200,9 +286,18 @@ if __name__ == "__main__":
     p.add_argument("--gpu", action="store_true", help="also time signatures on CUDA through cuDF")
     p.add_argument("--accuracy", action="store_true", help="only the grouping's precision and recall on planted corpora")
     p.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--scale", nargs="*", type=int, help="time end to end at these sizes (default 16000 256000 1000000; "
+                   "10000000 exists as an option: it needs about 10x the 1M run's time and memory)")
+    p.add_argument("--scale-child", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.memory_child:
         memory_child(args.memory_child)
+        sys.exit(0)
+    if args.scale_child:
+        scale_child(args.scale_child)
+        sys.exit(0)
+    if args.scale is not None:
+        scale(args.scale or [16_000, 256_000, 1_000_000])
         sys.exit(0)
     if args.accuracy:
         accuracy()

@@ -41,34 +41,49 @@ _MASK32 = np.uint64(0xFFFFFFFF)
 def _rotl32(x, r):
     return ((x << np.uint64(r)) | (x >> np.uint64(32 - r))) & _MASK32
 
-@numba.njit(cache=True, nogil=True)
-def murmur3_32(data, start, end, seed):
-    "MurmurHash3_x86_32 of the bytes `data[start:end]` with `seed`, as a uint64 holding 32 bits."
-    c1, c2 = np.uint64(0xCC9E2D51), np.uint64(0x1B873593)
-    h = np.uint64(seed) & _MASK32
-    n = end - start
-    nblocks = n // 4
-    for i in range(nblocks):
-        p = start + 4 * i
-        k = (np.uint64(data[p]) | (np.uint64(data[p + 1]) << np.uint64(8))
-             | (np.uint64(data[p + 2]) << np.uint64(16)) | (np.uint64(data[p + 3]) << np.uint64(24)))
-        k = _rotl32((k * c1) & _MASK32, 15)
-        h ^= (k * c2) & _MASK32
-        h = (_rotl32(h, 13) * np.uint64(5) + np.uint64(0xE6546B64)) & _MASK32
-    tail, rem = start + 4 * nblocks, n & 3
+@numba.njit(inline="always")
+def _word(data, p):
+    "The 4 bytes at `data[p]` as a little-endian 32-bit block."
+    return (np.uint64(data[p]) | (np.uint64(data[p + 1]) << np.uint64(8))
+            | (np.uint64(data[p + 2]) << np.uint64(16)) | (np.uint64(data[p + 3]) << np.uint64(24)))
+
+@numba.njit(inline="always")
+def _block(h, k):
+    "One MurmurHash3 body round: the block `k` mixed into the running hash `h`."
+    k = _rotl32((k * np.uint64(0xCC9E2D51)) & _MASK32, 15)
+    h ^= (k * np.uint64(0x1B873593)) & _MASK32
+    return (_rotl32(h, 13) * np.uint64(5) + np.uint64(0xE6546B64)) & _MASK32
+
+@numba.njit(inline="always")
+def _tail(h, data, p, rem):
+    "The last `rem` (< 4) bytes at `data[p]` mixed into `h`."
+    if rem == 0: return h
     k = np.uint64(0)
-    if rem >= 3: k ^= np.uint64(data[tail + 2]) << np.uint64(16)
-    if rem >= 2: k ^= np.uint64(data[tail + 1]) << np.uint64(8)
-    if rem >= 1:
-        k ^= np.uint64(data[tail])
-        k = _rotl32((k * c1) & _MASK32, 15)
-        h ^= (k * c2) & _MASK32
+    for i in range(rem): k |= np.uint64(data[p + i]) << np.uint64(8 * i)
+    k = _rotl32((k * np.uint64(0xCC9E2D51)) & _MASK32, 15)
+    return h ^ ((k * np.uint64(0x1B873593)) & _MASK32)
+
+@numba.njit(inline="always")
+def _fmix(h, n):
+    "The length `n` and MurmurHash3's final avalanche."
     h ^= np.uint64(n) & _MASK32
     h ^= h >> np.uint64(16)
     h = (h * np.uint64(0x85EBCA6B)) & _MASK32
     h ^= h >> np.uint64(13)
     h = (h * np.uint64(0xC2B2AE35)) & _MASK32
     return h ^ (h >> np.uint64(16))
+
+@numba.njit(inline="always")
+def _murmur(data, start, end, seed):
+    h, n = seed, end - start
+    for i in range(n // 4): h = _block(h, _word(data, start + 4 * i))
+    return _fmix(_tail(h, data, start + n // 4 * 4, n & 3), n)
+
+@numba.njit(cache=True, nogil=True)
+def murmur3_32(data, start, end, seed):
+    "MurmurHash3_x86_32 of the bytes `data[start:end]` with `seed`, as a uint64 holding 32 bits."
+    return _murmur(data, start, end, np.uint64(seed) & _MASK32)
+
 
 # %% ../nbs/03_fuzzy.ipynb #cell-010
 @numba.njit(cache=True, nogil=True)
@@ -181,21 +196,49 @@ def shingle_spans(texts, width: int, words: bool | None = None) -> ShingleSpans:
     return _arrow_spans(_to_arrow(texts, words), width, words)
 
 # %% ../nbs/03_fuzzy.ipynb #cell-015
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _sliding_hashes(data, first, count, n, seed, out):
+    "`out[k]` = max(MurmurHash3 of `data[first + k:first + k + n]`, 1) for `k < count`, a round at a time across all windows."
+    for k in range(count): out[k] = seed
+    for i in range(n // 4):  # the window loop is innermost and branch-free, so LLVM runs 8 windows per AVX2 instruction
+        for k in range(count): out[k] = _block(np.uint64(out[k]), _word(data, first + k + 4 * i))
+    for k in range(count): out[k] = max(_fmix(_tail(np.uint64(out[k]), data, first + k + n // 4 * 4, n & 3), n), np.uint64(1))
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _row_hashes(data, starts, ends, s, e, seed, out):
+    "`out[:e - s]` = max(MurmurHash3, 1) of the shingles `s:e` of one row."
+    n = ends[s] - starts[s]
+    sliding = True  # every window `n` bytes, each one byte after the last: an ASCII row's character shingles
+    for k in range(s + 1, e):
+        if ends[k] - starts[k] != n or starts[k] - starts[k - 1] != 1:
+            sliding = False
+            break
+    if sliding: _sliding_hashes(data, starts[s], e - s, n, seed, out)
+    else:
+        for k in range(s, e): out[k - s] = max(_murmur(data, starts[k], ends[k], seed), np.uint64(1))
+
+_MAX32 = np.uint32(0xFFFFFFFF)
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _permutation_min(hashes, count, a, b, out):
+    "`out[j]` = min over the first `count` hashes `h` of `(h * a[j] + b[j]) mod 2**32` (uint32 `a`, `b`, `out`)."
+    for j in range(len(a)): out[j] = _MAX32
+    for k in range(count):
+        h = hashes[k]
+        for j in range(len(a)): out[j] = min(out[j], np.uint32(h * a[j] + b[j]))  # truncated to 32 bits before the min
+
 @numba.njit(cache=True, nogil=True)
 def _minhash_spans(data, row_offsets, starts, ends, nonempty, a, b, seed, out):
-    n, m = out.shape
-    best = np.empty(m, np.uint64)
+    n = out.shape[0]
+    longest = 0
+    for r in range(n): longest = max(longest, row_offsets[r + 1] - row_offsets[r])
+    hashes, seed = np.empty(longest, np.uint32), np.uint64(seed) & _MASK32
     for r in range(n):
         if not nonempty[r]:
             out[r, :] = 0
             continue
-        best[:] = _MASK32
-        for k in range(row_offsets[r], row_offsets[r + 1]):
-            h = max(murmur3_32(data, starts[k], ends[k], seed), np.uint64(1))
-            for j in range(m):
-                v = (h * a[j] + b[j]) & _MASK32
-                if v < best[j]: best[j] = v
-        for j in range(m): out[r, j] = best[j]
+        _row_hashes(data, starts, ends, row_offsets[r], row_offsets[r + 1], seed, hashes)
+        _permutation_min(hashes, row_offsets[r + 1] - row_offsets[r], a, b, out[r])
 
 def _check_permutations(a, b):
     "Refuse what cuDF's `str.minhash` refuses, and uint64 too (its 64-bit form, which llmwork does not compute), on both engines."
@@ -213,16 +256,15 @@ def _check_seed(seed):
 def minhash_array(texts, seed: int, a, b, width: int, words: bool | None = None, chunk_rows: int = 4096):
     "MinHash of every row as a `(rows, permutations)` uint32 array, and a boolean array marking non-null rows."
     _check_permutations(a, b)
-    a64, b64 = np.asarray(a).astype(np.uint64), np.asarray(b).astype(np.uint64)
+    a, b = np.ascontiguousarray(a, np.uint32), np.ascontiguousarray(b, np.uint32)
     _check_width(width)
     _check_seed(seed)
     words = _is_word_lists(texts) if words is None else words
     arr = _to_arrow(texts, words)
-    out, valid = np.empty((len(arr), len(a64)), np.uint32), np.empty(len(arr), bool)
+    out, valid = np.empty((len(arr), len(a)), np.uint32), np.empty(len(arr), bool)
     for first in range(0, len(arr), chunk_rows):  # chunks bound the span arrays (16 bytes per shingle) to a few MB
         spans = _arrow_spans(arr.slice(first, chunk_rows), width, words)
-        _minhash_spans(spans.data, spans.row_offsets, spans.starts, spans.ends, spans.nonempty, a64, b64,
-                       np.uint64(seed), out[first:first + chunk_rows])
+        _minhash_spans(spans.data, spans.row_offsets, spans.starts, spans.ends, spans.nonempty, a, b, np.uint64(seed), out[first:first + chunk_rows])
         valid[first:first + chunk_rows] = spans.valid
     return out, valid
 
