@@ -5,6 +5,7 @@
 # %% ../nbs/08_models.ipynb #cell-003
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -21,8 +22,9 @@ import torch.nn.functional as F
 # %% auto #0
 __all__ = ['EOS_TOKEN', 'GPT_PRESETS', 'MODEL_KINDS', 'ByteTokenizer', 'BPETokenizer', 'train_bpe_tokenizer',
            'tokenizer_from_json', 'load_tokenizer', 'token_dtype', 'pack_tokens', 'pack_texts', 'TokenShards',
-           'GPTConfig', 'gpt_config', 'SelfAttention', 'Block', 'GPT', 'EncoderConfig', 'TransformerEncoder',
-           'TextClassifier', 'TokenClassifier', 'pad_batch', 'model_kind', 'build_model']
+           'GPTConfig', 'gpt_config', 'KVCache', 'causal_mask', 'SelfAttention', 'Block', 'sample_next', 'GPT',
+           'EncoderConfig', 'TransformerEncoder', 'TextClassifier', 'TokenClassifier', 'pad_batch', 'model_kind',
+           'build_model']
 
 # %% ../nbs/08_models.ipynb #cell-006
 class ByteTokenizer:
@@ -140,6 +142,14 @@ def _start_shards(out_dir, overwrite: bool) -> tuple[Path, Path]:
     tmp.mkdir(parents=True)
     return out_dir, tmp
 
+@contextlib.contextmanager
+def _removed_on_failure(tmp: Path):
+    "Remove the temporary shard folder `tmp` if the block fails (a bad tokenizer, a full disk, Ctrl-C): no `.tmp-*` is left."
+    try: yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
 def _finish_shards(tmp: Path, out_dir: Path, tokenizer, rows: list[dict]) -> "TokenShards":
     rows = sorted(rows, key=lambda r: r["file"])
     index = {"dtype": np.dtype(token_dtype(tokenizer.vocab_size)).name, "vocab_size": tokenizer.vocab_size,
@@ -158,9 +168,10 @@ def pack_tokens(ddf, tokenizer, out_dir, text_col: str = "text", overwrite: bool
     dtype = np.dtype(token_dtype(tokenizer.vocab_size)).name
     meta = pd.DataFrame({"file": pd.Series([], dtype=str), "n_tokens": pd.Series([], dtype="int64"),
                          "n_docs": pd.Series([], dtype="int64")})
-    rows = ddf[[text_col]].map_partitions(_pack_partition, tokenizer, str(tmp), dtype, text_col, meta=meta).compute()
-    return _finish_shards(tmp, out_dir, tokenizer, [dict(file=r.file, n_tokens=int(r.n_tokens), n_docs=int(r.n_docs))
-                                                    for r in rows.itertuples()])
+    with _removed_on_failure(tmp):
+        rows = ddf[[text_col]].map_partitions(_pack_partition, tokenizer, str(tmp), dtype, text_col, meta=meta).compute()
+        return _finish_shards(tmp, out_dir, tokenizer, [dict(file=r.file, n_tokens=int(r.n_tokens), n_docs=int(r.n_docs))
+                                                        for r in rows.itertuples()])
 
 def pack_texts(texts, tokenizer, out_dir, n_shards: int = 1, overwrite: bool = False) -> "TokenShards":
     "`pack_tokens` for a plain list of strings, in this process, without Dask or pandas: `n_shards` equal slices."
@@ -168,8 +179,9 @@ def pack_texts(texts, tokenizer, out_dir, n_shards: int = 1, overwrite: bool = F
     out_dir, tmp = _start_shards(out_dir, overwrite)
     dtype = np.dtype(token_dtype(tokenizer.vocab_size)).name
     step = -(-len(texts) // max(1, n_shards)) or 1
-    rows = [_write_shard(texts[i * step:(i + 1) * step], tokenizer, tmp, dtype, i) for i in range(max(1, n_shards))]
-    return _finish_shards(tmp, out_dir, tokenizer, rows)
+    with _removed_on_failure(tmp):
+        rows = [_write_shard(texts[i * step:(i + 1) * step], tokenizer, tmp, dtype, i) for i in range(max(1, n_shards))]
+        return _finish_shards(tmp, out_dir, tokenizer, rows)
 
 # %% ../nbs/08_models.ipynb #cell-014
 class TokenShards:
@@ -232,6 +244,22 @@ def gpt_config(name: str = "gpt-tiny", **overrides) -> GPTConfig:
     return GPTConfig(**{**GPT_PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}})
 
 # %% ../nbs/08_models.ipynb #cell-018
+class KVCache:
+    "The keys and values of every token seen so far, per layer: a new token attends to them instead of recomputing the past."
+    def __init__(self, n_layer: int): self.k, self.v = [None] * n_layer, [None] * n_layer
+
+    def __len__(self): return 0 if self.k[0] is None else self.k[0].shape[2]
+
+    def extend(self, layer: int, k, v):
+        "Append the new keys and values (batch, heads, tokens, head size) of `layer`; returns all of them."
+        if self.k[layer] is not None: k, v = torch.cat([self.k[layer], k], 2), torch.cat([self.v[layer], v], 2)
+        self.k[layer], self.v[layer] = k, v
+        return k, v
+
+def causal_mask(n_new: int, n_all: int, device=None):
+    "Boolean (n_new, n_all) mask: the i-th new token sees every cached token and the new ones up to itself."
+    return torch.ones(n_new, n_all, dtype=torch.bool, device=device).tril(n_all - n_new)
+
 class SelfAttention(nn.Module):
     "Multi-head self-attention through `scaled_dot_product_attention`; causal for GPT, masked by padding for encoders."
     def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = True, causal: bool = True):
@@ -241,10 +269,13 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(n_embd, 3 * n_embd, bias=bias)
         self.proj = nn.Linear(n_embd, n_embd, bias=bias)
 
-    def forward(self, x, attn_mask=None):
+    def forward(self, x, attn_mask=None, cache: KVCache | None = None, layer: int = 0):
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        if cache is not None:
+            k, v = cache.extend(layer, k, v)
+            if k.shape[2] > T: attn_mask = causal_mask(T, k.shape[2], x.device)  # new tokens see all the past
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=self.causal and attn_mask is None,
                                            dropout_p=self.dropout if self.training else 0.0)
         return self.proj(y.transpose(1, 2).contiguous().view(B, T, C))
@@ -259,8 +290,8 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(n_embd, 4 * n_embd, bias=bias), nn.GELU(approximate="tanh"),
                                  nn.Linear(4 * n_embd, n_embd, bias=bias), nn.Dropout(dropout))
 
-    def forward(self, x, attn_mask=None):
-        x = x + self.attn(self.ln1(x), attn_mask)
+    def forward(self, x, attn_mask=None, cache: KVCache | None = None, layer: int = 0):
+        x = x + self.attn(self.ln1(x), attn_mask, cache, layer)
         return x + self.mlp(self.ln2(x))
 
 def _init_weights(module, n_layer: int):
@@ -272,6 +303,13 @@ def _init_weights(module, n_layer: int):
         elif name.endswith("bias"): nn.init.zeros_(p)
 
 # %% ../nbs/08_models.ipynb #cell-019
+def sample_next(logits, temperature: float = 1.0, top_k: int | None = 50, generator: torch.Generator | None = None):
+    "The next token (B, 1) from last-position logits (B, vocab): the argmax at temperature 0, else a top-k sample."
+    if temperature == 0: return logits.argmax(-1, keepdim=True)
+    logits = logits / temperature
+    if top_k: logits[logits < torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]] = -float("inf")
+    return torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)
+
 class GPT(nn.Module):
     "A decoder-only transformer language model with tied input/output embeddings."
     def __init__(self, config: GPTConfig):
@@ -287,13 +325,13 @@ class GPT(nn.Module):
         self.head.weight = self.wte.weight  # tied: one matrix reads and writes tokens
         _init_weights(self, config.n_layer)
 
-    def forward(self, input_ids, labels=None):
-        "Logits for every position; with `labels` (next tokens, -100 = ignore) also the mean cross-entropy."
-        T = input_ids.shape[1]
-        if T > self.config.block_size: raise ValueError(f"Sequence of {T} tokens is longer than the model's context ({self.config.block_size}).")
-        pos = torch.arange(T, device=input_ids.device)
+    def forward(self, input_ids, labels=None, cache: KVCache | None = None):
+        "Logits for every position; with `labels` (next tokens, -100 = ignore) also the mean cross-entropy; with `cache`, `input_ids` follow the cached tokens."
+        past, T = (len(cache) if cache is not None else 0), input_ids.shape[1]
+        if past + T > self.config.block_size: raise ValueError(f"Sequence of {past + T} tokens is longer than the model's context ({self.config.block_size}).")
+        pos = torch.arange(past, past + T, device=input_ids.device)
         x = self.drop(self.wte(input_ids) + self.wpe(pos))
-        for block in self.blocks: x = block(x)
+        for i, block in enumerate(self.blocks): x = block(x, cache=cache, layer=i)
         logits = self.head(self.ln_f(x))
         loss = None if labels is None else F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
         return logits, loss
@@ -308,20 +346,22 @@ class GPT(nn.Module):
         c = self.config
         return 6 * self.num_params() + 12 * c.n_layer * c.n_embd * (seq_len or c.block_size)
 
+    def next_logits(self, input_ids, cache: KVCache | None = None):
+        "Logits of the token after `input_ids`: only the uncached tokens go through the model while they fit the context."
+        block = self.config.block_size
+        if cache is not None and input_ids.shape[1] <= block: return self(input_ids[:, len(cache):], cache=cache)[0][:, -1].float()
+        # past the context the learned positions shift under every token, so the window is read afresh (as without a cache)
+        return self(input_ids[:, -block:])[0][:, -1].float()
+
     @torch.no_grad()
     def generate(self, input_ids, max_new_tokens: int = 50, temperature: float = 1.0, top_k: int | None = 50,
-                 eos_id: int | None = None, generator: torch.Generator | None = None):
-        "Sample `max_new_tokens` continuations of `input_ids` (B, T); temperature 0 is greedy."
+                 eos_id: int | None = None, generator: torch.Generator | None = None, use_cache: bool = True):
+        "Sample `max_new_tokens` continuations of `input_ids` (B, T); temperature 0 is greedy; `use_cache` keeps past keys and values."
         was_training = self.training
         self.eval()
+        cache = KVCache(self.config.n_layer) if use_cache else None
         for _ in range(max_new_tokens):
-            logits, _ = self(input_ids[:, -self.config.block_size:])
-            logits = logits[:, -1, :].float()
-            if temperature == 0: nxt = logits.argmax(-1, keepdim=True)
-            else:
-                logits = logits / temperature
-                if top_k: logits[logits < torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]] = -float("inf")
-                nxt = torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)
+            nxt = sample_next(self.next_logits(input_ids, cache), temperature, top_k, generator)
             input_ids = torch.cat([input_ids, nxt], dim=1)
             if eos_id is not None and bool((nxt == eos_id).all()): break
         self.train(was_training)

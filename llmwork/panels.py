@@ -23,11 +23,12 @@ from .io import CorpusError, read_corpus, sample_corpus_path
 from . import viz
 
 # %% auto #0
-__all__ = ['log', 'PLAIN_ERRORS', 'DEFAULT_STEPS', 'DEFAULT_ON', 'REASON_WORDS', 'TOKENIZERS', 'plain_error', 'status_html',
-           'Background', 'DaskProgress', 'Session', 'Panel', 'registered_steps', 'step_defaults', 'check_param',
-           'StepControl', 'CleanPanel', 'explain_reason', 'TrainingRun', 'train_until_stopped', 'prepare_tokens',
-           'speed_words', 'TrainPanel', 'cluster_table_html', 'ClusterPanel', 'SearchPanel', 'ClassifyPanel',
-           'TunePanel', 'format_params', 'pruned_steps', 'Workbench']
+__all__ = ['log', 'PLAIN_ERRORS', 'DEFAULT_STEPS', 'DEFAULT_ON', 'REASON_WORDS', 'TOKENIZERS', 'MEANING_KINDS', 'plain_error',
+           'status_html', 'Background', 'DaskProgress', 'Session', 'Panel', 'registered_steps', 'step_defaults',
+           'check_param', 'step_details_html', 'StepControl', 'CleanPanel', 'step_reasons', 'explain_reason',
+           'TrainingRun', 'train_until_stopped', 'cached_tokens', 'speed_words', 'TrainPanel', 'cluster_table_html',
+           'ClusterPanel', 'embedding_index', 'same_documents', 'SearchPanel', 'ClassifyPanel', 'TunePanel',
+           'format_params', 'pruned_steps', 'Workbench']
 
 # %% ../nbs/12_panels.ipynb #cell-006
 log = logging.getLogger("llmwork")
@@ -313,9 +314,16 @@ def check_param(step: str, name: str, value, values: dict | None = None) -> str 
         return f"{where}, above max_{name[4:]} {values['max_' + name[4:]]:g}: no document could pass; lower it or raise the maximum."
     return None
 
+def step_details_html(defaults: dict, reasons: dict) -> str:
+    "The reasons a step removes documents for, in words, and each setting's default: the inside of its accordion."
+    why = "".join(f"<li><code>{html.escape(r)}</code>: {html.escape(w)}</li>" for r, w in reasons.items())
+    values = "".join(f"<tr><td><code>{html.escape(k)}</code></td><td>{html.escape(repr(v))}</td></tr>" for k, v in defaults.items())
+    return ((f"<b>Removes documents for</b><ul>{why}</ul>" if why else "<p>Edits the text; removes no documents.</p>") +
+            (f"<b>Defaults</b><table class='llmwork-defaults'>{values}</table>" if values else ""))
+
 class StepControl(widgets.VBox):
-    "A checkbox for one cleaning step, its description, and under it a field for each of its scalar parameters."
-    def __init__(self, name: str, cls, enabled: bool):
+    "A checkbox for one cleaning step and its description; under it an accordion with its settings, reasons and defaults."
+    def __init__(self, name: str, cls, enabled: bool, reasons: dict | None = None):
         defaults = step_defaults(cls)
         self.name, self.defaults = name, defaults
         doc = (cls.__doc__ or "").strip().splitlines()[0] if (cls.__doc__ or "").strip() else ""
@@ -326,12 +334,14 @@ class StepControl(widgets.VBox):
         self._unset = {k for k, v in defaults.items() if v is None}
         self.error = widgets.HTML("")
         for w in self.params.values(): w.observe(lambda _: self.check(), names="value")
-        # the settings sit indented under their step, so that each step reads as one group
-        grid = widgets.GridBox(list(self.params.values()), layout=widgets.Layout(
-            grid_template_columns="repeat(auto-fill, 340px)", margin="0 0 0 28px"))
-        rows = [widgets.HBox([self.enabled, widgets.HTML(f"<span style='color:#666'>{html.escape(doc)}</span>")])]
-        super().__init__(rows + ([grid] if self.params else []) + [self.error],
-                         layout=widgets.Layout(border_bottom="1px solid #eee", padding="2px 0"))
+        # the settings sit in an accordion under their step, so that each step reads as one group and the page stays short
+        grid = widgets.GridBox(list(self.params.values()), layout=widgets.Layout(grid_template_columns="repeat(auto-fill, 340px)"))
+        body = widgets.VBox(([grid] if self.params else []) + [widgets.HTML(step_details_html(defaults, reasons or {}))])
+        self.settings = widgets.Accordion([body], titles=(f"{name}: {len(self.params)} settings, {len(reasons or {})} reasons",),
+                                          layout=widgets.Layout(margin="0 0 0 28px", width="auto"))
+        self.settings.selected_index = None  # closed until asked
+        rows = [widgets.HBox([self.enabled, widgets.HTML(f"<span style='color:#666'>{html.escape(doc)}</span>")]), self.settings]
+        super().__init__(rows + [self.error], layout=widgets.Layout(border_bottom="1px solid #eee", padding="2px 0"))
         self.add_class("llmwork-step")
 
     def problems(self) -> list:
@@ -361,7 +371,7 @@ class CleanPanel(Panel):
                 sorted(s for s in available if s not in DEFAULT_STEPS)
         unknown = [s for s in names if s not in available]
         if unknown: raise ValueError(f"Unknown cleaning step(s) {', '.join(unknown)}; registered: {', '.join(sorted(available))}.")
-        self.steps = [StepControl(n, available[n], n in enabled) for n in names]
+        self.steps = [StepControl(n, available[n], n in enabled, step_reasons(n)) for n in names]
         wide = widgets.Layout(width="70%")
         self.corpus = widgets.Text(value=session.corpus, description="Corpus", placeholder="path, folder or glob (*.jsonl)",
                                    layout=wide)
@@ -471,8 +481,8 @@ class CleanPanel(Panel):
     def show_removed(self):
         if not self.reason.value: self.removed.value = ""; return
         sample = self.removed_sample(self.reason.value)
-        for c in sample.columns:  # snippet() escapes the text; escape the other columns too
-            sample[c] = sample[c].map(lambda t: viz.snippet(t, 300, 10_000) if c == "text" else "" if pd.isna(t) else html.escape(str(t)))
+        for c in sample.columns:  # hover_text() escapes the text; escape the other columns too
+            sample[c] = sample[c].map(lambda t: viz.hover_text(t, 300, 10_000) if c == "text" else "" if pd.isna(t) else html.escape(str(t)))
         why = explain_reason(self.reason.value, self.pipeline_settings())
         self.removed.value = f"<p class='llmwork-reason'><b>{html.escape(self.reason.value)}</b>: {html.escape(why)}</p>" + (
             sample.to_html(index=False, escape=False, border=0, na_rep="", classes="llmwork-removed") if len(sample) else "")
@@ -495,6 +505,11 @@ REASON_WORDS = {
     "empty": ("validate", None, "no text after stripping white space"),
     "null_text": ("validate", None, "no text field"),
 }
+
+def step_reasons(step: str) -> dict:
+    "The reasons `step` records, each with what it means (the threshold left as its setting's name)."
+    return {r: words.replace("{}", "").replace("  ", " ").strip() if setting else words
+            for r, (s, setting, words) in REASON_WORDS.items() if s == step}
 
 def explain_reason(reason: str, settings: dict | None = None) -> str:
     "What failed, in words, with the threshold the run used (the filters record which rule failed, not the measured value)."
@@ -588,7 +603,7 @@ def _launcher():
 # %% ../nbs/12_panels.ipynb #cell-023
 TOKENIZERS = ("byte", "bpe")
 
-def prepare_tokens(ddf, out_dir, tokenizer: str = "byte", vocab_size: int = 4096, sample_size: int = 20_000,
+def cached_tokens(ddf, out_dir, tokenizer: str = "byte", vocab_size: int = 4096, sample_size: int = 20_000,
                    overwrite: bool = False):
     "Token shards of the corpus `ddf` under `out_dir` (reused when they exist): bytes, or a BPE trained on a sample."
     from llmwork.models import ByteTokenizer, TokenShards, pack_tokens, train_bpe_tokenizer
@@ -696,7 +711,7 @@ class TrainPanel(Panel):
             self.show(f"Tokenizing {'the cleaned corpus' if self.session.clean_dir else self.session.corpus} "
                       f"({self.tokenizer.value}) on the Dask cluster…")
             client = self.session.client
-            shards = prepare_tokens(ddf, self.tokens_dir(), self.tokenizer.value)
+            shards = cached_tokens(ddf, self.tokens_dir(), self.tokenizer.value)
             available = self.session.n_workers_running()
             if self.workers.value > available:
                 raise ValueError(f"Workers/GPUs is {self.workers.value} but the Dask cluster has {available} worker(s); "
@@ -760,10 +775,18 @@ class TrainPanel(Panel):
         from llmwork.train import generate_text
         path, prompt = self.checkpoints.value, self.prompt.value
         def work():
+            import torch
             if not path: raise ValueError("No checkpoint yet: Start a training run first.")
-            return generate_text(path, prompt, max_new_tokens=max_new_tokens)
-        def done(text):
-            self.generated.value = f"<pre style='white-space:pre-wrap'><b>{html.escape(prompt)}</b>{html.escape(text)}</pre>"
+            # a small model's generation waits on thread hand-offs, not arithmetic: on cores that Dask workers share,
+            # one torch thread is several times faster than two (see "Generating with a KV cache" in 08_models)
+            threads, start = torch.get_num_threads(), time.perf_counter()
+            torch.set_num_threads(1)
+            try: return generate_text(path, prompt, max_new_tokens=max_new_tokens), time.perf_counter() - start
+            finally: torch.set_num_threads(threads)
+        def done(found):
+            text, seconds = found
+            self.generated.value = (f"<pre style='white-space:pre-wrap'><b>{html.escape(prompt)}</b>{html.escape(text)}</pre>"
+                                    f"<span style='color:#666'>generated in {seconds:.1f} s (loading the checkpoint included)</span>")
             self.generate_button.disabled = False
         def failed(e):
             self.generated.value = status_html(plain_error(e), "error"); self.generate_button.disabled = False
@@ -777,8 +800,8 @@ def cluster_table_html(summary: pd.DataFrame, width: int = 160) -> str:
     rows = []
     for _, r in summary.iterrows():
         samples = list(r.get("samples", []))
-        first = viz.snippet(samples[0], width, 10_000) if samples else ""
-        more = "".join(f"<li>{viz.snippet(s, 400, 10_000)}</li>" for s in samples[1:])
+        first = viz.hover_text(samples[0], width, 10_000) if samples else ""
+        more = "".join(f"<li>{viz.hover_text(s, 400, 10_000)}</li>" for s in samples[1:])
         more = f"<details><summary>{len(samples) - 1} more</summary><ul>{more}</ul></details>" if more else ""
         terms = html.escape(", ".join(map(str, r.get("top_terms", []))))
         rows.append(f"<tr><td>{int(r['cluster'])}</td><td>{int(r['size']):,}</td><td>{100 * r['share']:.1f}%</td>"
@@ -788,7 +811,8 @@ def cluster_table_html(summary: pd.DataFrame, width: int = 160) -> str:
 
 class ClusterPanel(Panel):
     "Choose k and the embedder, Run, then the cluster map, the cluster table and semantic dedup of chosen clusters."
-    def __init__(self, session: Session | None = None, k: int = 20, sample_size: int = 20_000, max_points: int = 50_000):
+    def __init__(self, session: Session | None = None, k: int = 20, sample_size: int = 20_000, max_points: int = 50_000,
+                 map_method: str = "umap"):
         super().__init__(session or Session(), "cluster")
         from llmwork.embed import EMBEDDERS
         style = {"description_width": "initial"}
@@ -799,6 +823,8 @@ class ClusterPanel(Panel):
         self.k.observe(lambda _: self.check_k(), names="value")
         self.embedder = widgets.Dropdown(options=sorted(EMBEDDERS), value="hashed_tfidf" if "hashed_tfidf" in EMBEDDERS else None,
                                          description="Embedder", style=style)
+        self.map_method = widgets.Dropdown(options=[("UMAP (separates clusters)", "umap"), ("PCA (fast)", "pca")],
+                                           value=map_method, description="Map", style=style)
         self.run_button = widgets.Button(description="Run", button_style="primary", icon="play")
         self.run_button.on_click(lambda _: self.run())
         self.selected = widgets.SelectMultiple(options=[], description="Clusters", rows=6, style=style)
@@ -812,7 +838,8 @@ class ClusterPanel(Panel):
         self.map, self.table, self.result = None, widgets.HTML(""), None
         self.results = widgets.VBox([])
         self.children = [
-            widgets.HBox([self.k, self.k_error, self.embedder]), widgets.HBox([self.run_button, self.progress, self.progress_label]),
+            widgets.HBox([self.k, self.k_error, self.embedder, self.map_method]),
+            widgets.HBox([self.run_button, self.progress, self.progress_label]),
             self.status, self.results]
 
     def check_k(self) -> str | None:
@@ -824,7 +851,7 @@ class ClusterPanel(Panel):
 
     def run(self):
         "Embed and cluster the corpus in the background; the map and the table appear when done."
-        k, kind, problem = self.k.value, self.embedder.value, self.check_k()
+        k, kind, method, problem = self.k.value, self.embedder.value, self.map_method.value, self.check_k()
         def work():
             if problem: raise ValueError(f"Not run: {problem}")
             ddf = self.session.read(cleaned=True)
@@ -834,7 +861,11 @@ class ClusterPanel(Panel):
                 def stage(name, start, end, open_ended):  # each stage of cluster_corpus gets its own stretch of the bar
                     self.tracker.stage(5 + 90 * start, 5 + 90 * end, open_ended)
                     self.show(f"{name} ({kind}, k={k}) {where}…")
-                return viz.cluster_corpus(ddf, k, embedder=kind, sample_size=self.sample_size, progress=stage)
+                result = viz.cluster_corpus(ddf, k, embedder=kind, sample_size=self.sample_size, progress=stage)
+            self.show(f"Drawing the {method.upper()} map of {len(result.labels):,} documents…")  # UMAP takes a while: not on the UI
+            self.map_figure = viz.cluster_map(result.vectors, result.labels, result.frame["text"], ids=result.frame["id"],
+                                              max_points=self.max_points, method=method)
+            return result
         self.run_job(self.run_button, work, self._show)
 
     @property
@@ -845,8 +876,7 @@ class ClusterPanel(Panel):
         shutil.rmtree(self.clusters_dir, ignore_errors=True)
         result.save(self.clusters_dir)  # the semantic dedup step reads the embedder and centers from here
         self.result = self.session.clusters = result
-        self.map = go.FigureWidget(viz.cluster_map(result.vectors, result.labels, result.frame["text"],
-                                                   ids=result.frame["id"], max_points=self.max_points))
+        self.map = go.FigureWidget(self.map_figure)
         self.table.value = cluster_table_html(result.summary)
         self.selected.options = [(f"{c} ({n:,} docs)", int(c)) for c, n in zip(result.summary["cluster"], result.summary["size"])]
         self.add_button.disabled = False
@@ -869,6 +899,31 @@ class ClusterPanel(Panel):
         return step
 
 # %% ../nbs/12_panels.ipynb #cell-029
+MEANING_KINDS = ("like text", "like document id")
+
+def embedding_index(ddf, kind: str = "hashed_tfidf", sample_size: int = 20_000, seed: int = 0, progress=None):
+    """`(VectorIndex, embedder)` of the Dask corpus `ddf` for search by meaning: the embedder fitted on a sample.
+    `progress(stage, start, end)`, if given, is called as each stage begins, as in `viz.cluster_corpus`."""
+    from llmwork.embed import embed_corpus, fit_embedder, series_to_vectors
+    from llmwork.search import VectorIndex
+    stage = progress or (lambda *a: None)
+    stage("Counting documents", 0.0, 0.05)
+    n = int(ddf.shape[0].compute())
+    if n < 2: raise ValueError(f"The dataset has {n} document(s): search by meaning needs at least 2.")
+    stage("Fitting the embedder", 0.05, 0.3)
+    embedder = fit_embedder(ddf, viz.default_embedder(kind, min(n, sample_size), seed), sample_size=sample_size, seed=seed)
+    stage("Embedding", 0.3, 1.0)
+    frame = to_pandas(embed_corpus(ddf[["id", "text"]], embedder).compute())
+    return VectorIndex(frame["id"].tolist(), series_to_vectors(frame["embedding"])), embedder
+
+def same_documents(clustering, dataset) -> bool:
+    "Whether the Cluster tab's `clustering` embedded exactly the documents (ids) of the stored `dataset`."
+    from llmwork.search import open_dataset
+    ds = open_dataset(dataset)
+    if clustering is None or (ds.n_rows is not None and ds.n_rows != len(clustering.frame)): return False
+    ids = pd.concat([pd.read_parquet(f, columns=[ds.id_col])[ds.id_col] for f in ds.files])
+    return set(ids.astype(str)) == set(clustering.frame["id"].astype(str))
+
 class SearchPanel(Panel):
     "Find documents in a stored dataset (the cleaned `kept/` by default) by id, predicate, pattern or meaning."
     def __init__(self, session: Session):
@@ -879,9 +934,14 @@ class SearchPanel(Panel):
         self.open_button.on_click(lambda _: self.open_dataset())
         self.box = widgets.VBox()
         self.search = None
-        self.children = [widgets.HBox([self.dataset, self.open_button]), self.status, self.box]
-        session.on_change(lambda _: self._default_dataset())
+        self.children = [widgets.HBox([self.dataset, self.open_button]), widgets.HBox([self.progress, self.progress_label]),
+                         self.status, self.box]
+        session.on_change(self._session_changed)
         self._default_dataset()
+
+    def _session_changed(self, what):
+        self._default_dataset()
+        if what == "clusters" and self.search is not None and self.search.kind.value in MEANING_KINDS: self.ensure_meaning()
 
     def _default_dataset(self):
         if not self.dataset.value and self.session.clean_dir is not None:
@@ -897,7 +957,29 @@ class SearchPanel(Panel):
             self.search = SearchBox(self.dataset.value.strip())
         except Exception as e: return self.show_error(e)
         self.box.children = [self.search]
+        self.search.kind.observe(lambda c: self.ensure_meaning() if c["new"] in MEANING_KINDS else None, names="value")
         self.show(f"Opened {html.escape(self.dataset.value)}.", "success")
+
+    def ensure_meaning(self):
+        "Give the search box vectors to search by meaning: the Cluster tab's when they are of this dataset, else built now."
+        from llmwork.search import VectorIndex
+        box, dataset, clustering = self.search, self.dataset.value.strip(), self.session.clusters
+        if box is None or box.index is not None: return
+        if same_documents(clustering, dataset):
+            box.index, box.embedder = VectorIndex(clustering.frame["id"].tolist(), clustering.vectors), clustering.embedder
+            return self.show(f"Search by meaning uses the Cluster tab's embeddings of these {len(clustering.vectors):,} documents.", "success")
+        if self.job.busy: return
+        def work():
+            ddf = read_corpus(str(Path(dataset) / "*.parquet"), backend=self.session.backend)
+            with DaskProgress(self.session.client, self.progress, self.progress_label, 0, 100) as self.tracker:
+                def stage(name, start, end):
+                    self.tracker.stage(100 * start, 100 * end)
+                    self.show(f"{name} for search by meaning (no Cluster run of this dataset to reuse)…")
+                return embedding_index(ddf, progress=stage)
+        def done(result):
+            box.index, box.embedder = result
+            self.show(f"Built embeddings of {len(box.index):,} documents (hashed TF-IDF): search by meaning is ready.", "success")
+        self.run_job(box.button, work, done, running="Building embeddings for search by meaning…")
 
 # %% ../nbs/12_panels.ipynb #cell-030
 class ClassifyPanel(Panel):
@@ -947,7 +1029,7 @@ class ClassifyPanel(Panel):
 
 # %% ../nbs/12_panels.ipynb #cell-031
 class TunePanel(Panel):
-    "Search a tiny GPT's learning rate and width with `llmwork.platform.tune`, trials as parallel Dask tasks."
+    "Search a tiny GPT's learning rate and width with `llmwork.tune.tune`, trials as parallel Dask tasks."
     def __init__(self, session: Session, model_overrides: dict | None = None, batch_size: int = 8):
         super().__init__(session, "tune")
         self.model_overrides = model_overrides or {}
@@ -963,7 +1045,7 @@ class TunePanel(Panel):
         self.figure, self.plot = widgets.VBox([]), None  # a FigureWidget: see ClassifyPanel
         self.result = None
         self.children = [widgets.HBox([self.n_trials, self.steps]), widgets.HBox([self.lr_low, self.lr_high, self.widths]),
-                         widgets.HBox([self.run_button, self.progress]), self.status, self.table, self.figure]
+                         widgets.HBox([self.run_button, self.progress, self.progress_label]), self.status, self.table, self.figure]
 
     def space(self) -> dict:
         "The search space as `tune` takes it: lr log-uniform between the bounds, width among the listed values."
@@ -975,10 +1057,10 @@ class TunePanel(Panel):
 
     def search(self):
         "Tokenize the (cleaned) corpus once, then run the trials on the session's Dask cluster."
-        from llmwork.platform import gpt_trial, tune
+        from llmwork.tune import gpt_trial, tune
         space = self.space()
         tokens = (self.session.clean_dir or self.session.out_dir) / "tokens-byte"
-        prepare_tokens(self.session.read(cleaned=True), tokens, "byte")
+        cached_tokens(self.session.read(cleaned=True), tokens, "byte")
         fixed = {"data": str(tokens), "steps": self.steps.value, "batch_size": self.batch_size,
                  "eval_every": max(1, self.steps.value // 3), **self.model_overrides}
         storage = self.session.out_dir / "tune" / f"study-{int(time.time())}.journal"
@@ -986,7 +1068,11 @@ class TunePanel(Panel):
         return tune(gpt_trial, space, self.n_trials.value, self.session.client, storage=storage, fixed=fixed)
 
     def start(self):
-        self.run_job(self.run_button, self.search, self._show_results, f"Running {self.n_trials.value} trials…")
+        "Run the search in the background, the bar moving as the trials' Dask tasks finish."
+        def work():
+            with DaskProgress(self.session.client, self.progress, self.progress_label, 0, 100) as self.tracker:
+                return self.search()
+        self.run_job(self.run_button, work, self._show_results, f"Running {self.n_trials.value} trials…")
 
     def _show_results(self, result):
         self.result = result

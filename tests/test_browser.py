@@ -37,7 +37,7 @@ def _missing() -> str | None:
 
 
 pytestmark = [pytest.mark.skipif(_missing() is not None, reason=f"browser test skipped: {_missing()}"),
-              pytest.mark.timeout(600)]
+              pytest.mark.timeout(1200)]
 
 
 def _free_port() -> int:
@@ -132,6 +132,8 @@ def test_workbench_clean_and_train_in_jupyterlab(lab, browser):
     assert seen == sorted(seen) and seen[-1] == 100, seen  # never backwards (after the reset to 0 at Run)
     funnel = clean.locator(".js-plotly-plot")
     funnel.wait_for()
+    page.wait_for_function("""() => { const gd = document.querySelector('.llmwork-clean .js-plotly-plot');
+                                      return gd.data && gd.data[0] && gd.data[0].x && gd.data[0].x.length > 0; }""")  # drawn before its data
     stages = funnel.evaluate("gd => ({type: gd.data[0].type, x: Array.from(gd.data[0].x), y: Array.from(gd.data[0].y)})")
     assert stages["type"] == "funnel"
     assert stages["y"][0] == "input" and stages["x"][0] == 300
@@ -147,13 +149,18 @@ def test_workbench_clean_and_train_in_jupyterlab(lab, browser):
     cluster = page.locator(".llmwork-cluster")
     _watch_progress(page, ".llmwork-cluster")
     cluster.locator("button.jupyter-button", has_text="Run").click()
-    assert "clusters" in _outcome(cluster)
+    assert "clusters" in _outcome(cluster, timeout=480_000)  # the default UMAP map compiles for up to a minute on first use
     seen = _progress_seen(page, ".llmwork-cluster")
     assert any(5 < v < 95 for v in seen) and seen == sorted(seen) and seen[-1] == 100, seen
     cluster_map = cluster.locator(".js-plotly-plot")
     cluster_map.wait_for()
+    page.wait_for_function("""() => { const gd = document.querySelector('.llmwork-cluster .js-plotly-plot');
+                                      return gd.data && gd.data.length > 0 && gd.data[0].x && gd.data[0].x.length > 0; }""")  # drawn before its data
     traces = cluster_map.evaluate("gd => gd.data.map(t => [t.type, t.x.length])")
     assert [t for t, _ in traces] == ["scattergl"] * 4 and sum(n for _, n in traces) == report["n_kept"]
+    assert cluster_map.evaluate("gd => gd.layout.xaxis.title.text") == "UMAP 1"  # the map that separates clusters
+    colours = cluster_map.evaluate("gd => gd.data.map(t => t.marker.color)")
+    assert len(set(colours)) == 4, colours
     assert cluster_map.evaluate("gd => gd.data[0].hovertext[0]").startswith("<b>debian:")
     # move the mouse onto the first point of the first trace, as a user would
     x, y = cluster_map.evaluate("""gd => { const L = gd._fullLayout, box = gd.getBoundingClientRect();
@@ -195,6 +202,49 @@ def test_workbench_clean_and_train_in_jupyterlab(lab, browser):
     assert all(l == l and l > 0 for l in losses)  # real numbers, no NaN
     assert train.locator("select option", has_text=f"step {stopped_at:,}").count() == 1  # the checkpoint listed
     _shot(page, "05-train-stopped")
+    # Resume continues from that checkpoint: the curve goes on at the next step, then Stop again
+    train.locator("button.jupyter-button", has_text="Resume").click()
+    page.wait_for_function(f"""() => {{ const gd = document.querySelector('.llmwork-train .js-plotly-plot');
+                                        return gd.data[0].x.length >= {n_points + 3}; }}""", timeout=240_000)
+    steps = curve.evaluate("gd => Array.from(gd.data[0].x)")
+    assert steps[n_points - 1:n_points + 2] == [stopped_at, stopped_at + 1, stopped_at + 2], steps[n_points - 3:n_points + 3]
+    train.locator("button.jupyter-button", has_text="Stop").click()
+    resumed = train.locator(".llmwork-success", has_text="Stopped at step")
+    resumed.wait_for(timeout=120_000)
+    assert int(resumed.inner_text().split("Stopped at step")[1].split(",")[0].replace(",", "").strip()) > stopped_at + 2
+    _shot(page, "05b-train-resumed")
+
+    # Search tab: the cleaned kept/ by text, predicate, id and meaning, each with its results table
+    kept = pd.read_parquet(lab["root"] / "workbench-out" / "clean" / "kept")
+    page.locator(".lm-TabBar-tab", has_text="Search").click()
+    search = page.locator(".llmwork-search")
+    search.locator("button.jupyter-button", has_text="Open").click()
+    search.locator(".llmwork-success", has_text="Opened").wait_for(timeout=60_000)
+    kind = search.locator(".widget-dropdown", has_text="Search by").locator("select")
+    query = search.locator("input[placeholder^='a word or regex']")
+    table_html = "() => (document.querySelector('.llmwork-search table.dataframe') || {}).outerHTML || ''"
+    def results(kind_name, text):
+        "Run one query and wait for its table to replace the previous one (each query here finds different rows)."
+        before = page.evaluate(table_html)
+        kind.select_option(kind_name)
+        query.fill(text)
+        search.locator("button.jupyter-button", has_text="Search").click()
+        page.wait_for_function(f"before => ({table_html})() !== before && ({table_html})() !== ''", arg=before, timeout=120_000)
+        return [r.locator("td").first.inner_text() for r in search.locator("table.dataframe tbody tr").all()]
+    assert len(results("text (regex)", "library")) >= 1
+    games = results("predicate", 'section == "games"')
+    assert set(games) <= set(kept.loc[kept["section"] == "games", "id"]) and games, games
+    assert results("id", kept["id"].iloc[3]) == [kept["id"].iloc[3]]
+    kind.select_option("like text")  # the Cluster tab embedded these very documents: Search reuses its vectors
+    search.locator(".llmwork-success", has_text="embeddings").wait_for(timeout=240_000)
+    query.fill(kept["text"].iloc[5])
+    search.locator("button.jupyter-button", has_text="Search").click()
+    page.wait_for_function("id => [...document.querySelectorAll('.llmwork-search table.dataframe tbody tr td:first-child')]"
+                           ".some(td => td.innerText === id)", arg=kept["id"].iloc[5], timeout=120_000)
+    first = search.locator("table.dataframe tbody tr").first.locator("td").first.inner_text()
+    assert first == kept["id"].iloc[5], first  # a document's own text finds it first
+    assert "score" in search.locator("table.dataframe thead").inner_text()
+    _shot(page, "05c-search")
 
     # Classify tab: a missing file is refused in words; the labelled file gives the report and a drawn confusion matrix
     page.locator(".lm-TabBar-tab", has_text="Classify").click()

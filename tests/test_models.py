@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from llmwork.models import (GPT, GPT_PRESETS, BPETokenizer, ByteTokenizer, EncoderConfig, GPTConfig, TextClassifier,
+from llmwork.models import (GPT, GPT_PRESETS, BPETokenizer, ByteTokenizer, EncoderConfig, GPTConfig, KVCache, TextClassifier,
                             TokenClassifier, TokenShards, build_model, gpt_config, load_tokenizer, model_kind,
                             pack_tokens, pad_batch, token_dtype, tokenizer_from_json, train_bpe_tokenizer)
 
@@ -129,6 +129,24 @@ def test_gpt_is_causal_and_generation_is_greedy_and_stops_at_eos():
     first = int(out[0, 4])
     stopped = m.generate(x[:, :4], max_new_tokens=30, temperature=0, eos_id=first)
     assert stopped.shape == (1, 5)
+
+
+def test_kv_cache_gives_the_logits_and_greedy_tokens_of_full_recomputation():
+    torch.manual_seed(1)
+    m = GPT(GPTConfig(n_layer=3, n_embd=48, n_head=4, block_size=24)).eval()
+    x = torch.randint(0, 257, (3, 24))
+    cache, parts = KVCache(3), []
+    for a, b in [(0, 5), (5, 6), (6, 7), (7, 24)]:  # a prompt, single tokens, then a block of several
+        parts.append(m(x[:, a:b], cache=cache)[0])
+    torch.testing.assert_close(torch.cat(parts, 1), m(x)[0], atol=1e-5, rtol=1e-5)
+    for n_prompt, n_new in [(1, 10), (4, 20), (10, 40)]:  # inside the context, up to it, and sliding past it
+        prompt = x[:, :n_prompt]
+        with_cache = m.generate(prompt, max_new_tokens=n_new, temperature=0)
+        reference = prompt
+        for _ in range(n_new):  # the uncached path by hand: the whole window through the model every step
+            reference = torch.cat([reference, m(reference[:, -24:])[0][:, -1].argmax(-1, keepdim=True)], 1)
+        assert with_cache.tolist() == reference.tolist()
+        assert m.generate(prompt, max_new_tokens=n_new, temperature=0, use_cache=False).tolist() == reference.tolist()
 
 
 def test_classifiers_ignore_padding():

@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 from llmwork.backend import get_client
-from llmwork.panels import (CleanPanel, DaskProgress, Session, TrainPanel, TrainingRun, Workbench, prepare_tokens,
-                            plain_error)
+from llmwork.panels import (CleanPanel, DaskProgress, SearchPanel, Session, TrainPanel, TrainingRun, Workbench, cached_tokens,
+                            embedding_index, plain_error, same_documents)
 
 
 @pytest.fixture(autouse=True)
@@ -163,7 +163,7 @@ def test_training_run_without_dask_stops_on_request(tmp_path, corpus):
     import dask.dataframe as dd
     from llmwork.train import TrainConfig
     _, frame = corpus
-    shards = prepare_tokens(dd.from_pandas(frame, npartitions=2), tmp_path / "tokens")
+    shards = cached_tokens(dd.from_pandas(frame, npartitions=2), tmp_path / "tokens")
     assert shards.n_tokens == sum(len(t.encode()) + 1 for t in frame["text"] if t)  # bytes + one end-of-document
     run = TrainingRun(TrainConfig(data=str(tmp_path / "tokens"), out_dir=str(tmp_path / "run"), model_overrides=TINY,
                                   steps=100_000, batch_size=4, eval_every=0, checkpoint_every=0, warmup_steps=0))
@@ -244,3 +244,54 @@ def test_stop_from_the_kernel_event_loop_stops_the_dask_run(tmp_path, corpus, cl
     assert result["stopped"] and result["step"] < 100_000
     assert panel.curve.data[0].x[-1] == result["step"]
     assert f"Stopped at step {result['step']:,}" in panel.status.value
+
+
+def _kept(tmp_path, n=40):
+    "A stored dataset like a cleaning run's kept/: four topics, ten documents each."
+    topics = ["fonts and typefaces for printing", "python library for parsing json", "kernel driver for network cards",
+              "strategy game with ancient armies"]
+    frame = pd.DataFrame({"id": [f"k{i:02d}" for i in range(n)],
+                          "text": [f"{topics[i % 4]} variant {i} with extra words {i * 7}" for i in range(n)]})
+    (tmp_path / "kept").mkdir()
+    frame.to_parquet(tmp_path / "kept" / "part.0.parquet", index=False)
+    return tmp_path / "kept", frame
+
+
+def test_search_panel_builds_vectors_on_demand_like_the_embedder_alone(tmp_path, client):
+    kept, frame = _kept(tmp_path)
+    panel = SearchPanel(Session(str(kept), tmp_path / "wb", backend="cpu", client=client))
+    panel.dataset.value = str(kept)
+    panel.open_dataset()
+    panel.search.kind.value = "like text"  # no clustering to reuse: built on the Dask cluster
+    panel.wait(180)
+    assert "Built embeddings of 40 documents" in panel.status.value, panel.status.value
+    box = panel.search
+    # the vectors the Dask run built are the fitted embedder's own, row for row
+    reference = box.embedder.transform(frame["text"].tolist())
+    rows = box.index.row_of(frame["id"].tolist())
+    assert abs(box.index.vectors[rows].numpy() - reference).max() < 1e-5
+    box.query.value = frame["text"].iloc[6]
+    box.button.click()
+    assert box.results["id"].iloc[0] == "k06"
+    assert set(box.results["id"].iloc[1:4]) <= set(frame["id"].iloc[2::4])  # then the same topic
+
+
+def test_search_panel_reuses_the_cluster_tabs_vectors_only_for_the_same_documents(tmp_path, client):
+    import dask.dataframe as dd
+    from llmwork.viz import Clustering
+    kept, frame = _kept(tmp_path)
+    index, embedder = embedding_index(dd.from_pandas(frame, npartitions=2))
+    vectors = index.vectors[index.row_of(frame["id"].tolist())].numpy()
+    clustering = Clustering(frame.assign(cluster=0), vectors, pd.DataFrame(), embedder)
+    assert same_documents(clustering, kept)
+    assert not same_documents(Clustering(frame.iloc[1:].assign(cluster=0), vectors[1:], pd.DataFrame(), embedder), kept)
+    session = Session(str(kept), tmp_path / "wb", backend="cpu", client=client)
+    session.clusters = clustering
+    panel = SearchPanel(session)
+    panel.dataset.value = str(kept)
+    panel.open_dataset()
+    panel.search.kind.value = "like document id"
+    assert not panel.job.busy and "Cluster tab&#x27;s embeddings of these 40 documents" in panel.status.value
+    panel.search.query.value = "k05"
+    panel.search.button.click()
+    assert "k05" not in set(panel.search.results["id"]) and len(panel.search.results) > 0

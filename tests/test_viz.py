@@ -38,7 +38,7 @@ def test_cluster_map_one_trace_per_cluster_with_hover(corpus, embedded):
     hovers = list(trace.hovertext)
     pos = next(k for k, h in enumerate(hovers) if h.startswith(f"<b>{corpus['id'][i]}</b>"))
     assert trace.customdata[pos] == labels[i]
-    assert viz.snippet(corpus["text"][i]) in hovers[pos]
+    assert viz.hover_text(corpus["text"][i]) in hovers[pos]
     # the map's coordinates are the PCA of the vectors (up to scikit-learn's sign convention)
     xy = np.concatenate([np.column_stack([t.x, t.y]) for t in fig.data])
     order = np.concatenate([np.flatnonzero(labels == c) for c in range(8)])
@@ -195,3 +195,22 @@ def test_run_report_shows_settings_removed_examples_and_the_sample(tmp_path, cor
     assert "This package provides a &lt;b&gt;library&lt;/b&gt; for fonts" in page  # escaped, in one piece
     assert "100% of its 3 words of 3+ letters occur in the training corpus" in page
     assert " in " in page.split("<h2>Cleaning</h2>")[1].split("</section>")[0] and " s, from " in page
+
+
+def test_eps_figure_plots_nemos_removed_share():
+    from llmwork.viz import EPS_GRID, eps_figure
+    scores = np.array([-1.0, 0.9995, 0.985, 0.97, 0.5, 0.2, 0.9999, -1.0])  # two clusters' first documents score -1
+    fig = eps_figure(scores, chosen=0.01)
+    assert list(fig.data[0].x) == list(EPS_GRID) and fig.layout.xaxis.type == "log"
+    expected = {0.001: 2, 0.002: 2, 0.005: 2, 0.01: 2, 0.02: 3, 0.05: 4, 0.1: 4, 0.2: 4, 0.3: 4}
+    np.testing.assert_allclose(fig.data[0].y, [expected[e] / 8 for e in EPS_GRID])
+    assert fig.layout.shapes[0].x0 == 0.01  # the chosen eps is marked
+
+
+def test_cluster_and_search_commands_take_an_embedder():
+    from llmwork.cli import build_parser
+    parser = build_parser()
+    assert parser.parse_args(["cluster", "in", "out"]).embedder == "hashed_tfidf"
+    assert parser.parse_args(["cluster", "in", "out", "--embedder", "minilm"]).embedder == "minilm"
+    assert parser.parse_args(["search", "ds", "--like", "x", "--embedder", "/models/mine"]).embedder == "/models/mine"
+    assert parser.parse_args(["embed", "corpus"]).embedder == "minilm"
