@@ -398,7 +398,7 @@ class CleanPanel(Panel):
 
     @staticmethod
     def describe_step(step: dict) -> str:
-        "A step config in words: `semantic_dedup_clusters: clusters 1, 3 · eps 0.05 · clustering out/clusters`."
+        "A step config in words: `semantic_dedup_clusters: clusters 1, 3 · eps 0.01 · clustering out/clusters`."
         def words(v): return ", ".join(map(str, v)) or "all" if isinstance(v, (list, tuple)) else str(v)
         return f"{step['step']}: " + " · ".join(f"{k} {words(v)}" for k, v in step.items() if k != "step")
 
@@ -439,9 +439,10 @@ class CleanPanel(Panel):
             else: ddf = self.session.read()
             client = self.session.client
             self.show(f"Running {len(pipeline.steps)} steps on {self.session.n_workers_running()} Dask workers…")
-            # the whole run is one compute on the panel's client: the bar follows its tasks on the scheduler
+            # the bar follows the run's tasks on the scheduler. Run after a crash continues the killed run from its
+            # completed partitions when the pipeline and corpus are the same (resume=True is a fresh run otherwise)
             with DaskProgress(client, self.progress, self.progress_label, 5, 95) as self.tracker:
-                return pipeline.run(ddf, out, overwrite=overwrite, client=client)
+                return pipeline.run(ddf, out, overwrite=overwrite, client=client, resume=True)
         self.run_job(self.run_button, work, lambda report: self._show_report(report, out))
 
     def _show_report(self, report: dict, out: Path):
@@ -828,7 +829,7 @@ class ClusterPanel(Panel):
         self.run_button = widgets.Button(description="Run", button_style="primary", icon="play")
         self.run_button.on_click(lambda _: self.run())
         self.selected = widgets.SelectMultiple(options=[], description="Clusters", rows=6, style=style)
-        self.eps = widgets.BoundedFloatText(value=0.05, min=0.0, max=1.0, step=0.01, description="eps (1 - cosine)",
+        self.eps = widgets.BoundedFloatText(value=viz.SemanticDedupOfClusters.eps, min=0.0, max=1.0, step=0.01, description="eps (1 - cosine)",
                                             style=style, layout=widgets.Layout(width="200px"))
         self.add_button = widgets.Button(description="Add semantic dedup", icon="plus", disabled=True,
                                          layout=widgets.Layout(width="auto"),
