@@ -1062,6 +1062,8 @@ class TunePanel(Panel):
         space = self.space()
         tokens = (self.session.clean_dir or self.session.out_dir) / "tokens-byte"
         cached_tokens(self.session.read(cleaned=True), tokens, "byte")
+        # tokenizing is the bar's first tenth, the trials the rest: two trials on two workers can finish in one poll
+        if getattr(self, "tracker", None) is not None: self.tracker.stage(10, 100)
         fixed = {"data": str(tokens), "steps": self.steps.value, "batch_size": self.batch_size,
                  "eval_every": max(1, self.steps.value // 3), **self.model_overrides}
         storage = self.session.out_dir / "tune" / f"study-{int(time.time())}.journal"
@@ -1071,7 +1073,7 @@ class TunePanel(Panel):
     def start(self):
         "Run the search in the background, the bar moving as the trials' Dask tasks finish."
         def work():
-            with DaskProgress(self.session.client, self.progress, self.progress_label, 0, 100) as self.tracker:
+            with DaskProgress(self.session.client, self.progress, self.progress_label, 0, 10) as self.tracker:
                 return self.search()
         self.run_job(self.run_button, work, self._show_results, f"Running {self.n_trials.value} trials…")
 
