@@ -453,6 +453,10 @@ def model_kind(model: nn.Module) -> str:
     "The registry name of a model's class."
     for name, (cls, _) in MODEL_KINDS.items():
         if type(model) is cls: return name
+    # a notebook that redefines a registered class (nbdev re-runs the exported cell) makes a second class object
+    # of the same name; the importing of llmwork modules can register either one, so fall back to the name
+    for name, (cls, _) in MODEL_KINDS.items():
+        if type(model).__qualname__ == cls.__qualname__: return name
     raise ValueError(f"{type(model).__name__} is not a registered model kind ({', '.join(MODEL_KINDS)}).")
 
 def build_model(kind: str, config: dict) -> nn.Module:
