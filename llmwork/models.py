@@ -10,6 +10,7 @@ import json
 import math
 import os
 import shutil
+import time
 import uuid
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -147,7 +148,11 @@ def _removed_on_failure(tmp: Path):
     "Remove the temporary shard folder `tmp` if the block fails (a bad tokenizer, a full disk, Ctrl-C): no `.tmp-*` is left."
     try: yield tmp
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        # on a failure Dask raises while other partitions may still be writing their shards: retry until it is gone
+        for _ in range(50):
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not tmp.exists(): break
+            time.sleep(0.1)
         raise
 
 def _finish_shards(tmp: Path, out_dir: Path, tokenizer, rows: list[dict]) -> "TokenShards":

@@ -440,9 +440,10 @@ class CleanPanel(Panel):
             client = self.session.client
             self.show(f"Running {len(pipeline.steps)} steps on {self.session.n_workers_running()} Dask workers…")
             # the bar follows the run's tasks on the scheduler. Run after a crash continues the killed run from its
-            # completed partitions when the pipeline and corpus are the same (resume=True is a fresh run otherwise)
+            # completed partitions when the pipeline and corpus are the same (resume is a fresh run otherwise); a
+            # finished output that may not be replaced is refused as "already exists"
             with DaskProgress(client, self.progress, self.progress_label, 5, 95) as self.tracker:
-                return pipeline.run(ddf, out, overwrite=overwrite, client=client, resume=True)
+                return pipeline.run(ddf, out, overwrite=overwrite, client=client, resume=overwrite or not out.exists())
         self.run_job(self.run_button, work, lambda report: self._show_report(report, out))
 
     def _show_report(self, report: dict, out: Path):

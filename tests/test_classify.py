@@ -181,7 +181,7 @@ def test_ner_command_prints_tables_and_writes_metrics(tmp_path, capsys):
     pred = D.read_conll(tmp_path / "crf" / "predictions.conll", columns=("gold",))
     assert pred["gold"].tolist() == D.read_conll(NER[2])["tags"].tolist()
     reloaded = C.CrfTagger.load(tmp_path / "crf" / "model")  # crfsuite's own file + JSON, no pickle
-    assert reloaded.predict(D.read_conll(NER[2])) == pred["predicted"].tolist()
+    assert reloaded.predict(D.read_conll(NER[2])) == pred["tags"].tolist()  # the last column: the predicted tags
     assert not list((tmp_path / "crf").rglob("*.joblib"))
 
 
