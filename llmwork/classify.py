@@ -26,6 +26,7 @@ from .backend import to_pandas
 from .backend import is_gpu_frame
 from .clean import Step, first_reason, mark_removed, register_step
 from .datasets import LabelledDataError, read_conll, read_labelled, to_dask, write_conll
+from .io import atomic_file
 from .models import (MODEL_KINDS, EncoderConfig, TextClassifier, TransformerEncoder, load_tokenizer,
                             tokenizer_from_json, train_bpe_tokenizer)
 from .train import ExampleBatches, RankContext, TrainConfig, load_checkpoint, resolve_device, safe_torch_load, train
@@ -309,15 +310,9 @@ def compare_classifiers(train_df, test_df, out_dir, models=CLASSIFIERS, options=
 # %% ../nbs/10_classify.ipynb #cell-026
 def save_arrays(path, format_name: str, arrays: dict, **meta) -> Path:
     "`arrays` and the JSON `meta` in one `.npz` file, written under a temporary name and renamed (no pickle inside)."
-    import tempfile
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"format": format_name, **meta, **arrays.pop("meta", {})}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f: np.savez(f, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True); raise
+    with atomic_file(path) as f: np.savez(f, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
     return path
 
 def load_arrays(path, format_name: str, what: str) -> tuple[dict, dict]:

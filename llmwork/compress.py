@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .io import atomic_file
+
 # %% auto #0
 __all__ = ['INT8_ENGINES', 'COMPRESSED_FORMAT', 'linear_layers', 'prune_linear', 'weight_sparsity', 'quantize_int8_torchao',
            'quantize_int8_torch_dynamic', 'quantize_int8', 'lm_eval_loss', 'generation_speed', 'classification_eval',
@@ -189,18 +191,6 @@ def _fresh_file(out, overwrite: bool) -> Path:
     if out.exists() and not overwrite: raise FileExistsError(f"{out} already exists; pass --overwrite to replace it, or choose another name.")
     return out
 
-def _atomic_torch_save(obj, out: Path):
-    "Write `obj` under a unique temporary name we create next to `out`, then rename; the temporary file never outlives a failure."
-    import tempfile
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f: torch.save(obj, f)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
 def _quality_and_speed(model, eval_tokens, eval_inputs, eval_labels, prompt_len, new_tokens):
     if eval_tokens is not None:
         loss = lm_eval_loss(model, eval_tokens)
@@ -235,9 +225,11 @@ def compress(checkpoint_or_model, out, int8: bool = True, prune: float = 0.0, en
     elif "accuracy" in o:
         report["change"] = {"accuracy": c["accuracy"] - o["accuracy"], "speedup": c["docs_per_s"] / o["docs_per_s"]}
     kind = _registered_kind(original)
-    _atomic_torch_save({"format": COMPRESSED_FORMAT, "kind": kind, "arch": type(original).__name__,
-                        "model_config": original.config.to_dict() if kind else None, "int8": engine if int8 else None,
-                        "prune": prune, "state_dict": model.state_dict(), "report": report}, out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(out) as f:
+        torch.save({"format": COMPRESSED_FORMAT, "kind": kind, "arch": type(original).__name__,
+                    "model_config": original.config.to_dict() if kind else None, "int8": engine if int8 else None,
+                    "prune": prune, "state_dict": model.state_dict(), "report": report}, f)
     report["size_on_disk"] = out.stat().st_size
     return report
 

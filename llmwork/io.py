@@ -5,6 +5,7 @@
 # %% ../nbs/01_io.ipynb #cell-003
 from __future__ import annotations
 
+import contextlib
 import gzip
 import lzma
 import io
@@ -12,6 +13,7 @@ import json
 import os
 import posixpath
 import re
+import tempfile
 import uuid
 import zlib
 from dataclasses import dataclass
@@ -34,7 +36,7 @@ from .backend import is_gpu_frame, log, resolve_backend, to_backend, to_pandas
 __all__ = ['ON_ERROR', 'FORMATS', 'COMPRESSIONS', 'MANIFEST', 'CorpusError', 'CorpusFile', 'file_format', 'expand_paths',
            'generated_ids', 'read_jsonl', 'read_csv', 'read_parquet_file', 'check_file', 'read_file', 'gpu_calls',
            'read_file_gpu', 'read_corpus', 'parquet_write_options', 'dataset_manifest', 'read_manifest', 'write_corpus',
-           'sample_corpus_path', 'read_sample_corpus']
+           'atomic_file', 'sample_corpus_path', 'read_sample_corpus']
 
 # %% ../nbs/01_io.ipynb #cell-006
 class CorpusError(ValueError):
@@ -479,6 +481,19 @@ def write_corpus(ddf: dd.DataFrame, path: str, overwrite: bool = False, step: st
         if fs.exists(tmp): fs.rm(tmp, recursive=True)
         raise
     return str(path)
+
+# %% ../nbs/01_io.ipynb #cell-28b159be
+@contextlib.contextmanager
+def atomic_file(path):
+    "Open `path` for binary writing under a unique temporary name beside it; renamed into place when the block completes, removed if it fails."
+    folder, name = os.path.split(os.fspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder or ".", prefix=f".{name}.tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f: yield f
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
+        raise
 
 # %% ../nbs/01_io.ipynb #cell-038
 def sample_corpus_path() -> str:

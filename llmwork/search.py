@@ -28,7 +28,7 @@ import torch
 
 from .backend import resolve_backend, is_gpu_frame, to_pandas
 from .embed import gpu_run
-from .io import CorpusError
+from .io import CorpusError, atomic_file
 
 # %% auto #0
 __all__ = ['MANIFEST_NAMES', 'SNIPPET_CHARS', 'WHERE_EXAMPLES', 'GREP_PARTITION_ROWS', 'PROVENANCE_FIELDS', 'SEARCH_KINDS',
@@ -613,13 +613,7 @@ class VectorIndex:
         path = Path(path)
         labels = np.empty(len(self), np.int64)
         for c in range(self.ivf.n_lists): labels[self.ivf.rows[self.ivf.offsets[c]:self.ivf.offsets[c + 1]].cpu().numpy()] = c
-        import tempfile
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
-        try:
-            with os.fdopen(fd, "wb") as f: np.savez(f, centroids=self.ivf.centroids.cpu().numpy(), labels=labels)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True); raise
+        with atomic_file(path) as f: np.savez(f, centroids=self.ivf.centroids.cpu().numpy(), labels=labels)
         return path
 
     def load_ivf(self, path) -> "VectorIndex":
