@@ -37,7 +37,7 @@ import yaml
 from . import engine
 from .backend import is_gpu_frame, to_pandas
 from .engine import as_arrow_strings, string_series
-from .io import MANIFEST, dataset_manifest
+from .io import MANIFEST, atomic_file, dataset_manifest
 from .words import (LINE_BREAK, SENTENCE_END_CHARS, STOP_WORDS, SYMBOL_CHARS, TERMINAL_PUNCTUATION, WHITESPACE,
                            char_class, explode_split, extract_groups, regex_escape, split_chunk, text_hash, word_tokens)
 
@@ -1049,9 +1049,7 @@ def _write_frame(df, path: Path, scratch: Path, sort: bool):
 
 def _write_marker(path: Path, facts: dict):
     "Mark a partition done: its `facts` as JSON under a temporary name, renamed when complete."
-    part = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}")
-    part.write_text(json.dumps(facts))
-    os.replace(part, path)
+    with atomic_file(path) as f: f.write(json.dumps(facts).encode())
 
 def _read_marker(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
