@@ -1057,14 +1057,14 @@ class TunePanel(Panel):
             raise ValueError(f"The learning-rate range must satisfy 0 < from < to, got {self.lr_low.value} to {self.lr_high.value}.")
         return {"lr": {"low": self.lr_low.value, "high": self.lr_high.value, "log": True}, "n_embd": {"choices": widths}}
 
-    def search(self):
-        "Tokenize the (cleaned) corpus once, then run the trials on the session's Dask cluster."
+    def search(self, tracker: DaskProgress | None = None):
+        "Tokenize the (cleaned) corpus once, then run the trials on the session's Dask cluster (`tracker` follows both)."
         from llmwork.tune import gpt_trial, tune
         space = self.space()
         tokens = (self.session.clean_dir or self.session.out_dir) / "tokens-byte"
         cached_tokens(self.session.read(cleaned=True), tokens, "byte")
         # tokenizing is the bar's first tenth, the trials the rest: two trials on two workers can finish in one poll
-        if getattr(self, "tracker", None) is not None: self.tracker.stage(10, 100)
+        if tracker is not None: tracker.stage(10, 100)
         fixed = {"data": str(tokens), "steps": self.steps.value, "batch_size": self.batch_size,
                  "eval_every": max(1, self.steps.value // 3), **self.model_overrides}
         storage = self.session.out_dir / "tune" / f"study-{int(time.time())}.journal"
@@ -1075,7 +1075,7 @@ class TunePanel(Panel):
         "Run the search in the background, the bar moving as the trials' Dask tasks finish."
         def work():
             with DaskProgress(self.session.client, self.progress, self.progress_label, 0, 10) as self.tracker:
-                return self.search()
+                return self.search(self.tracker)
         self.run_job(self.run_button, work, self._show_results, f"Running {self.n_trials.value} trials…")
 
     def _show_results(self, result):
