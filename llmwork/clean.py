@@ -1049,7 +1049,7 @@ def _write_frame(df, path: Path, scratch: Path, sort: bool):
 
 def _write_marker(path: Path, facts: dict):
     "Mark a partition done: its `facts` as JSON under a temporary name, renamed when complete."
-    with atomic_file(path) as f: f.write(json.dumps(facts).encode())
+    with atomic_file(path, "w") as f: json.dump(facts, f)
 
 def _read_marker(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None

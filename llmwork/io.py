@@ -484,12 +484,12 @@ def write_corpus(ddf: dd.DataFrame, path: str, overwrite: bool = False, step: st
 
 # %% ../nbs/01_io.ipynb #cell-28b159be
 @contextlib.contextmanager
-def atomic_file(path):
-    "Open `path` for binary writing under a unique temporary name beside it; renamed into place when the block completes, removed if it fails."
+def atomic_file(path, mode: str = "wb"):
+    "Open `path` for writing (`mode` 'wb' or 'w') under a unique temporary name beside it; renamed into place when the block completes, removed if it fails."
     folder, name = os.path.split(os.fspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder or ".", prefix=f".{name}.tmp-")
     try:
-        with os.fdopen(fd, "wb") as f: yield f
+        with os.fdopen(fd, mode) as f: yield f
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
