@@ -25,8 +25,8 @@ except ModuleNotFoundError as e:  # a torch-only machine (no Dask): k-means and 
 # %% auto #0
 __all__ = ['CHUNK_BYTES', 'CPU_CHUNK_BYTES', 'RULES', 'TERM_PATTERN', 'nearest_centers', 'chunk_rows', 'cpu_threads',
            'map_chunks', 'LloydStatistics', 'lloyd_statistics', 'FarthestRows', 'farthest_rows', 'update_centers',
-           'kmeans_plusplus', 'random_rows', 'absolute_tolerance', 'lloyd', 'exact_assignment', 'KMeans',
-           'vector_blocks', 'DaskKMeans', 'assign_clusters', 'embed_and_cluster', 'semantic_duplicates',
+           'kmeans_plusplus', 'random_rows', 'absolute_tolerance', 'lloyd', 'BoundedStatistics', 'exact_assignment',
+           'KMeans', 'vector_blocks', 'DaskKMeans', 'assign_clusters', 'embed_and_cluster', 'semantic_duplicates',
            'semantic_duplicates_torch', 'cluster_duplicates_torch', 'find_semantic_duplicates', 'split_duplicates',
            'SemanticDedup', 'gpu_calls', 'earlier_max_similarity', 'scores_by_cluster', 'semantic_scores',
            'removed_share', 'distinguishing_terms', 'cluster_summaries']
@@ -227,6 +227,89 @@ def lloyd(statistics, farthest, centers: torch.Tensor, max_iter: int, tolerance:
         if shift <= tolerance: break
     return centers, n_iter
 
+# %% ../nbs/05_cluster.ipynb #cell-022b
+def _two_nearest(scores: torch.Tensor) -> tuple:
+    "Per row of `scores` (`|c|² - 2 x·c`, changed in place): the lowest column (first on ties), its score and the second-lowest score."
+    if scores.device.type == "cpu":  # NumPy's SIMD argmin and min, as in `_best_index`
+        s = scores.numpy()
+        labels = s.argmin(axis=1)
+        rows = np.arange(len(s))
+        best = s[rows, labels].copy()
+        s[rows, labels] = np.inf
+        return torch.from_numpy(labels), torch.from_numpy(best), torch.from_numpy(s.min(axis=1))
+    labels = scores.argmin(dim=1)
+    best = scores.gather(1, labels.unsqueeze(1)).squeeze(1)
+    return labels, best, scores.scatter_(1, labels.unsqueeze(1), float("inf")).min(dim=1).values
+
+class BoundedStatistics:
+    """`statistics(centers)` for `lloyd` over the rows of `x` (Euclidean), skipping rows whose nearest center
+    cannot have changed since the last call (Hamerly's bounds). `recomputed` lists, per call, how many rows had
+    their distances to all centers computed."""
+    # gathering rows costs more than streaming them: past this share of rows in doubt a full pass is cheaper
+    FULL_PASS_SHARE = 0.2
+
+    def __init__(self, x: torch.Tensor, chunk_size: int | None = None, n_threads: int = 1):
+        self.x, self.chunk_size, self.n_threads = x, chunk_size, n_threads
+        self.x_sq = (x * x).sum(dim=1)
+        self.centers, self.recomputed = None, []
+
+    def _assign(self, rows, centers: torch.Tensor, center_sq_norms: torch.Tensor, with_sums: bool) -> tuple:
+        "Nearest label, distance to it and to the second nearest of `x[rows]` (all rows if None); chunk sums if asked."
+        x, x_sq = (self.x, self.x_sq) if rows is None else (self.x[rows], self.x_sq[rows])
+        k, d = centers.shape
+
+        def chunk_assignment(chunk):
+            labels, best, second = _two_nearest(torch.addmm(center_sq_norms, chunk, centers.T, alpha=-2))
+            sums = torch.zeros((k, d), dtype=torch.float32, device=centers.device).index_add_(0, labels, chunk) if with_sums else None
+            return labels, best, second, sums
+
+        parts = map_chunks(chunk_assignment, x, chunk_rows(len(x), k, d, self.chunk_size, centers.device), self.n_threads)
+        labels, best, second = (torch.cat([p[i] for p in parts]) for i in range(3))
+        distance = lambda scores: (scores + x_sq).clamp_(min=0).sqrt_()
+        sums = sum((p[3].to(torch.float64) for p in parts), torch.zeros((k, d), dtype=torch.float64, device=centers.device)) if with_sums else None
+        return labels, distance(best), distance(second), sums
+
+    @torch.no_grad()
+    def __call__(self, centers: torch.Tensor) -> LloydStatistics:
+        k = len(centers)
+        center_sq_norms = (centers * centers).sum(dim=1)
+        if self.centers is None or bool((self.counts == 0).any()): self._full_pass(centers, center_sq_norms)
+        else: self._update(centers, center_sq_norms)
+        self.centers = centers
+        return LloydStatistics(self.sums.clone(), self.counts.clone())
+
+    def _full_pass(self, centers: torch.Tensor, center_sq_norms: torch.Tensor):
+        self.labels, self.upper, self.lower, self.sums = self._assign(None, centers, center_sq_norms, with_sums=True)
+        self.counts = torch.bincount(self.labels, minlength=len(centers))
+        self.recomputed.append(len(self.x))
+
+    def _update(self, centers: torch.Tensor, center_sq_norms: torch.Tensor):
+        k = len(centers)
+        drift = (centers - self.centers).norm(dim=1)
+        self.upper += drift[self.labels]
+        if k > 1:  # a row's other centers moved at most the largest drift but its own
+            top = drift.topk(2)
+            self.lower -= torch.where(self.labels == top.indices[0], top.values[1], top.values[0])
+        between = torch.cdist(centers, centers).fill_diagonal_(float("inf"))
+        bound = torch.maximum(0.5 * between.min(dim=1).values[self.labels], self.lower)
+        # how far the expansion's float32 rounding can move a distance: a row is skipped only beyond it
+        slack = (1e-6 * (self.x_sq + center_sq_norms.max())).sqrt_()
+        check = torch.nonzero(self.upper + slack > bound).flatten()
+        if len(check) > self.FULL_PASS_SHARE * len(self.x): return self._full_pass(centers, center_sq_norms)
+        self.upper[check] = (self.x[check] - centers[self.labels[check]]).norm(dim=1)
+        check = check[self.upper[check] + slack[check] > bound[check]]
+        if len(check) > self.FULL_PASS_SHARE * len(self.x): return self._full_pass(centers, center_sq_norms)
+        self.recomputed.append(len(check))
+        if not len(check): return
+        labels, upper, lower, _ = self._assign(check, centers, center_sq_norms, with_sums=False)
+        moved = labels != self.labels[check]
+        rows, old, new = check[moved], self.labels[check][moved], labels[moved]
+        if len(rows):
+            points = self.x[rows].to(torch.float64)
+            self.sums.index_add_(0, old, -points).index_add_(0, new, points)
+            self.counts += torch.bincount(new, minlength=k) - torch.bincount(old, minlength=k)
+        self.labels[check], self.upper[check], self.lower[check] = labels, upper, lower
+
 # %% ../nbs/05_cluster.ipynb #cell-024
 def _device(device) -> torch.device:
     return torch.device(device or resolve_backend().torch_device)
@@ -292,6 +375,11 @@ class KMeans:
         import contextlib
         return cpu_threads(self.n_threads) if device.type == "cpu" else contextlib.nullcontext(1)
 
+    def _statistics(self, x: torch.Tensor, n_threads: int):
+        "One run's `statistics(centers)`: Hamerly's bounds for Euclidean k-means, full passes for spherical."
+        if not self.spherical: return BoundedStatistics(x, self.chunk_size, n_threads)
+        return lambda centers: lloyd_statistics(x, centers, True, self.chunk_size, n_threads)
+
     def fit(self, X, y=None) -> "KMeans":
         "Cluster the rows of `X` (array or tensor, shape (n_samples, n_features))."
         device = _device(self.device)
@@ -301,11 +389,10 @@ class KMeans:
         tolerance = self._tolerance(x)
         starts = [self._initial_centers(x, generator) for _ in range(self._runs())]
         with self._threads(device) as n_threads:
-            statistics = lambda centers: lloyd_statistics(x, centers, self.spherical, self.chunk_size, n_threads)
             farthest = lambda centers, n: farthest_rows(x, centers, n, self.spherical, self.chunk_size)
             best = None
             for start in starts:
-                centers, n_iter = lloyd(statistics, farthest, start, self.max_iter, tolerance, self.spherical)
+                centers, n_iter = lloyd(self._statistics(x, n_threads), farthest, start, self.max_iter, tolerance, self.spherical)
                 labels, inertia = exact_assignment(x, centers, self.spherical, self.chunk_size, n_threads)
                 if best is None or inertia < best[2]: best = (centers, labels, inertia, n_iter)
         centers, labels, self.inertia_, self.n_iter_ = best
@@ -644,6 +731,7 @@ def split_duplicates(ddf, found: pd.DataFrame, step: str) -> tuple:
 class SemanticDedup(Step):
     "Remove documents whose cosine similarity to a kept document of the same k-means cluster exceeds `1 - eps` (SemDeDup)."
     name: ClassVar[str] = "semantic_dedup"
+    reason_help: ClassVar[dict] = {"semantic_duplicate": "within eps {eps} (1 - cosine similarity) of the kept document in duplicate_of"}
     eps: float = 0.01  # measured: the flat part of the removed share per eps, both embedders, BBC News (see "Choosing eps")
     n_clusters: int = 100
     dim: int = 128
