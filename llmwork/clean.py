@@ -23,7 +23,7 @@ import unicodedata
 import uuid
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import dask
 import dask.dataframe as dd
@@ -46,12 +46,13 @@ __all__ = ['STEPS', 'STEP_MODULES', 'DEFAULT_BOILERPLATE', 'POLICY_SUBSTRINGS', 
            'step_from_config', 'check_parameters', 'frame_namespace', 'null_strings', 'mark_removed', 'PartitionStep',
            'Filter', 'Normalizer', 'apply_partition_steps', 'run_partition_steps', 'combine_step_stats', 'first_reason',
            'Validate', 'unicode_normalize', 'UnicodeNormalize', 'CleanWhitespace', 'StripBoilerplate', 'forget_tokens',
-           'document_tokens', 'per_row', 'split_lines', 'join_lines', 'GopherQuality', 'repeated_parts', 'ngram_table',
-           'top_ngram_chars', 'duplicate_ngram_chars', 'GopherRepetition', 'count_sentences', 'sentence_counts',
-           'line_sentence_counts', 'C4Quality', 'FineWebQuality', 'LengthFilter', 'NonTextFilter', 'ExactDedup',
-           'DuplicateIdError', 'repeated_ids', 'locate_ids', 'DedupeIds', 'output_lock', 'check_not_input', 'Pipeline',
-           'DiskFullError', 'default_steps', 'default_pipeline', 'format_funnel', 'load_pipeline', 'clean_corpus',
-           'clean_command', 'add_commands']
+           'document_tokens', 'per_row', 'Measure', 'below', 'above', 'rule_details', 'split_lines', 'join_lines',
+           'GopherQuality', 'repeated_parts', 'ngram_table', 'top_ngram_chars', 'duplicate_ngram_chars',
+           'GopherRepetition', 'count_sentences', 'sentence_counts', 'line_sentence_counts', 'C4Quality',
+           'FineWebQuality', 'LengthFilter', 'NonTextFilter', 'ExactDedup', 'DuplicateIdError', 'repeated_ids',
+           'locate_ids', 'DedupeIds', 'output_lock', 'check_not_input', 'Pipeline', 'DiskFullError', 'without_times',
+           'default_steps', 'default_pipeline', 'format_funnel', 'load_pipeline', 'clean_corpus', 'clean_command',
+           'add_commands']
 
 # %% ../nbs/02_clean.ipynb #cell-006
 STEPS: dict[str, type] = {}
@@ -79,6 +80,8 @@ def _plain(value):
 class Step:
     "A named, configurable step: `run(ddf)` returns `(kept, removed)` Dask DataFrames."
     name: ClassVar[str] = ""
+    # reason -> what failed, in words; `{setting}` stands for that setting's value in the run
+    reason_help: ClassVar[dict] = {}
 
     def config(self) -> dict:
         "The step's registered name and parameters as plain data; `step_from_config(step.config())` rebuilds it."
@@ -140,24 +143,27 @@ def null_strings(like, index=None):
     index = like.index if index is None else index
     return frame_namespace(like).Series([None] * len(index), index=index, dtype=like.dtype)
 
-def mark_removed(df, step: str, reason, duplicate_of=None):
-    "`df` with the removal columns: `step` (a name), `reason` (a name or Series) and `duplicate_of` (Series or None)."
+def mark_removed(df, step: str, reason, duplicate_of=None, detail=None):
+    """`df` with the removal columns: `step` (a name), `reason` (a name or Series), `duplicate_of` (Series or None)
+    and `detail` (Series or None: what the rule measured against its threshold, e.g. `words 12 < min_doc_words 50`)."""
     like = df["id"]
     def column(value):
         if value is None: return null_strings(like)
         if isinstance(value, str): return null_strings(like).fillna(value)
         return value.astype(like.dtype)
-    return df.assign(step=column(step), reason=column(reason), duplicate_of=column(duplicate_of))
+    return df.assign(step=column(step), reason=column(reason), duplicate_of=column(duplicate_of), detail=column(detail))
 
 # %% ../nbs/02_clean.ipynb #cell-015
 def _chars(text) -> int:
     return int(text.str.len().sum()) if len(text) else 0
 
-def _step_stats(name, n_in, chars_in, n_out, chars_out, reasons=None, edits=None) -> dict:
-    "One step's counts; `edits` (a normalizer's counted rewrites, e.g. PII replaced per type) only where there are any."
+def _step_stats(name, n_in, chars_in, n_out, chars_out, reasons=None, edits=None, seconds=None) -> dict:
+    """One step's counts; `edits` (a normalizer's counted rewrites, e.g. PII replaced per type) only where there are
+    any; `seconds` the time it took (for per-partition steps, added up over partitions, so worker-seconds)."""
     return {"name": name, "n_in": int(n_in), "n_removed": int(n_in - n_out), "n_out": int(n_out),
             "chars_in": int(chars_in), "chars_out": int(chars_out), "reasons": dict(reasons or {}),
-            **({"edits": {k: int(v) for k, v in edits.items()}} if edits else {})}
+            **({"edits": {k: int(v) for k, v in edits.items()}} if edits else {}),
+            **({"seconds": round(float(seconds), 3)} if seconds is not None else {})}
 
 def _reason_counts(reason) -> dict:
     counts = to_pandas(reason.value_counts())
@@ -198,17 +204,21 @@ class Normalizer(PartitionStep):
 
 # words computed by one filter of a pass, for the next (see `document_tokens`)
 _TOKEN_CACHE = contextvars.ContextVar("llmwork_clean_tokens", default=None)
+# where a filter's rules leave the measured values of what they removed (see `rule_details`); None: nobody asks
+_DETAILS = contextvars.ContextVar("llmwork_clean_details", default=None)
 
 def apply_partition_steps(df, steps):
     "Run `steps` over one partition: `(kept, removed, stats)` with one stats dict per step."
     df = df.reset_index(drop=True)  # unique row labels within the pass, whatever the ids (see document_tokens)
     removed, stats = [], []
     removed_like = mark_removed(df.iloc[:0], "", None)
-    cache = {}
-    token = _TOKEN_CACHE.set(cache)
+    cache, details = {}, {}
+    token, details_token = _TOKEN_CACHE.set(cache), _DETAILS.set(details)
     try:
         for step in steps:
             n_in, chars_in = len(df), _chars(df["text"])
+            details.clear()
+            started = time.perf_counter()
             if isinstance(step, Normalizer): cache.clear()  # rewritten text, new words
             # a step may count what it rewrote (`apply_counted`: the frame, reasons and counts per kind of edit)
             with engine.in_step(step.name):
@@ -217,13 +227,15 @@ def apply_partition_steps(df, steps):
             if reason is not None:
                 drop = reason.notna()
                 if len(df) and bool(drop.any()):
-                    gone = mark_removed(df[drop], step.name, reason[drop])
+                    detail = details.get("detail")
+                    gone = mark_removed(df[drop], step.name, reason[drop], detail=None if detail is None else detail[drop])
                     counts = _reason_counts(gone["reason"])
                     removed.append(gone)
                     df = df[~drop]
-            stats.append(_step_stats(step.name, n_in, chars_in, len(df), _chars(df["text"]), counts, edits))
+            stats.append(_step_stats(step.name, n_in, chars_in, len(df), _chars(df["text"]), counts, edits, time.perf_counter() - started))
     finally:
         _TOKEN_CACHE.reset(token)
+        _DETAILS.reset(details_token)
     removed = _concat(removed, removed_like)
     # `read_error` only says why a row is unreadable; once validation has moved such rows to removed/ (with that
     # reason) the column is all null, so neither output keeps it
@@ -249,15 +261,16 @@ def combine_step_stats(per_partition: list[list[dict]]) -> list[dict]:
             continue
         for t, s in zip(total, stats):
             for k in ("n_in", "n_removed", "n_out", "chars_in", "chars_out"): t[k] += s[k]
+            if "seconds" in s: t["seconds"] = round(t.get("seconds", 0) + s["seconds"], 3)
             for r, n in s["reasons"].items(): t["reasons"][r] = t["reasons"].get(r, 0) + n
             for e, n in s.get("edits", {}).items(): t.setdefault("edits", {})[e] = t.get("edits", {}).get(e, 0) + n
     return total or []
 
 # %% ../nbs/02_clean.ipynb #cell-017
 def first_reason(index_like, rules):
-    "A reason Series: for each row, the name of the first `(mask, name)` rule whose mask is true, else null."
+    "A reason Series: for each row, the name of the first `(mask, name[, measure])` rule whose mask is true, else null."
     out = null_strings(index_like)
-    for mask, name in reversed(list(rules)):
+    for mask, name, *_ in reversed(list(rules)):
         out = out.mask(mask.fillna(False).astype(bool), name)
     return out
 
@@ -266,6 +279,9 @@ def first_reason(index_like, rules):
 class Validate(Filter):
     "Remove unreadable rows (their `read_error`), null texts and empty or whitespace-only texts."
     name: ClassVar[str] = "validate"
+    reason_help: ClassVar[dict] = {"null_text": "no text field", "empty": "no text after stripping white space",
+                                   "malformed": "the line could not be parsed (read with on_error='skip')",
+                                   "invalid_utf8": "the line is not valid UTF-8", "non_string_text": "the text field is not a string"}
 
     def reasons(self, df):
         text = df["text"]
@@ -374,8 +390,43 @@ def _rows(df):
     "The partition's text as an Arrow-backed string Series indexed 0..n-1."
     return string_series(df["text"]).reset_index(drop=True)
 
+class Measure(NamedTuple):
+    "What a rule compares: `value` (per row) `op` the `threshold` of `setting`; `what` names the value in words."
+    value: object
+    what: str
+    op: str
+    setting: str
+    threshold: object
+
+def below(value, threshold, reason: str, what: str, setting: str):
+    "The rule 'remove with `reason` where `value < threshold`', keeping what it measured for the removed rows' detail."
+    return value < threshold, reason, Measure(value, what, "<", setting, threshold)
+
+def above(value, threshold, reason: str, what: str, setting: str):
+    "The rule 'remove with `reason` where `value > threshold`', keeping what it measured."
+    return value > threshold, reason, Measure(value, what, ">", setting, threshold)
+
+def _number_text(value):
+    "Counts as they are, ratios to three decimals."
+    return value.astype("str") if value.dtype.kind in "iu" else value.round(3).astype("str")
+
+def rule_details(reason, rules):
+    "Per row removed by a measured rule, its value against the threshold (`words 12 < min_doc_words 50`); null elsewhere."
+    parts = []
+    for _, name, *measure in rules:
+        if not measure: continue
+        m, hit = measure[0], (reason == name).fillna(False).astype(bool)
+        if bool(hit.any()): parts.append(f"{m.what} " + _number_text(m.value[hit]) + f" {m.op} {m.setting} {m.threshold}")
+    out = null_strings(reason)
+    return out if not parts else _concat(parts, out).reindex(reason.index).astype(out.dtype)
+
 def _reasons_for(df, text, rules):
+    rules = list(rules)
     out = first_reason(text, rules)
+    details = _DETAILS.get()
+    if details is not None:  # only a pipeline run keeps the details; formatting them costs a little per removed row
+        details["detail"] = rule_details(out, rules)
+        details["detail"].index = df.index
     out.index = df.index
     return out
 
@@ -409,6 +460,17 @@ class GopherQuality(Filter):
     max_non_alpha_words_ratio: float | None = 0.8  # datatrove's name; it is the minimum fraction of words with a letter
     min_stop_words: int | None = 2
     stop_words: list = field(default_factory=lambda: list(STOP_WORDS))
+    reason_help: ClassVar[dict] = {
+        "gopher_short_doc": "fewer words than min_doc_words {min_doc_words}",
+        "gopher_long_doc": "more words than max_doc_words {max_doc_words}",
+        "gopher_below_avg_threshold": "mean word length below min_avg_word_length {min_avg_word_length}",
+        "gopher_above_avg_threshold": "mean word length above max_avg_word_length {max_avg_word_length}",
+        "gopher_too_many_hashes": "more '#' per word than max_symbol_word_ratio {max_symbol_word_ratio}",
+        "gopher_too_many_ellipsis": "more ellipses per word than max_symbol_word_ratio {max_symbol_word_ratio}",
+        "gopher_too_many_bullets": "a larger share of bullet lines than max_bullet_lines_ratio {max_bullet_lines_ratio}",
+        "gopher_too_many_end_ellipsis": "a larger share of lines ending in an ellipsis than max_ellipsis_lines_ratio {max_ellipsis_lines_ratio}",
+        "gopher_below_alpha_threshold": "a smaller share of words with a letter than max_non_alpha_words_ratio {max_non_alpha_words_ratio}",
+        "gopher_too_few_stop_words": "fewer distinct stop words than min_stop_words {min_stop_words}"}
 
     def reasons(self, df):
         text = _rows(df)
@@ -428,20 +490,25 @@ class GopherQuality(Filter):
         end_ellipsis = engine.contains(lines["part"], f"(?:\\.\\.\\.|…)[{WHITESPACE}]*$").astype("int64")
         ellipses = engine.count(text, r"\.\.\.") + engine.count(text, "…")
         rules = []
-        if self.min_doc_words: rules.append((n_real < self.min_doc_words, "gopher_short_doc"))
-        if self.max_doc_words: rules.append((n_real > self.max_doc_words, "gopher_long_doc"))
-        if self.min_avg_word_length: rules.append((mean_length < self.min_avg_word_length, "gopher_below_avg_threshold"))
-        if self.max_avg_word_length: rules.append((mean_length > self.max_avg_word_length, "gopher_above_avg_threshold"))
+        if self.min_doc_words: rules.append(below(n_real, self.min_doc_words, "gopher_short_doc", "words", "min_doc_words"))
+        if self.max_doc_words: rules.append(above(n_real, self.max_doc_words, "gopher_long_doc", "words", "max_doc_words"))
+        if self.min_avg_word_length:
+            rules.append(below(mean_length, self.min_avg_word_length, "gopher_below_avg_threshold", "mean word length", "min_avg_word_length"))
+        if self.max_avg_word_length:
+            rules.append(above(mean_length, self.max_avg_word_length, "gopher_above_avg_threshold", "mean word length", "max_avg_word_length"))
         if self.max_symbol_word_ratio:
-            rules.append((engine.count(text, "#") / n_words > self.max_symbol_word_ratio, "gopher_too_many_hashes"))
-            rules.append((ellipses / n_words > self.max_symbol_word_ratio, "gopher_too_many_ellipsis"))
+            rules.append(above(engine.count(text, "#") / n_words, self.max_symbol_word_ratio, "gopher_too_many_hashes", "'#' per word", "max_symbol_word_ratio"))
+            rules.append(above(ellipses / n_words, self.max_symbol_word_ratio, "gopher_too_many_ellipsis", "ellipses per word", "max_symbol_word_ratio"))
         if self.max_bullet_lines_ratio:
-            rules.append((per_row(bullet, lines["row"], n) / n_lines > self.max_bullet_lines_ratio, "gopher_too_many_bullets"))
+            rules.append(above(per_row(bullet, lines["row"], n) / n_lines, self.max_bullet_lines_ratio, "gopher_too_many_bullets",
+                               "bullet lines share", "max_bullet_lines_ratio"))
         if self.max_ellipsis_lines_ratio:
-            rules.append((per_row(end_ellipsis, lines["row"], n) / n_lines > self.max_ellipsis_lines_ratio, "gopher_too_many_end_ellipsis"))
+            rules.append(above(per_row(end_ellipsis, lines["row"], n) / n_lines, self.max_ellipsis_lines_ratio, "gopher_too_many_end_ellipsis",
+                               "share of lines ending in an ellipsis", "max_ellipsis_lines_ratio"))
         if self.max_non_alpha_words_ratio:
-            rules.append((n_alpha / n_words < self.max_non_alpha_words_ratio, "gopher_below_alpha_threshold"))
-        if self.min_stop_words: rules.append((n_stop < self.min_stop_words, "gopher_enough_stop_words"))
+            rules.append(below(n_alpha / n_words, self.max_non_alpha_words_ratio, "gopher_below_alpha_threshold",
+                               "share of words with a letter", "max_non_alpha_words_ratio"))
+        if self.min_stop_words: rules.append(below(n_stop, self.min_stop_words, "gopher_too_few_stop_words", "stop words", "min_stop_words"))
         return _reasons_for(df, text, rules)
 
 # %% ../nbs/02_clean.ipynb #cell-045
@@ -525,6 +592,14 @@ class GopherRepetition(Filter):
     dup_para_char_frac: float | None = 0.2
     top_n_grams: list = field(default_factory=lambda: [[2, 0.2], [3, 0.18], [4, 0.16]])
     dup_n_grams: list = field(default_factory=lambda: [[5, 0.15], [6, 0.14], [7, 0.13], [8, 0.12], [9, 0.11], [10, 0.10]])
+    reason_help: ClassVar[dict] = {
+        "empty": "no text",
+        "dup_para_frac": "a larger share of repeated paragraphs than dup_para_frac {dup_para_frac}",
+        "dup_para_char_frac": "a larger share of characters in repeated paragraphs than dup_para_char_frac {dup_para_char_frac}",
+        "dup_line_frac": "a larger share of repeated lines than dup_line_frac {dup_line_frac}",
+        "dup_line_char_frac": "a larger share of characters in repeated lines than dup_line_char_frac {dup_line_char_frac}",
+        **{f"top_{n}_gram": f"the most frequent {n}-gram covers a larger share of characters than its top_n_grams fraction" for n in range(2, 5)},
+        **{f"duplicated_{n}_n_grams": f"repeated {n}-grams cover a larger share of characters than its dup_n_grams fraction" for n in range(5, 11)}}
 
     def __post_init__(self):
         for name in ("top_n_grams", "dup_n_grams"):
@@ -540,16 +615,20 @@ class GopherRepetition(Filter):
         paragraphs = explode_split(engine.strip(text), r"\n{2,}", regex=True)
         n_para = per_row(paragraphs["pos"] * 0 + 1, paragraphs["row"], n)
         para_dups, para_chars = repeated_parts(paragraphs, n)
-        if self.dup_para_frac: rules.append((para_dups / n_para > self.dup_para_frac, "dup_para_frac"))
-        if self.dup_para_char_frac: rules.append((para_chars / length > self.dup_para_char_frac, "dup_para_char_frac"))
+        if self.dup_para_frac:
+            rules.append(above(para_dups / n_para, self.dup_para_frac, "dup_para_frac", "repeated paragraphs share", "dup_para_frac"))
+        if self.dup_para_char_frac:
+            rules.append(above(para_chars / length, self.dup_para_char_frac, "dup_para_char_frac", "repeated paragraph characters share", "dup_para_char_frac"))
         lines = explode_split(text, r"\n+", regex=True)
         n_lines = per_row(lines["pos"] * 0 + 1, lines["row"], n)
         line_dups, line_chars = repeated_parts(lines, n)
-        if self.dup_line_frac: rules.append((line_dups / n_lines > self.dup_line_frac, "dup_line_frac"))
-        if self.dup_line_char_frac: rules.append((line_chars / length > self.dup_line_char_frac, "dup_line_char_frac"))
+        if self.dup_line_frac: rules.append(above(line_dups / n_lines, self.dup_line_frac, "dup_line_frac", "repeated lines share", "dup_line_frac"))
+        if self.dup_line_char_frac:
+            rules.append(above(line_chars / length, self.dup_line_char_frac, "dup_line_char_frac", "repeated line characters share", "dup_line_char_frac"))
         tok = document_tokens(df)
         for size, fraction in self.top_n_grams:
-            rules.append((top_ngram_chars(ngram_table(tok, size), size, n) / length > fraction, f"top_{size}_gram"))
+            rules.append(above(top_ngram_chars(ngram_table(tok, size), size, n) / length, fraction, f"top_{size}_gram",
+                               f"top {size}-gram characters share", f"top_n_grams[{size}]"))
         # a repeated n-gram contains a repeated shorter one: rows with no repeat at the smallest size have none at all
         repeated, candidates = {}, None
         for size in sorted(size for size, _ in self.dup_n_grams):
@@ -557,7 +636,8 @@ class GopherRepetition(Filter):
             repeated[size] = duplicate_ngram_chars(ngram_table(subset, size), size, n)
             if candidates is None: candidates = repeated[size][repeated[size] > 0].index
         for size, fraction in self.dup_n_grams:
-            rules.append((repeated[size] / length > fraction, f"duplicated_{size}_n_grams"))
+            rules.append(above(repeated[size] / length, fraction, f"duplicated_{size}_n_grams",
+                               f"repeated {size}-gram characters share", f"dup_n_grams[{size}]"))
         return _reasons_for(df, text, rules)
 
 # %% ../nbs/02_clean.ipynb #cell-050
@@ -605,6 +685,10 @@ class C4Quality(Filter):
     filter_policy: bool = True
     policy_substrings: list = field(default_factory=lambda: list(POLICY_SUBSTRINGS))
     remove_lines: bool = True  # as datatrove: a kept document keeps only its kept lines (False: decide only)
+    reason_help: ClassVar[dict] = {
+        "lorem_ipsum": "a line contains 'lorem ipsum'",
+        "curly_bracket": "a line contains a curly bracket (code, not prose)",
+        "too_few_sentences": "fewer sentences in its kept lines than min_num_sentences {min_num_sentences}"}
 
     def reasons(self, df): return self.line_verdicts(df)[0]
 
@@ -650,7 +734,7 @@ class C4Quality(Filter):
                     again.index = line[recount].index
                     sentences = sentences.mask(recount, again.reindex(sentences.index, fill_value=0))
             per_doc = per_row(sentences.where(keep, 0), lines["row"], n)
-            rules.append((per_doc < self.min_num_sentences, "too_few_sentences"))
+            rules.append(below(per_doc, self.min_num_sentences, "too_few_sentences", "sentences in kept lines", "min_num_sentences"))
         return _reasons_for(df, text, rules), lines.assign(part=line), keep
 
     def apply_counted(self, df):
@@ -682,6 +766,12 @@ class FineWebQuality(Filter):
     short_line_length: int = 30
     char_duplicates_ratio: float = 0.01
     new_line_ratio: float = 0.3
+    reason_help: ClassVar[dict] = {
+        "empty": "no line with text",
+        "line_punct_ratio": "a smaller share of lines ending in punctuation than line_punct_thr {line_punct_thr}",
+        "short_line_ratio": "a larger share of lines of at most short_line_length {short_line_length} characters than short_line_thr {short_line_thr}",
+        "char_dup_ratio": "a larger share of characters in repeated lines than char_duplicates_ratio {char_duplicates_ratio}",
+        "list_ratio": "more newlines per word than new_line_ratio {new_line_ratio}"}
 
     def reasons(self, df):
         text = _rows(df)
@@ -698,9 +788,12 @@ class FineWebQuality(Filter):
         low_punct = punct < self.line_punct_thr
         if self.line_punct_exclude_zero: low_punct = low_punct & (punct != 0)
         return _reasons_for(df, text, [
-            (n_lines == 0, "empty"), (low_punct, "line_punct_ratio"), (short > self.short_line_thr, "short_line_ratio"),
-            (dup_chars / (text.str.len() - newlines) > self.char_duplicates_ratio, "char_dup_ratio"),
-            (newlines / n_words > self.new_line_ratio, "list_ratio")])
+            (n_lines == 0, "empty"),
+            (low_punct, "line_punct_ratio", Measure(punct, "share of lines ending in punctuation", "<", "line_punct_thr", self.line_punct_thr)),
+            above(short, self.short_line_thr, "short_line_ratio", "short lines share", "short_line_thr"),
+            above(dup_chars / (text.str.len() - newlines), self.char_duplicates_ratio, "char_dup_ratio",
+                  "repeated line characters share", "char_duplicates_ratio"),
+            above(newlines / n_words, self.new_line_ratio, "list_ratio", "newlines per word", "new_line_ratio")])
 
 # %% ../nbs/02_clean.ipynb #cell-056
 @register_step
@@ -710,13 +803,15 @@ class LengthFilter(Filter):
     name: ClassVar[str] = "length"
     min_chars: int | None = 20
     max_chars: int | None = 1_000_000
+    reason_help: ClassVar[dict] = {"too_short": "fewer characters than min_chars {min_chars}",
+                                   "too_long": "more characters than max_chars {max_chars}"}
 
     def reasons(self, df):
         text = _rows(df)
         length = text.str.len()
         rules = []
-        if self.min_chars: rules.append((length < self.min_chars, "too_short"))
-        if self.max_chars: rules.append((length > self.max_chars, "too_long"))
+        if self.min_chars: rules.append(below(length, self.min_chars, "too_short", "characters", "min_chars"))
+        if self.max_chars: rules.append(above(length, self.max_chars, "too_long", "characters", "max_chars"))
         return _reasons_for(df, text, rules)
 
 @register_step
@@ -725,12 +820,13 @@ class NonTextFilter(Filter):
     "Remove documents whose letters (any script) are under `min_letter_fraction` of their non-whitespace characters."
     name: ClassVar[str] = "non_text"
     min_letter_fraction: float = 0.5
+    reason_help: ClassVar[dict] = {"mostly_non_text": "a smaller share of letters among visible characters than min_letter_fraction {min_letter_fraction}"}
 
     def reasons(self, df):
         text = _rows(df)
         visible = text.str.len() - engine.count(text, f"[{WHITESPACE}]")
         letters = engine.count(text, r"[\pL\pM]")
-        return _reasons_for(df, text, [(letters / visible < self.min_letter_fraction, "mostly_non_text")])
+        return _reasons_for(df, text, [below(letters / visible, self.min_letter_fraction, "mostly_non_text", "letter share", "min_letter_fraction")])
 
 # %% ../nbs/02_clean.ipynb #cell-059
 def _mark_exact_duplicates(df):
@@ -755,6 +851,7 @@ def _exact_removed(df, columns, step, reason="exact_duplicate"):
 class ExactDedup(Step):
     "Keep the smallest-id document of each distinct text; remove the rest as `exact_duplicate` of it."
     name: ClassVar[str] = "exact_dedup"
+    reason_help: ClassVar[dict] = {"exact_duplicate": "an exact copy of the kept document in duplicate_of"}
 
     def gpu_calls(self) -> list:
         "The cuDF calls of the GPU path that are not API pandas shares: the text hash the shuffle is keyed on."
@@ -818,6 +915,7 @@ def _mark_repeated_ids(df):
 class DedupeIds(Step):
     "Keep the first document (in input order) of each id; remove the others as `duplicate_id`, `duplicate_of` their id."
     name: ClassVar[str] = "dedupe_ids"
+    reason_help: ClassVar[dict] = {"duplicate_id": "a later document with the id of the kept document in duplicate_of"}
 
     def run(self, ddf):
         columns = list(ddf.columns)
@@ -878,15 +976,15 @@ def output_lock(out):
     try: yield lock
     finally: lock.unlink(missing_ok=True)
 
-def check_not_input(input, output):
-    "Refuse an `output` folder that is, or holds, one of the corpus files `input` names."
+def check_not_input(input, out_dir):
+    "Refuse an `out_dir` folder that is, or holds, one of the corpus files `input` names."
     from llmwork.io import expand_paths
-    out = Path(output).resolve()
+    out = Path(out_dir).resolve()
     for f in expand_paths(input):
         if "file" not in str(getattr(f.fs, "protocol", "file")): continue
         path = Path(f.path).resolve()
         if path == out or out in path.parents:
-            raise ValueError(f"The output {output} holds the input file {f.path}: writing there would replace what is being read. Write to another directory.")
+            raise ValueError(f"The output {out_dir} holds the input file {f.path}: writing there would replace what is being read. Write to another directory.")
 
 # %% ../nbs/02_clean.ipynb #cell-070
 def _as_step(step) -> Step:
@@ -1007,9 +1105,8 @@ class Pipeline:
         for kind, value in computed:
             if kind == "partition": steps += combine_step_stats(value)
             else:
-                name, n_in, chars_in, n_out, chars_out, reasons = value
-                steps.append(_step_stats(name, n_in, chars_in or 0, n_out, chars_out or 0,
-                                         reasons))
+                name, n_in, chars_in, n_out, chars_out, reasons, seconds = value
+                steps.append(_step_stats(name, n_in, chars_in or 0, n_out, chars_out or 0, reasons, seconds=seconds))
         n_in = steps[0]["n_in"]
         n_kept = steps[-1]["n_out"]
         if n_in != n_kept + sum(s["n_removed"] for s in steps) or any(s["n_removed"] != sum(s["reasons"].values()) for s in steps):
@@ -1158,13 +1255,20 @@ def _run_stages(stages, ddf, tmp: Path, client, progress, check_ids: bool) -> li
             n_kept, offset = frame.npartitions, offset + frame.npartitions
             rows, chars = sum(st[-1]["n_out"] for st in stats), sum(st[-1]["chars_out"] for st in stats)
         else:
+            started = time.perf_counter()
             n_kept, kept, gone = _global_stage(s, steps[0], frame, tmp, offset, last, client, progress)
             offset += len(gone)
             n_out, chars_out = sum(k["rows"] for k in kept), sum(k["chars"] for k in kept)
-            computed.append(("global", (steps[0].name, rows, chars, n_out, chars_out, _add_counts(g["reasons"] for g in gone))))
+            computed.append(("global", (steps[0].name, rows, chars, n_out, chars_out, _add_counts(g["reasons"] for g in gone),
+                                        time.perf_counter() - started)))
             rows, chars = n_out, chars_out
         if not last: frame = _read_parts([_kept_path(tmp, s, i, False) for i in range(n_kept)], is_gpu_frame(ddf._meta))
     return computed
+
+def without_times(report: dict) -> dict:
+    "A report without its timings: what two runs of one pipeline over one input agree on (a resumed run, the other engine)."
+    return {**{k: v for k, v in report.items() if k != "seconds"},
+            "steps": [{k: v for k, v in s.items() if k != "seconds"} for s in report["steps"]]}
 
 # %% ../nbs/02_clean.ipynb #cell-072
 def default_steps() -> list[Step]:
@@ -1200,23 +1304,23 @@ def load_pipeline(config=None) -> Pipeline:
     if isinstance(config, (dict, list)): return Pipeline.from_config(config)
     return Pipeline.from_file(config)
 
-def clean_corpus(input, output, config=None, client=None, overwrite: bool = False, backend=None,
+def clean_corpus(input, out_dir, config=None, client=None, overwrite: bool = False, backend=None,
                  text_col: str = "text", id_col: str = "id", progress: bool = False, dedupe_ids: bool = False,
                  resume: bool = False) -> dict:
-    """Clean the corpus at `input` (files, glob or dir) into `output`; returns the report (see `Pipeline.run`).
+    """Clean the corpus at `input` (files, glob or dir) into `out_dir`; returns the report (see `Pipeline.run`).
     `resume` continues a killed run of the same config over the same files from its completed partitions."""
     from llmwork.io import expand_paths, read_corpus
     pipeline = load_pipeline(config)
     if dedupe_ids: pipeline = Pipeline([DedupeIds(), *pipeline.steps])
-    if Path(output).exists() and not overwrite:
+    if Path(out_dir).exists() and not overwrite:
         nothing = " is complete: there is nothing to resume" if resume else " already exists"
-        raise FileExistsError(f"{output}{nothing}. Choose another output directory, or pass --overwrite (overwrite=True) to replace it.")
-    check_not_input(input, output)
+        raise FileExistsError(f"{out_dir}{nothing}. Choose another output directory, or pass --overwrite (overwrite=True) to replace it.")
+    check_not_input(input, out_dir)
     ddf = read_corpus(input, text_col=text_col, id_col=id_col, on_error="skip", backend=backend)
     # a resumed run must read what the killed one read: the same files, unchanged
     source = {"files": [[f.path, f.fs.info(f.path).get("size"), str(f.fs.info(f.path).get("mtime"))] for f in expand_paths(input)],
               "text_col": text_col, "id_col": id_col}
-    try: return pipeline.run(ddf, output, overwrite=overwrite, client=client, progress=progress, resume=resume, source=source)
+    try: return pipeline.run(ddf, out_dir, overwrite=overwrite, client=client, progress=progress, resume=resume, source=source)
     except DuplicateIdError as e: raise DuplicateIdError(e.ids, locate_ids(input, list(e.ids), text_col, id_col)) from None
 
 # %% ../nbs/02_clean.ipynb #cell-082
@@ -1224,37 +1328,37 @@ def clean_command(args) -> int:
     if args.print_config:
         print(yaml.safe_dump(load_pipeline(args.config).config(), sort_keys=False), end="")
         return 0
-    if not args.input or not args.output:
-        raise ValueError("clean needs INPUT and OUTPUT, e.g. llmwork clean corpus.jsonl cleaned/")
+    if not args.input or not args.out_dir:
+        raise ValueError("clean needs INPUT and OUT_DIR, e.g. llmwork clean corpus.jsonl cleaned/")
     from llmwork.backend import command_client, resolve_backend
     backend = resolve_backend(args.backend)
     started = time.perf_counter()
     with command_client(backend, args.scheduler) as client:
-        report = clean_corpus(args.input, args.output, config=args.config, client=client, overwrite=args.overwrite,
+        report = clean_corpus(args.input, args.out_dir, config=args.config, client=client, overwrite=args.overwrite,
                               backend=backend, text_col=args.text_col, id_col=args.id_col, progress=not args.quiet,
                               dedupe_ids=args.dedupe_ids, resume=args.resume)
     print(format_funnel(report))
-    print(f"wrote {args.output}/kept, {args.output}/removed, report.json and pipeline.yaml in {time.perf_counter() - started:.1f} s")
+    print(f"wrote {args.out_dir}/kept, {args.out_dir}/removed, report.json and pipeline.yaml in {time.perf_counter() - started:.1f} s")
     return 0
 
 def add_commands(subparsers):
     "Add `llmwork clean` to the CLI's subparsers."
     p = subparsers.add_parser("clean", help="normalize, filter (Gopher, C4, FineWeb) and exact-dedup a corpus",
                               description="Clean a corpus: normalize text, remove low-quality documents with the Gopher, "
-                              "C4 and FineWeb heuristics and exact duplicates. Writes OUTPUT/kept and OUTPUT/removed "
+                              "C4 and FineWeb heuristics and exact duplicates. Writes OUT_DIR/kept and OUT_DIR/removed "
                               "(Parquet; removed rows carry step and reason), report.json and pipeline.yaml.")
     p.add_argument("input", nargs="?", help="corpus: JSONL/Parquet/CSV file(s), a glob or a directory")
-    p.add_argument("output", nargs="?", help="output directory")
+    p.add_argument("out_dir", metavar="OUT_DIR", nargs="?", help="output directory")
     p.add_argument("--config", help="pipeline config (YAML or JSON); default: the built-in default pipeline")
     p.add_argument("--backend", choices=["cpu", "gpu", "auto"], help="engine (default: $LLMWORK_BACKEND or auto)")
     p.add_argument("--scheduler", help="address of a running Dask scheduler (tcp://HOST:PORT) to run on")
-    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
     p.add_argument("--text-col", default="text", help="column holding the text (default: text)")
     p.add_argument("--id-col", default="id", help="column holding the document id (default: id; generated if absent)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--dedupe-ids", action="store_true", help="keep the first document of each repeated id and record the "
                    "others as removed (reason duplicate_id); without it a repeated id stops the run, naming where it occurs")
-    p.add_argument("--resume", action="store_true", help="continue a killed run into OUTPUT (same input and config) from "
+    p.add_argument("--resume", action="store_true", help="continue a killed run into OUT_DIR (same input and config) from "
                    "its completed partitions; the result is identical to an uninterrupted run")
     p.add_argument("--print-config", action="store_true", help="print the pipeline config (default or --config) as YAML and exit")
     p.set_defaults(func=clean_command)

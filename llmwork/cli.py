@@ -114,10 +114,10 @@ DEMO_STAGES = [("summary", "Summary of the corpus", _stage_summary),
                ("report", "HTML report", _stage_report)]
 
 def demo_command(args) -> int:
-    out = Path(args.out)
+    out = Path(args.out_dir)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise FileExistsError(f"{out} already exists and is not empty. Pass --overwrite to replace the demo's outputs, "
-                              "or --out DIR to write elsewhere.")
+                              "or --out-dir DIR to write elsewhere.")
     out.mkdir(parents=True, exist_ok=True)
     backend = resolve_backend(args.backend)
     print(f"llmwork demo: {backend.name} engine ({backend.reason})")
@@ -154,8 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=info_command)
     p = sub.add_parser("demo", help="run the main job on the bundled sample corpus",
                        description="Run llmwork's main job on the bundled sample corpus (63,905 Debian package "
-                       "descriptions), writing every stage's output under --out.")
-    p.add_argument("--out", default="llmwork-demo", help="output folder (default: llmwork-demo)")
+                       "descriptions), writing every stage's output under --out-dir.")
+    p.add_argument("--out-dir", default="llmwork-demo", help="output folder (default: llmwork-demo)")
     p.add_argument("--input", help="run on this corpus instead of the sample (path, glob or URL)")
     add_engine_options(p, scheduler=False)
     p.add_argument("--stages", nargs="+", metavar="STAGE", help="run only these stages: " + ", ".join(n for n, *_ in DEMO_STAGES))

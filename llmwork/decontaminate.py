@@ -92,6 +92,7 @@ class Decontaminate(Step):
     """Remove documents sharing an `n_grams`-word n-gram (after datatrove's normalisation) with a text of the
     evaluation files `eval_paths` (their `eval_columns` joined); reason `contaminated`, `duplicate_of` the record."""
     name: ClassVar[str] = "decontaminate"
+    reason_help: ClassVar[dict] = {"contaminated": "shares an n_grams {n_grams}-word n-gram with the evaluation record in duplicate_of"}
     eval_paths: list = field(default_factory=list)
     eval_columns: list = field(default_factory=lambda: ["text"])
     eval_id_column: str = "id"

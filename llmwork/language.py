@@ -72,6 +72,8 @@ def predict_languages(texts, library: str = "fasttext", model_path: str | None =
 class LanguageId(PartitionStep):
     "Add `language` and `language_score`; keep documents in which one of `languages` scores above `min_score` (a host step)."
     name: ClassVar[str] = "language_id"
+    reason_help: ClassVar[dict] = {"low_language_score": "the language scores below min_score {min_score}",
+                                   "other_language": "a language not in languages {languages}"}
     languages: list | None = ("en",)
     min_score: float = 0.65
     library: str = "fasttext"

@@ -381,9 +381,9 @@ def _check_train_args(args):
     if args.lr is not None and not args.lr > 0: raise ValueError(f"--lr must be positive, got {args.lr}.")
 
 def train_command(args) -> int:
-    "`llmwork train CORPUS OUTDIR`: tokenize, launch on a Dask cluster with a progress bar, report."
+    "`llmwork train CORPUS OUT_DIR`: tokenize, launch on a Dask cluster with a progress bar, report."
     from llmwork.backend import resolve_backend
-    out = Path(args.outdir)
+    out = Path(args.out_dir)
     _check_train_args(args)
     backend = resolve_backend(args.backend) if (args.backend or not args.scheduler) else None
     if args.resume:
@@ -440,11 +440,11 @@ def generate_command(args) -> int:
 def add_commands(subparsers) -> None:
     "Add `train` and `generate` to the `llmwork` command line."
     p = subparsers.add_parser("train", help="train a small GPT on a corpus across a Dask cluster",
-                              description="Tokenize CORPUS into OUTDIR/tokens and train a GPT on it, one data-parallel "
-                              "rank per Dask worker, with a progress bar; checkpoints go to OUTDIR/checkpoints. "
+                              description="Tokenize CORPUS into OUT_DIR/tokens and train a GPT on it, one data-parallel "
+                              "rank per Dask worker, with a progress bar; checkpoints go to OUT_DIR/checkpoints. "
                               "Ctrl-C stops at the next step and saves a checkpoint; --resume continues from it.")
     p.add_argument("corpus", help="corpus to train on: a cleaned kept/ folder, or JSONL/Parquet/CSV path or glob")
-    p.add_argument("outdir", help="run folder (tokens, checkpoints, metrics.jsonl)")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="run folder (tokens, checkpoints, metrics.jsonl)")
     p.add_argument("--model", default="gpt-tiny", help=f"model size: {', '.join(GPT_PRESETS)} (default gpt-tiny)")
     p.add_argument("--workers", type=int, default=None, help="ranks = Dask workers (default: 2 on a local CPU cluster, one per GPU)")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (default 1000; with --resume, the saved value)")
@@ -455,8 +455,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--vocab-size", type=int, default=8192, help="BPE vocabulary size (default 8192)")
     p.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints (default 100)")
     p.add_argument("--eval-every", type=int, default=100, help="steps between eval losses (default 100)")
-    p.add_argument("--resume", action="store_true", help="continue the run in OUTDIR from its newest checkpoint")
-    p.add_argument("--overwrite", action="store_true", help="start over in an OUTDIR that already has checkpoints")
+    p.add_argument("--resume", action="store_true", help="continue the run in OUT_DIR from its newest checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="start over in an OUT_DIR that already has checkpoints")
     add_engine_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=train_command)

@@ -88,6 +88,8 @@ def _aligned(removals, n: int):
 class LineDedup(Step):
     "Remove `unit`s (line or paragraph) whose normalised hash is in at least `min_docs` documents, but the first occurrence."
     name: ClassVar[str] = "line_dedup"
+    reason_help: ClassVar[dict] = {"line_dedup_empty": "nothing left once lines repeated in min_docs {min_docs} documents are removed",
+                                   "line_dedup_too_short": "fewer than min_chars {min_chars} characters left once repeated lines are removed"}
     unit: str = "line"
     min_docs: int = 2
     min_chars: int = 20

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import logging
+import re
 import threading
 import time
 import traceback
@@ -23,12 +24,12 @@ from .io import CorpusError, read_corpus, sample_corpus_path
 from . import viz
 
 # %% auto #0
-__all__ = ['log', 'PLAIN_ERRORS', 'DEFAULT_STEPS', 'DEFAULT_ON', 'REASON_WORDS', 'TOKENIZERS', 'MEANING_KINDS', 'plain_error',
-           'status_html', 'Background', 'DaskProgress', 'Session', 'Panel', 'registered_steps', 'step_defaults',
-           'check_param', 'step_details_html', 'StepControl', 'CleanPanel', 'step_reasons', 'explain_reason',
-           'TrainingRun', 'train_until_stopped', 'cached_tokens', 'speed_words', 'TrainPanel', 'cluster_table_html',
-           'ClusterPanel', 'embedding_index', 'same_documents', 'SearchPanel', 'ClassifyPanel', 'TunePanel',
-           'format_params', 'pruned_steps', 'Workbench']
+__all__ = ['log', 'PLAIN_ERRORS', 'DEFAULT_STEPS', 'DEFAULT_ON', 'TOKENIZERS', 'MEANING_KINDS', 'plain_error', 'status_html',
+           'Background', 'DaskProgress', 'Session', 'Panel', 'registered_steps', 'step_defaults', 'check_param',
+           'step_details_html', 'StepControl', 'CleanPanel', 'step_reasons', 'explain_reason', 'TrainingRun',
+           'train_until_stopped', 'cached_tokens', 'speed_words', 'TrainPanel', 'cluster_table_html', 'ClusterPanel',
+           'embedding_index', 'same_documents', 'SearchPanel', 'ClassifyPanel', 'TunePanel', 'format_params',
+           'pruned_steps', 'Workbench']
 
 # %% ../nbs/12_panels.ipynb #cell-006
 log = logging.getLogger("llmwork")
@@ -468,7 +469,7 @@ class CleanPanel(Panel):
         import pyarrow.dataset as ds
         if self.session.clean_dir is None or not list((self.session.clean_dir / "removed").glob("*.parquet")): return pd.DataFrame()
         data = viz.parquet_dataset(self.session.clean_dir / "removed")
-        cols = [c for c in ("id", "step", "reason", "duplicate_of", "text") if c in data.schema.names]
+        cols = [c for c in ("id", "step", "reason", "detail", "duplicate_of", "text") if c in data.schema.names]
         found = data.scanner(columns=cols, filter=ds.field("reason") == reason).to_table().to_pandas()
         found = found.sample(n=min(n, len(found)), random_state=seed).sort_values("id") if len(found) > n else found
         return found.dropna(axis=1, how="all").reset_index(drop=True)  # no empty duplicate_of column
@@ -485,40 +486,30 @@ class CleanPanel(Panel):
         sample = self.removed_sample(self.reason.value)
         for c in sample.columns:  # hover_text() escapes the text; escape the other columns too
             sample[c] = sample[c].map(lambda t: viz.hover_text(t, 300, 10_000) if c == "text" else "" if pd.isna(t) else html.escape(str(t)))
-        why = explain_reason(self.reason.value, self.pipeline_settings())
+        step = sample["step"].iloc[0] if len(sample) else ""
+        why = explain_reason(step, self.reason.value, self.pipeline_settings().get(step))
         self.removed.value = f"<p class='llmwork-reason'><b>{html.escape(self.reason.value)}</b>: {html.escape(why)}</p>" + (
             sample.to_html(index=False, escape=False, border=0, na_rep="", classes="llmwork-removed") if len(sample) else "")
 
-# reason -> (step, setting, what failed); the setting's value in the run is filled in
-REASON_WORDS = {
-    "gopher_short_doc": ("gopher_quality", "min_doc_words", "fewer words than min_doc_words {}"),
-    "gopher_long_doc": ("gopher_quality", "max_doc_words", "more words than max_doc_words {}"),
-    "gopher_below_avg_threshold": ("gopher_quality", "min_avg_word_length", "mean word length below min_avg_word_length {}"),
-    "gopher_above_avg_threshold": ("gopher_quality", "max_avg_word_length", "mean word length above max_avg_word_length {}"),
-    "gopher_too_many_hashes": ("gopher_quality", "max_symbol_word_ratio", "more '#' per word than max_symbol_word_ratio {}"),
-    "gopher_too_many_ellipsis": ("gopher_quality", "max_symbol_word_ratio", "more ellipses per word than max_symbol_word_ratio {}"),
-    "gopher_too_many_bullets": ("gopher_quality", "max_bullet_lines_ratio", "a larger share of bullet lines than max_bullet_lines_ratio {}"),
-    "gopher_too_many_end_ellipsis": ("gopher_quality", "max_ellipsis_lines_ratio", "a larger share of lines ending in '…' than max_ellipsis_lines_ratio {}"),
-    "gopher_below_alpha_threshold": ("gopher_quality", "max_non_alpha_words_ratio", "a smaller share of words with a letter than {} (max_non_alpha_words_ratio)"),
-    "gopher_enough_stop_words": ("gopher_quality", "min_stop_words", "not enough stop words: fewer than min_stop_words {}"),
-    "exact_duplicate": ("exact_dedup", None, "an exact copy of the kept document in duplicate_of"),
-    "fuzzy_duplicate": ("fuzzy_dedup", "threshold", "a near copy (estimated Jaccard similarity of at least threshold {}) of the kept document in duplicate_of"),
-    "semantic_duplicate": ("semantic_dedup_clusters", "eps", "within eps {} (1 - cosine similarity) of the kept document in duplicate_of"),
-    "empty": ("validate", None, "no text after stripping white space"),
-    "null_text": ("validate", None, "no text field"),
-}
+def _step_class(step: str):
+    from llmwork.clean import STEPS
+    return STEPS.get(step) or registered_steps().get(step)  # the latter imports the modules that register steps
 
-def step_reasons(step: str) -> dict:
-    "The reasons `step` records, each with what it means (the threshold left as its setting's name)."
-    return {r: words.replace("{}", "").replace("  ", " ").strip() if setting else words
-            for r, (s, setting, words) in REASON_WORDS.items() if s == step}
+def _filled(words: str, values: dict) -> str:
+    "Reason words with each `{setting}` replaced by the setting's value."
+    return re.sub(r"\{(\w+)\}", lambda m: str(values.get(m.group(1), m.group(1))), words)
 
-def explain_reason(reason: str, settings: dict | None = None) -> str:
-    "What failed, in words, with the threshold the run used (the filters record which rule failed, not the measured value)."
-    if reason not in REASON_WORDS: return "removed by the step named in the table"
-    step, setting, words = REASON_WORDS[reason]
-    value = (settings or {}).get(step, {}).get(setting) if setting else None
-    return words.format(value if value is not None else "(default)") if setting else words
+def step_reasons(step: str, settings: dict | None = None) -> dict:
+    "The reasons `step` records (its class's `reason_help`), each in words with its thresholds: `settings` or the defaults."
+    cls = _step_class(step)
+    if cls is None: return {}
+    values = {**step_defaults(cls), **(settings or {})}
+    return {r: _filled(words, values) for r, words in cls.reason_help.items()}
+
+def explain_reason(step: str, reason: str, settings: dict | None = None) -> str:
+    "What failed, in words, with the thresholds the run used; each removed document's `detail` has its measured value."
+    return step_reasons(step, settings).get(reason, f"removed by the {step} step" if step else "no document was removed for it")
+
 
 # %% ../nbs/12_panels.ipynb #cell-022
 class TrainingRun:

@@ -649,7 +649,7 @@ def nearest(dataset, query: str | None = None, k: int = 10, nprobe: int | None =
     return out
 
 # %% ../nbs/06_search.ipynb #cell-060
-PROVENANCE_FIELDS = ("id", "status", "step", "reason", "duplicate_of", "text")
+PROVENANCE_FIELDS = ("id", "status", "step", "reason", "detail", "duplicate_of", "text")
 
 def _run_parts(run_dir) -> tuple[Path, Path]:
     run = Path(run_dir)
@@ -662,7 +662,7 @@ def _run_parts(run_dir) -> tuple[Path, Path]:
 
 def _document(dataset, doc_id, columns):
     ds = open_dataset(dataset)
-    cols = [c for c in ("step", "reason", "duplicate_of", *columns) if c in ds.columns]
+    cols = [c for c in ("step", "reason", "detail", "duplicate_of", *columns) if c in ds.columns]
     table, _, _ = scan(ds, pc.field(ds.id_col) == doc_id, [ds.id_col, ds.text_col, *cols], files=ds.files_for_ids([doc_id]))
     return table.to_pylist()[0] if table.num_rows else None
 

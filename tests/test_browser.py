@@ -10,6 +10,7 @@ install`). Skipped, with the reason, when either is missing.
 """
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -143,6 +144,19 @@ def test_workbench_clean_and_train_in_jupyterlab(lab, browser):
     assert stages["x"][-1] == report["n_kept"]
     assert f"Kept {report['n_kept']:,} of 300 documents" in clean.locator(".llmwork-status").inner_text()
     _shot(page, "02-clean-funnel")
+
+    # removed documents say why in numbers: the commonest Gopher reason's sample shows each one's measured value
+    gopher = next(s for s in report["steps"] if s["name"] == "gopher_quality")
+    reason, count = max(gopher["reasons"].items(), key=lambda kv: kv[1])
+    clean.locator("select").filter(has=page.locator("option", has_text=reason)).select_option(label=f"{reason} ({count:,})")
+    page.wait_for_function(f"""() => (document.querySelector('.llmwork-clean .llmwork-reason') || {{}}).innerText
+                                     ?.startsWith({json.dumps(reason + ':')})""")
+    table = clean.locator("table.llmwork-removed")
+    column = table.locator("th").all_inner_texts().index("detail") + 1
+    details = table.locator(f"tbody tr td:nth-child({column})").all_inner_texts()
+    assert details and all(re.fullmatch(r".+ -?[\d.]+ [<>] \w+(\[\d+\])? [\d.]+", d) for d in details), details
+    assert "<NA>" not in table.inner_text()
+    _shot(page, "02b-clean-removed")
 
     # Cluster tab: Run on the kept documents, the WebGL map rendered, and hovering a point shows its document
     page.locator(".lm-TabBar-tab", has_text="Cluster").click()

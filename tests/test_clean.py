@@ -52,10 +52,14 @@ def theirs(step, text):
     return None if result else reason
 
 
+# where llmwork names a reason for what failed and datatrove does not ("enough stop words" means too few)
+DATATROVE_REASONS = {"gopher_too_few_stop_words": "gopher_enough_stop_words"}
+
+
 def check(step, text, expected):
     assert ours(step, text) == expected
     if dt_filters is not None and step.name in DATATROVE:
-        assert theirs(step, text) == expected, "datatrove disagrees with the hand-computed expectation"
+        assert theirs(step, text) == DATATROVE_REASONS.get(expected, expected), "datatrove disagrees with the hand-computed expectation"
 
 
 def words(n):
@@ -126,7 +130,7 @@ def test_gopher_alphabetic_words():
 def test_gopher_stop_words():
     text = " ".join(["game engine offer many detailed maps sound"] * 8)
     check(GopherQuality(), "the " + text + " with", None)  # two stop words
-    check(GopherQuality(), "the " + text + " With", "gopher_enough_stop_words")  # case-sensitive, as in datatrove
+    check(GopherQuality(), "the " + text + " With", "gopher_too_few_stop_words")  # case-sensitive, as in datatrove
     check(GopherQuality(min_stop_words=1), "the " + text, None)
 
 
@@ -375,8 +379,10 @@ def test_a_step_from_another_module_plugs_in(tmp_path):
     config.write_text(json.dumps({"steps": [{"step": "test_mentions_rust", "word": "Rust"}]}))
     corpus = pd.DataFrame({"id": ["a", "b"], "text": ["Written in Rust.", "Written in C."]}).astype("string")
     report = Pipeline.from_file(config).run(dd.from_pandas(corpus, npartitions=1), tmp_path / "out")
-    assert report["steps"][1] == {"name": "test_mentions_rust", "n_in": 2, "n_removed": 1, "n_out": 1,
-                                  "chars_in": 29, "chars_out": 13, "reasons": {"rust": 1}}
+    step = report["steps"][1]
+    assert 0 <= step.pop("seconds") < 60
+    assert step == {"name": "test_mentions_rust", "n_in": 2, "n_removed": 1, "n_out": 1,
+                    "chars_in": 29, "chars_out": 13, "reasons": {"rust": 1}}
 
 
 def test_bad_config_file(tmp_path):
@@ -428,7 +434,7 @@ def test_pipeline_end_to_end(messy_corpus, tmp_path):
     assert dups["duplicate_of"].notna().all()
     assert removed.loc[removed["reason"] != "exact_duplicate", "duplicate_of"].isna().all()
     assert list(kept.columns) == ["id", "text", "package", "section"]
-    assert list(removed.columns) == ["id", "text", "package", "section", "step", "reason", "duplicate_of"]
+    assert list(removed.columns) == ["id", "text", "package", "section", "step", "reason", "duplicate_of", "detail"]
     assert json.loads((tmp_path / "out" / "report.json").read_text()) == report
     assert Pipeline.from_file(tmp_path / "out" / "pipeline.yaml").config() == default_pipeline().config()
     assert "kept" in format_funnel(report)

@@ -21,7 +21,7 @@ def test_demo_runs_every_stage_and_reconciles(tmp_path):
             if i == 1500: break
             dst.write(line)
     out = tmp_path / "demo"
-    run = subprocess.run([LLMWORK, "demo", "--input", str(corpus), "--out", str(out), "--k", "5",
+    run = subprocess.run([LLMWORK, "demo", "--input", str(corpus), "--out-dir", str(out), "--k", "5",
                           "--train-seconds", "30", "--quiet"], capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "kept " in run.stdout and "fuzzy_dedup" in run.stdout and "Sample (gpt-tiny" in run.stdout
@@ -51,6 +51,6 @@ def test_demo_runs_every_stage_and_reconciles(tmp_path):
     printed = re.search(r"Known words: (\d+)% of the sample's (\d+) words of 3\+ letters occur in the training corpus", run.stdout)
     assert printed and (int(printed[1]), int(printed[2])) == (round(100 * share), len(words)), run.stdout[-2000:]
     # a second run refuses to overwrite without being asked
-    again = subprocess.run([LLMWORK, "demo", "--input", str(corpus), "--out", str(out), "--stages", "summary"],
+    again = subprocess.run([LLMWORK, "demo", "--input", str(corpus), "--out-dir", str(out), "--stages", "summary"],
                            capture_output=True, text=True)
     assert again.returncode == 2 and "already exists and is not empty" in again.stderr

@@ -111,14 +111,14 @@ def test_cli_info_and_bad_input_exit_codes(tmp_path):
     assert json.loads(info.stdout)["backend"] in ("cpu", "gpu")
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"body": "a"}\n')
-    run = subprocess.run([LLMWORK, "demo", "--input", str(bad), "--out", str(tmp_path / "o"), "--stages", "summary"],
+    run = subprocess.run([LLMWORK, "demo", "--input", str(bad), "--out-dir", str(tmp_path / "o"), "--stages", "summary"],
                          capture_output=True, text=True)
     assert run.returncode == 2
     assert run.stderr.startswith("llmwork demo: error: bad.jsonl: no text column 'text'; columns found: body"), run.stderr
     assert "Traceback" not in run.stderr
     clean = tmp_path / "c.jsonl"
     clean.write_text('{"text": "a b c"}\n{oops\n')
-    run = subprocess.run([LLMWORK, "demo", "--input", str(clean), "--out", str(tmp_path / "p"), "--stages", "summary"],
+    run = subprocess.run([LLMWORK, "demo", "--input", str(clean), "--out-dir", str(tmp_path / "p"), "--stages", "summary"],
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr  # the demo keeps the unreadable line as a document rather than failing
     assert json.loads((tmp_path / "p" / "summary.json").read_text())["documents"] == 2

@@ -15,6 +15,7 @@ import dask
 import pandas as pd
 import pytest
 
+from llmwork.clean import without_times
 from llmwork.cli import main
 from llmwork.io import read_sample_corpus
 
@@ -68,9 +69,7 @@ def dataset(path: Path):
 
 
 def report(out: Path):
-    r = json.loads((out / "report.json").read_text())
-    r.pop("seconds")
-    return r
+    return without_times(json.loads((out / "report.json").read_text()))
 
 
 @pytest.fixture(scope="module")

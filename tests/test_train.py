@@ -201,7 +201,7 @@ def test_cli_train_workers_2_then_resume_and_generate(corpus, tmp_path, capsys, 
     out = tmp_path / "cli"
     args = ["train", str(corpus / "corpus.jsonl"), "cli", "--workers", "2", "--steps", "6", "--batch-size", "8",
             "--block-size", "32", "--checkpoint-every", "3", "--eval-every", "3", "--quiet", "--backend", "cpu"]
-    assert main(args) == 0  # a relative OUTDIR: train_config.json records out_dir "cli"
+    assert main(args) == 0  # a relative OUT_DIR: train_config.json records out_dir "cli"
     assert [c["step"] for c in list_checkpoints(out)] == [3, 6]
     assert main(args) == 2  # refuses to overwrite a run
     assert "--resume" in capsys.readouterr().err
