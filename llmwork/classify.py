@@ -354,43 +354,54 @@ def linear_pipeline_from_arrays(meta: dict, arrays: dict):
     return make_pipeline(vec, clf)
 
 class QualityModel:
-    "TF-IDF + logistic regression giving the probability that a text belongs to the `positive` class."
-    def __init__(self, pipeline=None, positive="keep"):
-        self.pipeline, self.positive = pipeline, positive
+    """TF-IDF + logistic regression, shaped like a scikit-learn classifier (hyperparameters in `__init__`, `fit`,
+    `predict_proba`, `predict`, `classes_`); `positive_proba` is the probability of the `positive` class, what the
+    `quality_classifier` step thresholds."""
+    def __init__(self, positive="keep", C=4.0, max_features=200_000, seed=0, pipeline=None):
+        self.positive, self.C, self.max_features, self.seed, self.pipeline = positive, C, max_features, seed, pipeline
 
-    def fit(self, texts, labels, C=4.0, max_features=200_000, seed=0):
+    def fit(self, texts, labels) -> "QualityModel":
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
         labels = [str(y) for y in labels]
         if self.positive not in labels:
             raise ValueError(f"No example has the positive label {self.positive!r}; the labels are {sorted(set(labels))}.")
-        self.pipeline = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2, max_features=max_features),
-                                      LogisticRegression(C=C, max_iter=1000, random_state=seed))
+        self.pipeline = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2, max_features=self.max_features),
+                                      LogisticRegression(C=self.C, max_iter=1000, random_state=self.seed))
         self.pipeline.fit([str(t) for t in texts], labels)
         return self
 
-    def score(self, texts) -> np.ndarray:
-        "Probability of the positive class for each text."
+    @property
+    def classes_(self) -> np.ndarray: return self.pipeline.classes_
+
+    def predict_proba(self, texts) -> np.ndarray:
+        "Per text, the probability of each of `classes_` (float32, shape `(len(texts), len(classes_))`)."
         texts = [t if isinstance(t, str) else "" for t in texts]
-        if not texts: return np.zeros(0, dtype=np.float32)
-        column = list(self.pipeline.classes_).index(self.positive)
-        return self.pipeline.predict_proba(texts)[:, column].astype(np.float32)
+        if not texts: return np.zeros((0, len(self.classes_)), dtype=np.float32)
+        return self.pipeline.predict_proba(texts).astype(np.float32)
+
+    def predict(self, texts) -> np.ndarray: return self.classes_[self.predict_proba(texts).argmax(axis=1)]
+
+    def positive_proba(self, texts) -> np.ndarray:
+        "The probability of the `positive` class for each text."
+        return self.predict_proba(texts)[:, list(self.classes_).index(self.positive)]
 
     def save(self, path) -> Path:
         "Arrays + JSON in one `.npz` file (no pickle: loading it cannot run code)."
-        return save_arrays(path, QUALITY_FORMAT, linear_pipeline_arrays(self.pipeline), positive=self.positive)
+        return save_arrays(path, QUALITY_FORMAT, linear_pipeline_arrays(self.pipeline), positive=self.positive,
+                           hyperparameters={"C": self.C, "max_features": self.max_features, "seed": self.seed})
 
     @classmethod
     def load(cls, path) -> "QualityModel":
         "Read what `save` wrote; anything else (a pickle or joblib file) is refused without being unpickled."
         meta, arrays = load_arrays(path, QUALITY_FORMAT, "a QualityModel")
-        return cls(linear_pipeline_from_arrays(meta, arrays), meta["positive"])
+        return cls(meta["positive"], **meta.get("hyperparameters", {}), pipeline=linear_pipeline_from_arrays(meta, arrays))
 
 QUALITY_FORMAT = "llmwork-quality/1"
 
 def load_quality_model(path):
-    "A saved `QualityModel` (an `.npz` file) or `TransformerClassifier` (a directory), ready to `score`; no code is loaded from either."
+    "A saved `QualityModel` (an `.npz` file) or `TransformerClassifier` (a directory), ready for `positive_proba`; no code is loaded from either."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"No quality model at {path}; train one with QualityModel().fit(...).save(path).")
     if path.is_dir():
@@ -399,11 +410,11 @@ def load_quality_model(path):
     return QualityModel.load(path)
 
 class _TransformerScorer:
-    "Adapts a `TransformerClassifier` whose labels include 'keep' (else the last label) to `score(texts)`."
+    "Adapts a `TransformerClassifier` whose labels include 'keep' (else the last label) to `positive_proba(texts)`."
     def __init__(self, clf, positive="keep"):
         self.clf = clf
         self.column = clf.labels.index(positive) if positive in clf.labels else len(clf.labels) - 1
-    def score(self, texts): return self.clf.predict_proba(list(texts))[:, self.column].astype(np.float32)
+    def positive_proba(self, texts): return self.clf.predict_proba(list(texts))[:, self.column].astype(np.float32)
 
 def read_parquet_dir(path, columns=None) -> pd.DataFrame:
     "All Parquet files of a written dataset folder (its manifest.json left aside) as one pandas frame."
@@ -459,7 +470,7 @@ class QualityClassifierFilter(Step):
         "The quality score of each document of a partition, computed in batches."
         texts = to_pandas(df["text"]).tolist()
         model = self.scorer() if len(texts) else None
-        parts = [model.score(texts[s:s + self.batch_size]) for s in range(0, len(texts), self.batch_size)]
+        parts = [model.positive_proba(texts[s:s + self.batch_size]) for s in range(0, len(texts), self.batch_size)]
         return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, dtype=np.float32)
 
     def score_partition(self, df):

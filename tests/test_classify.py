@@ -214,7 +214,7 @@ def test_quality_step_inside_llmwork_clean(tmp_path, topics):
     assert step["reasons"] == {"low_quality_score": 30} and step["n_out"] == 60
     assert report["n_in"] == report["n_kept"] + sum(s["n_removed"] for s in report["steps"]) == 90
     kept, removed = C.read_parquet_dir(tmp_path / "out" / "kept"), C.read_parquet_dir(tmp_path / "out" / "removed")
-    expected = model.score(topics["text"].tolist())
+    expected = model.positive_proba(topics["text"].tolist())
     scores = pd.concat([kept, removed]).set_index("id")["quality_score"]
     np.testing.assert_allclose(scores.loc[topics["id"]].to_numpy(), expected, rtol=1e-6)
     assert set(removed["id"]) == set(topics["id"][topics["label"] == "sport"])

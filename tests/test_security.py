@@ -97,7 +97,7 @@ def test_quality_model_round_trip_is_exact(tmp_path):
     model = C.QualityModel().fit(texts, labels)
     path = model.save(tmp_path / "quality.npz")
     back = C.QualityModel.load(path)
-    np.testing.assert_array_equal(back.score(texts + ["team goal"]), model.score(texts + ["team goal"]))
+    np.testing.assert_array_equal(back.positive_proba(texts + ["team goal"]), model.positive_proba(texts + ["team goal"]))
     assert [p.name for p in tmp_path.iterdir()] == ["quality.npz"]
     with np.load(path, allow_pickle=False) as z: assert set(z.files) == {"meta", "idf", "coef", "intercept"}
 
