@@ -27,9 +27,9 @@ __all__ = ['CHUNK_BYTES', 'CPU_CHUNK_BYTES', 'RULES', 'TERM_PATTERN', 'nearest_c
            'map_chunks', 'LloydStatistics', 'lloyd_statistics', 'FarthestRows', 'farthest_rows', 'update_centers',
            'kmeans_plusplus', 'random_rows', 'absolute_tolerance', 'lloyd', 'BoundedStatistics', 'exact_assignment',
            'KMeans', 'vector_blocks', 'DaskKMeans', 'assign_clusters', 'embed_and_cluster', 'semantic_duplicates',
-           'semantic_duplicates_torch', 'cluster_duplicates_torch', 'find_semantic_duplicates', 'split_duplicates',
-           'SemanticDedup', 'gpu_calls', 'earlier_max_similarity', 'scores_by_cluster', 'semantic_scores',
-           'removed_share', 'distinguishing_terms', 'cluster_summaries']
+           'semantic_duplicates_torch', 'cluster_duplicates_torch', 'find_semantic_duplicates', 'split_partition',
+           'split_duplicates', 'SemanticDedup', 'unique_calls', 'gpu_calls', 'earlier_max_similarity',
+           'scores_by_cluster', 'semantic_scores', 'removed_share', 'distinguishing_terms', 'cluster_summaries']
 
 # %% ../nbs/05_cluster.ipynb #cell-006
 def _unit_rows(x: torch.Tensor) -> torch.Tensor:
@@ -541,8 +541,8 @@ class DaskKMeans(KMeans):
 # %% ../nbs/05_cluster.ipynb #cell-041
 def _device_labels(labels: torch.Tensor, index, name: str):
     "A cuDF int64 column of the CUDA tensor `labels`, made on the device, with `index`."
-    from llmwork.embed import _vector_specs
-    specs = _vector_specs()
+    from llmwork.embed import vector_specs
+    specs = vector_specs()
     series = gpu_run(specs["series"], gpu_run(specs["wrap"], labels.to(torch.int64).contiguous()))
     series.index, series.name = index, name
     return series
@@ -654,8 +654,8 @@ def _semantic_specs(label_col: str = "cluster") -> dict:
 
 def _gpu_partition_semantic_duplicates(frame, threshold: float, column: str, label_col: str):
     "The GPU twin of `_partition_semantic_duplicates`: sort, similarities and the greedy pass on the device; a cuDF frame out."
-    from llmwork.embed import _vector_specs
-    specs, vector_specs = _semantic_specs(label_col), _vector_specs()
+    from llmwork.embed import vector_specs
+    specs, vectors = _semantic_specs(label_col), vector_specs()
     frame = gpu_run(specs["sort"], target=frame)
     x = series_to_tensor(frame[column], "cuda")
     labels = torch.from_dlpack(gpu_run(specs["labels"], target=frame[label_col]))
@@ -664,7 +664,7 @@ def _gpu_partition_semantic_duplicates(frame, threshold: float, column: str, lab
     if not bool(hit.any()): return gpu_run(specs["from_pandas"], _found_frame())  # one flag comes back
     ids = frame["id"]
     def ids_at(rows: torch.Tensor):  # rows: a CUDA int64 tensor, as a cuDF column (no copy), then a gather
-        where = gpu_run(vector_specs["series"], gpu_run(vector_specs["wrap"], rows.contiguous()))
+        where = gpu_run(vectors["series"], gpu_run(vectors["wrap"], rows.contiguous()))
         return gpu_run(specs["renumber"], target=gpu_run(specs["take"], where, target=ids))
     return gpu_run(specs["frame"], {"id": ids_at(torch.nonzero(hit).flatten()), "duplicate_of": ids_at(covering[hit])})
 
@@ -705,7 +705,8 @@ def _split_specs() -> dict:
     from llmwork.engine import GpuCall
     return {"to_device": GpuCall.of("cudf.from_pandas", GpuCall.SERIES), "map": GpuCall.of("cudf.Series.map", GpuCall.SERIES)}
 
-def _split_partition(frame, duplicates: pd.Series, keep: bool, step: str, columns: list):
+def split_partition(frame, duplicates: pd.Series, keep: bool, step: str, columns: list):
+    "The kept (`keep`) or removed rows of a partition, given the `id -> duplicate_of` table of a semantic dedup."
     if is_gpu_frame(frame):  # the (id -> duplicate_of) table goes to the GPU once per partition; the lookup is a join there
         specs = _split_specs()
         duplicate_of = gpu_run(specs["map"], gpu_run(specs["to_device"], duplicates), target=frame["id"])
@@ -721,8 +722,8 @@ def split_duplicates(ddf, found: pd.DataFrame, step: str) -> tuple:
     import dask
     columns = list(ddf.columns)
     duplicates = dask.delayed(found.set_index("id")["duplicate_of"], pure=False)
-    kept = ddf.map_partitions(_split_partition, duplicates, True, step, columns, meta=ddf._meta)
-    removed = ddf.map_partitions(_split_partition, duplicates, False, step, columns,
+    kept = ddf.map_partitions(split_partition, duplicates, True, step, columns, meta=ddf._meta)
+    removed = ddf.map_partitions(split_partition, duplicates, False, step, columns,
                                  meta=mark_removed(ddf._meta, step, "semantic_duplicate"))
     return kept, removed
 
@@ -764,9 +765,10 @@ class SemanticDedup(Step):
     def gpu_calls(self) -> list:
         "The cuDF calls this step makes on the GPU engine (embedding, k-means, assignment, the dedup kernel, the split)."
         from llmwork.embed import gpu_calls as embed_calls
-        return _unique([*embed_calls(), *gpu_calls()])
+        return unique_calls([*embed_calls(), *gpu_calls()])
 
-def _unique(calls: list) -> list:
+def unique_calls(calls: list) -> list:
+    "`calls` without repeats, in first-seen order (GPU call specs compare equal but need not hash)."
     out = []
     for c in calls:
         if c not in out: out.append(c)
@@ -774,8 +776,8 @@ def _unique(calls: list) -> list:
 
 def gpu_calls(label_col: str = "cluster") -> list:
     "The cuDF calls of the GPU clustering path: vectors in and labels out (`llmwork.embed`'s list-column calls), semantic dedup, the split."
-    from llmwork.embed import _vector_specs
-    return _unique([*_vector_specs().values(), *_semantic_specs(label_col).values(), *_split_specs().values()])
+    from llmwork.embed import vector_specs
+    return unique_calls([*vector_specs().values(), *_semantic_specs(label_col).values(), *_split_specs().values()])
 
 # %% ../nbs/05_cluster.ipynb #cell-19639f7b
 @torch.no_grad()

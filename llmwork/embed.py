@@ -26,10 +26,10 @@ from .backend import is_gpu_frame, resolve_backend
 # %% auto #0
 __all__ = ['EMBEDDERS', 'MODEL_PACKAGES', 'INSTALL_MODELS', 'gpu_run', 'register_embedder', 'Embedder', 'load_embedder',
            'HashedTfidf', 'tfidf_on_device', 'randomized_pca', 'HashedTfidfEmbedder', 'vectors_to_series',
-           'series_to_vectors', 'vectors_to_device_series', 'series_to_tensor', 'embed_partition', 'embed_corpus',
-           'gpu_calls', 'write_embeddings', 'read_embeddings', 'sample_texts', 'fit_embedder', 'ModelUnavailable',
-           'model_dir', 'tiny_sentence_model', 'ModelEmbedder', 'get_embedder', 'default_embeddings_dir',
-           'embed_command', 'add_commands']
+           'series_to_vectors', 'vector_specs', 'vectors_to_device_series', 'series_to_tensor', 'embed_partition',
+           'embed_corpus', 'gpu_calls', 'write_embeddings', 'read_embeddings', 'sample_texts', 'fit_embedder',
+           'ModelUnavailable', 'model_dir', 'tiny_sentence_model', 'ModelEmbedder', 'get_embedder',
+           'default_embeddings_dir', 'embed_command', 'add_commands']
 
 # %% ../nbs/04_embed.ipynb #cell-003b
 def gpu_run(spec, *data, target=None):
@@ -296,7 +296,7 @@ def series_to_vectors(series, dim: int | None = None) -> np.ndarray:
 
 # %% ../nbs/04_embed.ipynb #cell-022b
 @functools.cache
-def _vector_specs() -> dict:
+def vector_specs() -> dict:
     "The cuDF calls that move vectors between torch tensors and cuDF list columns, without leaving the device."
     from llmwork.engine import GpuCall
     return {"wrap": GpuCall.of("pylibcudf.Column.from_cuda_array_interface", GpuCall.COLUMN),  # a 2-D array -> LIST<FLOAT32>
@@ -309,7 +309,7 @@ def _vector_specs() -> dict:
 def vectors_to_device_series(vectors: torch.Tensor, index=None, name: str = "embedding"):
     """A cuDF list column (`list<float32>`) holding the rows of the CUDA tensor `vectors`, built on the device:
     pylibcudf wraps the 2-D array as a list column (offsets 0, d, 2d, ...) and keeps a reference to the tensor."""
-    specs = _vector_specs()
+    specs = vector_specs()
     if len(vectors) == 0: series = gpu_run(specs["empty"], gpu_run(specs["list_dtype"]))
     else: series = gpu_run(specs["series"], gpu_run(specs["wrap"], vectors.detach().to(torch.float32).contiguous()))
     if index is not None: series.index = index
@@ -320,7 +320,7 @@ def series_to_tensor(series, device=None) -> torch.Tensor:
     "A float32 `(len(series), d)` tensor on `device` from a vector column; a cuDF list column stays on the GPU (DLPack, no copy to the host)."
     if not is_gpu_frame(series):
         return torch.from_numpy(np.ascontiguousarray(series_to_vectors(series))).to(device or "cpu")
-    specs = _vector_specs()
+    specs = vector_specs()
     flat = gpu_run(specs["array"], target=gpu_run(specs["flatten"], target=series))
     return torch.from_dlpack(flat).reshape(len(series), -1).to(device or "cuda")
 
@@ -336,7 +336,7 @@ def embed_partition(frame, embedder: Embedder, text_col: str = "text", column: s
 def _vector_meta(meta, column: str):
     "`meta` with an empty vector `column`: object dtype on pandas, `list<float32>` on cuDF."
     if is_gpu_frame(meta):
-        specs = _vector_specs()
+        specs = vector_specs()
         return meta.assign(**{column: gpu_run(specs["empty"], gpu_run(specs["list_dtype"]))})
     return meta.assign(**{column: pd.Series([], dtype=object)})
 
@@ -349,7 +349,7 @@ def embed_corpus(ddf, embedder: Embedder, text_col: str = "text", column: str = 
 def gpu_calls() -> list:
     "The cuDF calls of the GPU embedding path (for `llmwork gpu-check`): texts to the host for the tokenizer, vectors to and from list columns."
     from llmwork.engine import GpuCall
-    return [GpuCall.of("cudf.Series.to_arrow"), *_vector_specs().values()]
+    return [GpuCall.of("cudf.Series.to_arrow"), *vector_specs().values()]
 
 # %% ../nbs/04_embed.ipynb #cell-025
 def _write_partition(frame, directory: str, index: int, fmt: str, column: str) -> int:

@@ -30,9 +30,9 @@ __all__ = ['PRESETS', 'GROUPINGS', 'EDITS', 'EDIT_RATES', 'murmur3_32', 'Shingle
            'minhash', 'reference_murmur3_32', 'reference_minhash', 'MinhashPreset', 'get_preset',
            'permutation_parameters', 'simplify_text', 'preset_input', 'simplify_texts', 'minhash_signatures',
            'detection_threshold', 'detection_probability', 'choose_banding', 'check_banding', 'band_buckets',
-           'bucket_pairs', 'ShingleSets', 'shingle_sets', 'duplicate_groups', 'representatives', 'group_removals',
-           'DedupResult', 'find_duplicates', 'FuzzyDedup', 'edit_text', 'planted_corpus', 'exact_similar_pairs',
-           'score_dedup', 'format_dedup', 'run_dedup', 'dedup_command', 'add_commands']
+           'bucket_pairs', 'ShingleSets', 'shingle_sets', 'partition_buckets', 'duplicate_groups', 'representatives',
+           'group_removals', 'DedupResult', 'find_duplicates', 'FuzzyDedup', 'edit_text', 'planted_corpus',
+           'exact_similar_pairs', 'score_dedup', 'format_dedup', 'run_dedup', 'dedup_command', 'add_commands']
 
 # %% ../nbs/03_fuzzy.ipynb #cell-006
 _MASK32 = np.uint64(0xFFFFFFFF)
@@ -651,7 +651,8 @@ _DOC_BITS = 32
 def _doc_keys(partition: int, rows: np.ndarray) -> np.ndarray:
     return (np.int64(partition) << _DOC_BITS) | rows.astype(np.int64)
 
-def _partition_buckets(part, partition: int, text_col: str, preset, seed, bands: int, rows: int) -> pd.DataFrame:
+def partition_buckets(part, partition: int, text_col: str, preset, seed, bands: int, rows: int) -> pd.DataFrame:
+    "One partition's LSH buckets: a `doc` key (partition and row) and one bucket hash per band `b0`, `b1`, ... for each document with shingles; what `ingest` reuses per batch."
     if is_gpu_frame(part): return _gpu_partition_buckets(part, partition, text_col, preset, seed, bands, rows)
     texts = part[text_col]
     present = np.asarray(to_pandas(texts.notna() & (texts.str.len() > 0)), dtype=bool)
@@ -769,7 +770,7 @@ def find_duplicates(ddf, preset="nemo", threshold: float = 0.8, bands: int | Non
 
     tick("signatures", 0, total)
     parts = ddf.to_delayed()
-    frames = [dask.delayed(_partition_buckets)(p, i, text_col, preset, seed, bands, rows) for i, p in enumerate(parts)]
+    frames = [dask.delayed(partition_buckets)(p, i, text_col, preset, seed, bands, rows) for i, p in enumerate(parts)]
     frames = dask.persist(*frames)
     n_docs = sum(dask.compute(*[dask.delayed(len)(f) for f in frames]))
     times["signatures_s"] = time.perf_counter() - t0
@@ -932,7 +933,7 @@ def _gpu_jaccard(sets, left, right):
 
 # %% ../nbs/03_fuzzy.ipynb #cell-g04
 def _gpu_partition_buckets(part, partition: int, text_col: str, preset, seed, bands: int, rows: int):
-    "`_partition_buckets` on a cuDF partition: every stage on the device."
+    "`partition_buckets` on a cuDF partition: every stage on the device."
     texts = part[text_col].reset_index(drop=True)
     present = (texts.notna() & (texts.str.len() > 0)).fillna(False)
     where = engine.call_function("cudf.Series", range(len(texts)), dtype="int64")[present].reset_index(drop=True)

@@ -75,7 +75,7 @@ def _pairs_within(frame: pd.DataFrame) -> pd.DataFrame:
 def _new_buckets(texts: pd.Series, ids: pd.Series, fuzzy, bands: int, rows: int) -> pd.DataFrame:
     "(id, band, bucket) for each text that has shingles, computed as `llmwork.fuzzy` computes them."
     from llmwork import fuzzy as fz
-    frame = fz._partition_buckets(pd.DataFrame({"text": texts.to_numpy()}), 0, "text", fz.get_preset(fuzzy.preset), fuzzy.seed, bands, rows)
+    frame = fz.partition_buckets(pd.DataFrame({"text": texts.to_numpy()}), 0, "text", fz.get_preset(fuzzy.preset), fuzzy.seed, bands, rows)
     row = (frame["doc"].to_numpy() & ((1 << 32) - 1)).astype(np.int64)
     long = frame.drop(columns="doc").to_numpy()
     return pd.DataFrame({"id": np.repeat(ids.to_numpy()[row], bands).astype(object),

@@ -461,7 +461,7 @@ class SemanticDedupOfClusters(Step):
     def run(self, ddf):
         import dask
         from llmwork.clean import mark_removed
-        from llmwork.cluster import _split_partition, assign_clusters, find_semantic_duplicates
+        from llmwork.cluster import split_partition, assign_clusters, find_semantic_duplicates
         from llmwork.embed import embed_corpus
         if not 0 < self.eps < 1: raise ValueError(f"semantic_dedup_clusters: eps must be between 0 and 1 (a cosine distance), got {self.eps}.")
         kmeans, embedder = self.model()
@@ -470,16 +470,16 @@ class SemanticDedupOfClusters(Step):
         if self.clusters: clustered = clustered[clustered["cluster"].isin([int(c) for c in self.clusters])]
         found = find_semantic_duplicates(clustered, self.eps, rule=self.rule)
         duplicates = dask.delayed(found.set_index("id")["duplicate_of"], pure=False)
-        kept = ddf.map_partitions(_split_partition, duplicates, True, self.name, columns, meta=ddf._meta)
-        removed = ddf.map_partitions(_split_partition, duplicates, False, self.name, columns,
+        kept = ddf.map_partitions(split_partition, duplicates, True, self.name, columns, meta=ddf._meta)
+        removed = ddf.map_partitions(split_partition, duplicates, False, self.name, columns,
                                      meta=mark_removed(ddf._meta, self.name, "semantic_duplicate"))
         return kept, removed
 
     def gpu_calls(self) -> list:
         "The cuDF calls this step makes on the GPU engine: embedding, assignment, the dedup kernel and the split (`llmwork.cluster`)."
-        from llmwork.cluster import _unique, gpu_calls
+        from llmwork.cluster import unique_calls, gpu_calls
         from llmwork.embed import gpu_calls as embed_calls
-        return _unique([*embed_calls(), *gpu_calls()])
+        return unique_calls([*embed_calls(), *gpu_calls()])
 
 # %% ../nbs/07_viz.ipynb #cell-2e2d13cd
 EPS_GRID = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3)

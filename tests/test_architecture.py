@@ -100,3 +100,24 @@ def test_one_word_for_the_output_folder():
                 if bad: found[f"{name}.{node.name}"] = bad
     assert found == {}
     assert OTHER_OUTPUT_WORDS.findall("llmwork clean IN OUTPUT --out x --out-dir y") == ["OUTPUT", "--out"]  # the check can fail
+
+
+def _private_uses(source: str) -> list:
+    "Private names (`_x`) a module takes from another llmwork module: imported, or read off an imported module."
+    tree, modules, found = ast.parse(source), set(), []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("llmwork")):
+            for a in node.names:
+                if a.name.startswith("_"): found.append(a.name)
+                elif node.module in (None, "llmwork"): modules.add(a.asname or a.name)  # `from . import fuzzy as fz`
+        if isinstance(node, ast.Import):
+            modules |= {a.asname for a in node.names if a.name.startswith("llmwork.") and a.asname}
+    found += [f"{n.value.id}.{n.attr}" for n in ast.walk(tree) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+              and n.value.id in modules and n.attr.startswith("_") and not n.attr.startswith("__")]
+    return found
+
+
+def test_modules_use_only_each_others_public_names():
+    found = {name: uses for name in _modules() if (uses := _private_uses((ROOT / "llmwork" / f"{name}.py").read_text()))}
+    assert found == {}
+    assert sorted(_private_uses("from .fuzzy import _b, c\nfrom . import fuzzy as fz\nfz._d(1)\nimport llmwork.io as io\nio._e")) == ["_b", "fz._d", "io._e"]

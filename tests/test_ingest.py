@@ -70,9 +70,9 @@ def test_ingest_hashes_only_the_new_batch(tmp_path, monkeypatch):
     batches, _ = _batches(tmp_path / "in", n=2, per=200)
     ingest.ingest(str(batches[0]), tmp_path / "corpus", pipeline=PIPELINE)
     seen = {"hash": 0, "minhash": 0}
-    real_hash, real_buckets = clean.text_hash, fuzzy._partition_buckets
+    real_hash, real_buckets = clean.text_hash, fuzzy.partition_buckets
     monkeypatch.setattr(clean, "text_hash", lambda t: (seen.__setitem__("hash", seen["hash"] + len(t)), real_hash(t))[1])
-    monkeypatch.setattr(fuzzy, "_partition_buckets", lambda part, *a: (seen.__setitem__("minhash", seen["minhash"] + len(part)), real_buckets(part, *a))[1])
+    monkeypatch.setattr(fuzzy, "partition_buckets", lambda part, *a: (seen.__setitem__("minhash", seen["minhash"] + len(part)), real_buckets(part, *a))[1])
     rep = ingest.ingest(str(batches[1]), tmp_path / "corpus")
     after_filters = rep["steps"][-2]["n_in"]                # documents reaching exact dedup in batch 2
     assert seen["hash"] == after_filters                    # no old document was hashed again
