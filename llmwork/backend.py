@@ -158,10 +158,10 @@ def _configure_workers():
 def get_client(backend: str | Backend | None = None, scheduler: str | None = None, n_workers: int | None = None,
                threads_per_worker: int | None = None, memory_limit="auto", host: str = "127.0.0.1",
                dashboard_address: str | None = ":0", adaptive: tuple | None = None, processes: bool = True, **kwargs):
-    "A `distributed.Client`: on `scheduler` if given, else on a new local cluster for the chosen engine."
+    "A `distributed.Client`: on the `scheduler` address if given, else (or with `scheduler='local'`) on a new local cluster for the chosen engine."
     from distributed import Client
     _configure_workers()
-    if scheduler:
+    if scheduler and scheduler != "local":
         try:
             return Client(scheduler, timeout="10s")
         except (OSError, TimeoutError) as e:
@@ -202,19 +202,22 @@ def close_client(client, close_cluster: bool = True, timeout: float = 60) -> Non
 
 @contextlib.contextmanager
 def command_client(backend: str | Backend | None = None, scheduler: str | None = None):
-    "The Dask client a command runs on (None: in-process), closed at the end if the command started its cluster."
+    """The Dask client a command runs on, closed at the end with the cluster if the command started it: on the
+    `scheduler` address, on a new local cluster (`scheduler='local'`, and by default on the GPU engine), else None
+    (in-process threads)."""
     b = resolve_backend(backend)
     client = get_client(b, scheduler=scheduler) if (scheduler or b.is_gpu) else None
     try: yield client
     finally:
-        if client is not None: close_client(client, close_cluster=not scheduler)
+        if client is not None: close_client(client, close_cluster=scheduler in (None, "local"))
 
 # %% ../nbs/00_backend.ipynb #cell-5caf3bb4
 def add_engine_options(parser, scheduler: bool = True) -> None:
     "Add the options every computing command shares: `--backend` (the engine) and, with `scheduler`, `--scheduler` (a running cluster)."
     parser.add_argument("--backend", choices=["cpu", "gpu", "auto"], help="engine (default: $LLMWORK_BACKEND or auto)")
     if scheduler:
-        parser.add_argument("--scheduler", help="address of a running Dask scheduler (tcp://HOST:PORT) to use instead of a local cluster")
+        parser.add_argument("--scheduler", metavar="ADDR", help="address of a running Dask scheduler (tcp://HOST:PORT) to run on, "
+                            "or 'local' for a new local cluster")
 
 # %% ../nbs/00_backend.ipynb #cell-028
 KEY_LIBRARIES = ("llmwork", "dask", "distributed", "pandas", "pyarrow", "numpy", "numba", "torch", "scikit-learn",

@@ -35,7 +35,7 @@ import pyarrow.compute as pc
 import yaml
 
 from . import engine
-from .backend import is_gpu_frame, to_pandas
+from .backend import add_engine_options, is_gpu_frame, to_pandas
 from .engine import as_arrow_strings, string_series
 from .io import MANIFEST, atomic_file, dataset_manifest
 from .words import (LINE_BREAK, SENTENCE_END_CHARS, STOP_WORDS, SYMBOL_CHARS, TERMINAL_PUNCTUATION, WHITESPACE,
@@ -1350,8 +1350,7 @@ def add_commands(subparsers):
     p.add_argument("input", nargs="?", help="corpus: JSONL/Parquet/CSV file(s), a glob or a directory")
     p.add_argument("out_dir", metavar="OUT_DIR", nargs="?", help="output directory")
     p.add_argument("--config", help="pipeline config (YAML or JSON); default: the built-in default pipeline")
-    p.add_argument("--backend", choices=["cpu", "gpu", "auto"], help="engine (default: $LLMWORK_BACKEND or auto)")
-    p.add_argument("--scheduler", help="address of a running Dask scheduler (tcp://HOST:PORT) to run on")
+    add_engine_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
     p.add_argument("--text-col", default="text", help="column holding the text (default: text)")
     p.add_argument("--id-col", default="id", help="column holding the document id (default: id; generated if absent)")

@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="show the engine (cpu/gpu) llmwork would use, why, the GPUs and library versions",
                        description="Show which engine llmwork would use here and why, the GPUs seen, and the versions "
                        "of the key libraries.")
-    p.add_argument("--backend", choices=["cpu", "gpu", "auto"], help="engine to check (default: $LLMWORK_BACKEND or auto)")
+    add_engine_options(p, scheduler=False)  # the engine to check
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(func=info_command)
     p = sub.add_parser("demo", help="run the main job on the bundled sample corpus",

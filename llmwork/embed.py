@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .backend import is_gpu_frame, resolve_backend
+from .backend import add_engine_options, is_gpu_frame, resolve_backend
 # scikit-learn and SciPy are imported where they are used, so that the torch-only parts (and llmwork.cluster's
 # k-means, which imports this module) load on a machine that has numpy and torch but not them
 
@@ -575,7 +575,7 @@ def add_commands(subparsers):
     p.add_argument("--sample-size", type=int, default=20_000, help="texts a hashed TF-IDF embedder is fitted on (default 20000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--text-col", default="text", help="column holding the text (default: text)")
-    p.add_argument("--backend", choices=["cpu", "gpu", "auto"], default=None, help="engine (default: auto / $LLMWORK_BACKEND)")
+    add_engine_options(p, scheduler=False)
     p.add_argument("--overwrite", action="store_true", help="replace the output folder if it exists")
     p.set_defaults(func=embed_command)
 

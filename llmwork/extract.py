@@ -13,6 +13,7 @@ from typing import ClassVar
 import pandas as pd
 
 from . import engine
+from .backend import add_engine_options
 from .clean import (PartitionStep, Pipeline, format_funnel, load_pipeline, null_strings, register_step)
 from .engine import GpuCall, like_input, to_host
 from .warc import DEFAULT_MAX_BYTES, is_warc_input, read_warc
@@ -129,8 +130,7 @@ def add_commands(subparsers):
     p.add_argument("paths", nargs="+", metavar="WARC... OUT_DIR", help="WARC file(s), then the output directory")
     p.add_argument("--extractor", default="trafilatura", choices=list(EXTRACTORS), help="text extractor (default: trafilatura, datatrove's)")
     p.add_argument("--config", help="pipeline config (YAML or JSON) whose steps run after extraction")
-    p.add_argument("--backend", choices=["cpu", "gpu", "auto"], help="engine (default: $LLMWORK_BACKEND or auto)")
-    p.add_argument("--scheduler", help="address of a running Dask scheduler (tcp://HOST:PORT) to run on")
+    add_engine_options(p)
     p.add_argument("--partition-size", type=int, default=64_000_000, help="split WARC files larger than this many bytes by record offsets")
     p.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

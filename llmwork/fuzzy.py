@@ -22,7 +22,7 @@ import pyarrow as pa
 import functools
 
 from . import engine
-from .backend import is_gpu_frame, to_pandas
+from .backend import add_engine_options, is_gpu_frame, to_pandas
 from .engine import GpuCall
 
 # %% auto #0
@@ -1189,19 +1189,6 @@ def _tqdm_progress(desc: str):
         if done >= total: bar.close()
     return tick
 
-def _scheduler_context(scheduler: str | None, backend):
-    "A context in which Dask computes: a scheduler address, a new local cluster ('local'), or threads (default)."
-    import contextlib
-    from llmwork.backend import get_client
-    if scheduler in (None, "threads", "sync", "processes"):
-        return dask.config.set(scheduler=scheduler or "threads")
-    client = get_client(backend, scheduler=None if scheduler == "local" else scheduler)
-    stack = contextlib.ExitStack()
-    cluster = client.cluster if scheduler == "local" else None
-    if cluster is not None: stack.callback(cluster.close)  # callbacks run last-in first-out: client, then cluster
-    stack.callback(client.close)
-    return stack
-
 def format_dedup(report: dict) -> str:
     "The few lines `llmwork dedup` prints."
     s = report["fuzzy_dedup"]
@@ -1230,13 +1217,13 @@ def run_dedup(ddf, out_dir, step: FuzzyDedup, overwrite: bool = False, progress:
 
 def dedup_command(args) -> int:
     "`llmwork dedup INPUT OUT_DIR ...`"
-    from llmwork.backend import resolve_backend
+    from llmwork.backend import command_client, resolve_backend
     from llmwork.io import read_corpus
     if (args.bands is None) != (args.rows is None): raise ValueError("Give both --bands and --rows, or neither (they are then chosen from --threshold).")
     backend = resolve_backend(args.backend)
     step = FuzzyDedup(preset=args.preset, threshold=args.threshold, bands=args.bands, rows=args.rows, seed=args.seed, grouping=args.grouping,
                       verify=not args.no_verify, bands_per_iteration=args.bands_per_iteration, persist=args.persist)
-    with _scheduler_context(args.scheduler, backend):
+    with command_client(backend, args.scheduler):
         ddf = read_corpus(args.input, text_col=args.text_col, id_col=args.id_col, on_error="skip", backend=backend)
         report = run_dedup(ddf, args.out_dir, step, overwrite=args.overwrite, progress=not args.quiet)
     print(format_dedup(report))
@@ -1267,9 +1254,7 @@ def add_commands(subparsers):
                    "not three times: faster, needs memory for the whole corpus")
     p.add_argument("--text-col", default="text", help="text column (default: text)")
     p.add_argument("--id-col", default="id", help="id column (default: id; generated when absent)")
-    p.add_argument("--backend", choices=["cpu", "gpu", "auto"], help="engine (default: $LLMWORK_BACKEND or auto)")
-    p.add_argument("--scheduler", help="Dask scheduler address (tcp://HOST:8786), 'local' for a new local cluster, "
-                   "or 'threads' (default)")
+    add_engine_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=dedup_command)

@@ -618,7 +618,7 @@ def _corpus_and_run(path: str):
 
 def cluster_command(args) -> int:
     import shutil, uuid
-    from llmwork.backend import get_client
+    from llmwork.backend import close_client, get_client
     from llmwork.io import read_corpus
     out = Path(args.out_dir)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
@@ -632,9 +632,7 @@ def cluster_command(args) -> int:
         started = time.perf_counter()
         clustering = cluster_corpus(ddf, args.k, embedder=args.embedder, sample_size=args.sample_size, seed=args.seed)
     finally:
-        cluster = getattr(client, "cluster", None)
-        client.close()
-        if cluster is not None and not args.scheduler: cluster.close()
+        close_client(client, close_cluster=args.scheduler in (None, "local"))
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
         clustering.save(tmp)
@@ -651,6 +649,7 @@ def cluster_command(args) -> int:
 
 def add_commands(subparsers):
     "Add `llmwork cluster` to the command line."
+    from llmwork.backend import add_engine_options
     p = subparsers.add_parser("cluster", help="embed, cluster and summarise a corpus; write report.html",
                               description="Embed a corpus (or a cleaning run's kept documents), cluster it with k-means on "
                                           "the Dask cluster, and write clusters.parquet, summary.json and an offline report.html.")
@@ -663,8 +662,7 @@ def add_commands(subparsers):
     p.add_argument("--max-points", type=int, default=200_000, help="documents drawn on the map (default 200000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--text-col", default="text", help="column holding the text (default: text)")
-    p.add_argument("--backend", choices=["cpu", "gpu", "auto"], default=None, help="engine (default: auto / $LLMWORK_BACKEND)")
-    p.add_argument("--scheduler", default=None, help="address of a running Dask scheduler (tcp://host:8786)")
+    add_engine_options(p)
     p.add_argument("--n-workers", type=int, default=None, help="local Dask workers (default: cores, at most 4)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
     p.set_defaults(func=cluster_command)

@@ -121,3 +121,18 @@ def test_modules_use_only_each_others_public_names():
     found = {name: uses for name in _modules() if (uses := _private_uses((ROOT / "llmwork" / f"{name}.py").read_text()))}
     assert found == {}
     assert sorted(_private_uses("from .fuzzy import _b, c\nfrom . import fuzzy as fz\nfz._d(1)\nimport llmwork.io as io\nio._e")) == ["_b", "fz._d", "io._e"]
+
+
+def test_shared_options_mean_one_thing_everywhere():
+    "--backend, --scheduler and --overwrite: one help text each across every command that has them."
+    import argparse
+    from llmwork.cli import build_parser
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    helps = defaultdict(set)
+    for name, sub in commands.items():
+        for action in sub._actions:
+            for option in ("--backend", "--scheduler"):
+                if option in action.option_strings: helps[option].add(action.help)
+    assert {k: len(v) for k, v in helps.items()} == {"--backend": 1, "--scheduler": 1}, dict(helps)
+    assert "'local'" in next(iter(helps["--scheduler"]))
