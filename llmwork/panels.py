@@ -27,9 +27,8 @@ from . import viz
 __all__ = ['log', 'PLAIN_ERRORS', 'DEFAULT_STEPS', 'DEFAULT_ON', 'TOKENIZERS', 'MEANING_KINDS', 'plain_error', 'status_html',
            'Background', 'DaskProgress', 'Session', 'Panel', 'registered_steps', 'step_defaults', 'check_param',
            'step_details_html', 'StepControl', 'CleanPanel', 'step_reasons', 'explain_reason', 'TrainingRun',
-           'train_until_stopped', 'cached_tokens', 'speed_words', 'TrainPanel', 'cluster_table_html', 'ClusterPanel',
-           'embedding_index', 'same_documents', 'SearchPanel', 'ClassifyPanel', 'TunePanel', 'format_params',
-           'pruned_steps', 'Workbench']
+           'cached_tokens', 'speed_words', 'TrainPanel', 'cluster_table_html', 'ClusterPanel', 'embedding_index',
+           'same_documents', 'SearchPanel', 'ClassifyPanel', 'TunePanel', 'format_params', 'pruned_steps', 'Workbench']
 
 # %% ../nbs/12_panels.ipynb #cell-006
 log = logging.getLogger("llmwork")
@@ -518,13 +517,10 @@ class TrainingRun:
         import queue
         self.config, self._queue, self._stop, self._seen = config, queue.Queue(), threading.Event(), 0
         self._handle, self._thread, self._result, self._error = None, None, None, None
-        launch = _launcher()
-        if client is not None and launch is not None:
-            import functools, uuid
+        if client is not None:
+            from llmwork.launch import launch
             from llmwork.train import train
-            self._client, self._stop_name = client, f"llmwork-panel-stop-{uuid.uuid4().hex[:10]}"
-            self._handle = launch(functools.partial(train_until_stopped, train, self._stop_name), config=config,
-                                  client=client, n_ranks=n_workers)
+            self._handle = launch(train, config=config, client=client, n_ranks=n_workers)
         else:
             self._thread = threading.Thread(target=self._train_here, daemon=True, name="llmwork-train")
             self._thread.start()
@@ -551,14 +547,8 @@ class TrainingRun:
 
     def stop(self):
         "Ask the run to stop at the next step (all ranks agree, a checkpoint is written)."
-        # a button handler runs on the kernel's event loop, where a blocking call to the Dask scheduler must not
-        # run: ask from a thread of our own
-        if self._handle is not None:
-            from distributed import Event
-            def ask():
-                Event(self._stop_name, client=self._client).set()
-                self._handle.stop()
-            threading.Thread(target=ask, daemon=True, name="llmwork-stop").start()
+        # a button handler runs on the kernel's event loop; `RunHandle.stop` then asks from a thread of its own
+        if self._handle is not None: self._handle.stop()
         self._stop.set()
 
     @property
@@ -571,27 +561,6 @@ class TrainingRun:
         self._thread.join(timeout)
         if self._error is not None: raise self._error
         return self._result
-
-def train_until_stopped(train_fn, stop_name: str, config, ctx):
-    "Run `train_fn(config, ctx)` on a Dask worker, also stopping when the Dask `Event` named `stop_name` is set."
-    from distributed import Event, get_client
-    event, flag, closed = Event(stop_name, client=get_client()), threading.Event(), threading.Event()
-    def watch():  # a thread, so that asking "stop?" every step costs no round trip to the scheduler
-        while not closed.wait(0.2):
-            try:
-                if event.is_set(): flag.set(); return
-            except Exception: return
-    threading.Thread(target=watch, daemon=True, name="llmwork-panel-stop").start()
-    earlier = ctx.stop_requested
-    ctx.stop_requested = lambda: flag.is_set() or bool(earlier and earlier())
-    try: return train_fn(config, ctx)
-    finally: closed.set()
-
-def _launcher():
-    "`llmwork.launch.launch` (one data-parallel rank per Dask worker), or None when that module is not installed."
-    try: from llmwork.launch import launch
-    except ImportError: return None
-    return launch
 
 # %% ../nbs/12_panels.ipynb #cell-023
 TOKENIZERS = ("byte", "bpe")
