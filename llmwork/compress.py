@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .io import atomic_file
+from .io import add_overwrite_option, atomic_file
 
 # %% auto #0
 __all__ = ['INT8_ENGINES', 'COMPRESSED_FORMAT', 'linear_layers', 'prune_linear', 'weight_sparsity', 'quantize_int8_torchao',
@@ -280,6 +280,6 @@ def add_commands(subparsers) -> None:
     p.add_argument("--prune", type=float, default=0.0, help="fraction of linear weights to zero by magnitude (e.g. 0.3)")
     p.add_argument("--engine", choices=list(INT8_ENGINES), default="torchao", help="int8 implementation (default torchao)")
     p.add_argument("--eval-data", help="token shards to evaluate on (default: the ones the checkpoint was trained on)")
-    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    add_overwrite_option(p, "OUT")
     p.set_defaults(func=compress_command)
 

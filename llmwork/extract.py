@@ -12,6 +12,7 @@ from typing import ClassVar
 
 import pandas as pd
 
+from .io import add_overwrite_option
 from . import engine
 from .backend import add_engine_options
 from .clean import (PartitionStep, Pipeline, format_funnel, load_pipeline, null_strings, register_step)
@@ -132,7 +133,7 @@ def add_commands(subparsers):
     p.add_argument("--config", help="pipeline config (YAML or JSON) whose steps run after extraction")
     add_engine_options(p)
     p.add_argument("--partition-size", type=int, default=64_000_000, help="split WARC files larger than this many bytes by record offsets")
-    p.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
+    add_overwrite_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=extract_command)
     return p

@@ -21,6 +21,7 @@ import pyarrow as pa
 
 import functools
 
+from .io import add_overwrite_option
 from . import engine
 from .backend import add_engine_options, is_gpu_frame, to_pandas
 from .engine import GpuCall
@@ -1255,6 +1256,6 @@ def add_commands(subparsers):
     p.add_argument("--text-col", default="text", help="text column (default: text)")
     p.add_argument("--id-col", default="id", help="id column (default: id; generated when absent)")
     add_engine_options(p)
-    p.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
+    add_overwrite_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=dedup_command)

@@ -36,7 +36,7 @@ from .backend import is_gpu_frame, log, resolve_backend, to_backend, to_pandas
 __all__ = ['ON_ERROR', 'FORMATS', 'COMPRESSIONS', 'MANIFEST', 'CorpusError', 'CorpusFile', 'file_format', 'expand_paths',
            'generated_ids', 'read_jsonl', 'read_csv', 'read_parquet_file', 'check_file', 'read_file', 'gpu_calls',
            'read_file_gpu', 'read_corpus', 'parquet_write_options', 'dataset_manifest', 'read_manifest', 'write_corpus',
-           'atomic_file', 'sample_corpus_path', 'read_sample_corpus']
+           'atomic_file', 'add_overwrite_option', 'sample_corpus_path', 'read_sample_corpus']
 
 # %% ../nbs/01_io.ipynb #cell-006
 class CorpusError(ValueError):
@@ -494,6 +494,10 @@ def atomic_file(path, mode: str = "wb"):
     except BaseException:
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
         raise
+
+def add_overwrite_option(parser, what: str = "OUT_DIR") -> None:
+    "The `--overwrite` flag of a command that writes `what`: without it an existing output is refused, never replaced."
+    parser.add_argument("--overwrite", action="store_true", help=f"replace {what} if it exists")
 
 # %% ../nbs/01_io.ipynb #cell-038
 def sample_corpus_path() -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from .io import add_overwrite_option
 from .backend import add_engine_options, close_client, get_client, to_pandas
 from .models import BPETokenizer, ByteTokenizer, pack_tokens, train_bpe_tokenizer, GPT_PRESETS
 from .train import (RankContext, TrainConfig, get_strategy, latest_checkpoint, list_checkpoints,
@@ -456,7 +457,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints (default 100)")
     p.add_argument("--eval-every", type=int, default=100, help="steps between eval losses (default 100)")
     p.add_argument("--resume", action="store_true", help="continue the run in OUT_DIR from its newest checkpoint")
-    p.add_argument("--overwrite", action="store_true", help="start over in an OUT_DIR that already has checkpoints")
+    add_overwrite_option(p, "an earlier run in OUT_DIR (starting over)")
     add_engine_options(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=train_command)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from . import engine
 from .backend import to_pandas
-from .io import CorpusError, read_corpus, write_corpus
+from .io import CorpusError, add_overwrite_option, read_corpus, write_corpus
 
 # %% auto #0
 __all__ = ['count_tokens', 'plan_source', 'mix', 'parse_sources', 'mix_command', 'add_commands']
@@ -140,7 +140,7 @@ def add_commands(subparsers):
     p.add_argument("sources", nargs="+", metavar="SOURCE=WEIGHT", help="sources and weights, then OUT_DIR last")
     p.add_argument("--tokens", type=int, required=True, help="token budget (whitespace words)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
+    add_overwrite_option(p)
     def run(args):
         if len(args.sources) < 2: raise ValueError("mix needs SOURCE=WEIGHT ... OUT_DIR, e.g. llmwork mix web/kept=3 books/kept=1 mixed/ --tokens 1000000")
         args.sources, args.out_dir = args.sources[:-1], args.sources[-1]

@@ -20,6 +20,8 @@ import plotly.graph_objects as go
 import plotly.offline
 from plotly.subplots import make_subplots
 
+from .io import add_overwrite_option
+
 # %% auto #0
 __all__ = ['MAP_METHODS', 'CLUSTER_COLOURS', 'MAX_LEGEND_CLUSTERS', 'FIGURE_CONFIG', 'FILLER_WORDS', 'EPS_GRID', 'hover_text',
            'sample_indices', 'pca_2d', 'map_2d', 'cluster_map', 'cluster_sizes', 'read_report', 'cleaning_funnel',
@@ -664,5 +666,5 @@ def add_commands(subparsers):
     p.add_argument("--text-col", default="text", help="column holding the text (default: text)")
     add_engine_options(p)
     p.add_argument("--n-workers", type=int, default=None, help="local Dask workers (default: cores, at most 4)")
-    p.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
+    add_overwrite_option(p)
     p.set_defaults(func=cluster_command)

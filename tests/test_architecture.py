@@ -124,7 +124,7 @@ def test_modules_use_only_each_others_public_names():
 
 
 def test_shared_options_mean_one_thing_everywhere():
-    "--backend, --scheduler and --overwrite: one help text each across every command that has them."
+    "--backend and --scheduler: one help text each across every command; --overwrite: one phrasing (what it replaces differs)."
     import argparse
     from llmwork.cli import build_parser
     parser = build_parser()
@@ -132,7 +132,9 @@ def test_shared_options_mean_one_thing_everywhere():
     helps = defaultdict(set)
     for name, sub in commands.items():
         for action in sub._actions:
-            for option in ("--backend", "--scheduler"):
+            for option in ("--backend", "--scheduler", "--overwrite"):
                 if option in action.option_strings: helps[option].add(action.help)
+    overwrite = helps.pop("--overwrite")
     assert {k: len(v) for k, v in helps.items()} == {"--backend": 1, "--scheduler": 1}, dict(helps)
+    assert len(overwrite) > 3 and all(h.startswith("replace ") and h.endswith(" if it exists") for h in overwrite), overwrite
     assert "'local'" in next(iter(helps["--scheduler"]))
