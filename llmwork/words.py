@@ -34,7 +34,9 @@ LINE_BREAK = r"\r\n|[\n\r\x{0b}\x{0c}\x{1c}-\x{1e}\x{85}\x{2028}\x{2029}]"
 _LETTER, _ALNUM = r"\pL\pM", r"\pL\pM\pN"
 # spaCy's prefix and suffix punctuation (LIST_PUNCT, LIST_QUOTES, currency and a few dashes), as one class
 _EDGE = r"""…,:;¿؟¡<>_#&。？！，、；：～·।،۔؛٪!?()\[\]{}*'"”“`‘´’‚„»«「」『』（）〔〕【】《》〈〉⟦⟧§%=—–$£€¥฿₽₴₹₩"""
-_PREFIX_RUN = rf"(?:\.\.+|[{_EDGE}])*"
+# and its currencies of more than one character, whole ("US$5" -> "US$" "5"; "NZ$7" is none of them)
+_CURRENCY_PREFIX = _alternation([c for c in _SPACY["currency"] if len(c) > 1])
+_PREFIX_RUN = rf"(?:\.\.+|{_CURRENCY_PREFIX}|[{_EDGE}])*"
 # spaCy strips "§ % = $ £ ..." only as prefixes; after a number "%" and currencies split off as units
 _SUFFIX_EDGE = _EDGE.replace("§%=", "").replace("$£€¥฿₽₴₹₩", "")
 _SUFFIX_RUN = rf"(?:['’][sS]|\.\.+|[{_SUFFIX_EDGE}.])*"
@@ -59,7 +61,8 @@ _URL = (rf"^(?:and/or|w/o)$|{_URL_HEAD}(?:(?:[1-9]\p{{Nd}}?|1\p{{Nd}}\p{{Nd}}|2[
 _PRIVATE_IP = rf"{_URL_HEAD}(?:(?:10|127)(?:\.\p{{Nd}}{{1,3}}){{3}}|(?:169\.254|192\.168)(?:\.\p{{Nd}}{{1,3}}){{2}}|172\.(?:1[6-9]|2\p{{Nd}}|3[0-1])(?:\.\p{{Nd}}{{1,3}}){{2}})"
 _INFIXES = (  # (pattern, replacement): spaCy's English infixes, applied twice to catch overlapping matches
     (r"([0-9])([+\-*^])([0-9]|-)", r"\1 \2 \3"),
-    (r"(^|[^\pL\pN])(\p{Ll}\.)(\p{Lu})", r"\1\2 \3"),  # a lowercase letter keeps its period: "i.MX" -> "i." "MX"
+    # a lowercase letter alone (at the start, or after an infix) keeps its period: "i.MX" -> "i." "MX", "C.a.R" does not
+    (r"(^|[-–—~:<>=/,])(\p{Ll}\.)(\p{Lu})", r"\1\2 \3"),
     (r"(\p{Ll})(\.)(\p{Lu})", r"\1 \2 \3"),
     (rf"([{_LETTER}]),([{_LETTER}])", r"\1 , \2"),
     (rf"([{_ALNUM}])(---|--|——|[-–—~])([{_LETTER}])", r"\1 \2 \3"),
@@ -73,6 +76,9 @@ _UNIT = rf"^(?P<number>.*?[0-9])(?P<unit>\+|{_alternation(_SPACY['units'] + _SPA
 # spaCy's prefix "+" when no digit follows ("+abc" -> "+ abc", "+1" stays)
 _PLUS = (r"^\+([^0-9]|$)", r"+ \1")
 _EDGE_UNITS = (rf"(['’][sS]|''|\.\.+|[{_EDGE}.])", r" \1 ")
+_PREFIX_UNITS = (rf"({_CURRENCY_PREFIX}|['’][sS]|''|\.\.+|[{_EDGE}.])", r" \1 ")
+# spaCy peels suffixes from the end, so "''s" is "'" "'s", where reading from the left would take "''" first
+_QUOTE_S = (r"(['’])(['’][sS])$", r"\1 \2")
 # spaCy's special cases that contain punctuation are matched again on the finished tokens of a chunk and merged:
 # ") :" -> "):" (as in `assertWarns(Warning):`), "m ." -> "m." (as in "$69.4m."), "10a.m ." -> "10 a.m."
 _MERGES = _SPACY["merges"]
@@ -145,8 +151,8 @@ def split_chunk(chunks):
     special = engine.contains(core, r"[^\pL\pM]|^[Cc]annot$")
     core = core.mask(special, split_core(core[special]))
     has_pre, has_suf = pre.str.len() > 0, suf.str.len() > 0
-    pre = pre.mask(has_pre, engine.replace(pre[has_pre], *_EDGE_UNITS))
-    suf = suf.mask(has_suf, engine.replace(suf[has_suf], *_EDGE_UNITS))
+    pre = pre.mask(has_pre, engine.replace(pre[has_pre], *_PREFIX_UNITS))
+    suf = suf.mask(has_suf, engine.replace(engine.replace(suf[has_suf], *_QUOTE_S), *_EDGE_UNITS))
     joined = (pre + " " + core + " " + suf).where(~emoticon, chunks)
     several = (has_pre | has_suf | core.str.contains(" ", regex=False)) & ~emoticon
     if not bool(several.any()): return joined

@@ -315,7 +315,9 @@ CAUSES = {"uncased_final_period": ("کنید.", ["کنید", "."]), "emoticon": 
           "emoticon_wink": ("f(x;)", ["f(x", ";)"]), "unit_merge": ("$69.4m.", ["$", "69.4", "m."]),
           "unit_km_h": ("80km/h", ["80", "km/h"]), "unit_cyrillic": ("5км", ["5", "км"]),
           "url_uppercase_domain": ("Https://Example.Com/Docs", ["Https://Example", ".", "Com", "/", "Docs"]),
-          "url_lowercase_domain": ("https://example.com/docs", ["https://example.com/docs"]), "plus": ("+abc", ["+", "abc"])}
+          "url_lowercase_domain": ("https://example.com/docs", ["https://example.com/docs"]), "plus": ("+abc", ["+", "abc"]),
+          "currency_prefix": ("US$5", ["US$", "5"]), "lowercase_period": ("C.a.R.", ["C.a", ".", "R."]),
+          "quote_s": ("jgm''s", ["jgm", "'", "'s"])}
 
 
 @pytest.mark.parametrize("cause", list(CAUSES))
