@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .io import add_overwrite_option
 from .backend import add_engine_options, is_gpu_frame, resolve_backend
 # scikit-learn and SciPy are imported where they are used, so that the torch-only parts (and llmwork.cluster's
 # k-means, which imports this module) load on a machine that has numpy and torch but not them
@@ -577,6 +576,7 @@ def add_commands(subparsers):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--text-col", default="text", help="column holding the text (default: text)")
     add_engine_options(p, scheduler=False)
+    from llmwork.io import add_overwrite_option  # io imports dask; embedding must import without it
     add_overwrite_option(p, "the --out-dir folder")
     p.set_defaults(func=embed_command)
 

@@ -22,7 +22,7 @@ def test_demo_runs_every_stage_and_reconciles(tmp_path):
             dst.write(line)
     out = tmp_path / "demo"
     run = subprocess.run([LLMWORK, "demo", "--input", str(corpus), "--out-dir", str(out), "--k", "5",
-                          "--train-seconds", "30", "--quiet"], capture_output=True, text=True, timeout=900)
+                          "--train-seconds", "60", "--quiet"], capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "kept " in run.stdout and "fuzzy_dedup" in run.stdout and "Sample (gpt-tiny" in run.stdout
     report = json.loads((out / "clean" / "report.json").read_text())
@@ -45,7 +45,8 @@ def test_demo_runs_every_stage_and_reconciles(tmp_path):
     vocabulary = {w.lower() for t in kept.text for w in re.findall(r"[^\W\d_]+", t)}
     words = [w.lower() for w in re.findall(r"[^\W\d_]+", sample["sample"]) if len(w) >= 3]
     share = sum(w in vocabulary for w in words) / len(words) if words else 0.0
-    # on this 1,500-document slice with 30 s of training the model may still mostly emit blank lines; where it says
+    # on this 1,500-document slice with 60 s of training (30 s gave 58% once on a loaded machine: the budget is wall
+    # time) the model may still mostly emit blank lines; where it says
     # five words or more, most must be real (the full demo's share, 86% when measured, is in the README)
     if len(words) >= 5: assert share >= 0.6, (share, sample["sample"])
     printed = re.search(r"Known words: (\d+)% of the sample's (\d+) words of 3\+ letters occur in the training corpus", run.stdout)
